@@ -1,0 +1,160 @@
+//! The `llm2vec` command: a thin front over the `llm2vec` library.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use llm2vec::{io, AttentionMode, Encoder, Options, Pooling};
+
+#[derive(Parser)]
+#[command(name = "llm2vec", version, about = "Text embeddings from decoder-only LLMs, the LLM2Vec way")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Encode texts from a file into embeddings (.npy or .jsonl).
+    Encode(EncodeArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Attention {
+    Bidirectional,
+    Causal,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Precision {
+    F32,
+    Bf16,
+    F16,
+}
+
+#[derive(Args)]
+struct ModelArgs {
+    /// Model: a short name, a Hugging Face directory, a .gguf file or a hub id (cached).
+    #[arg(long, default_value = llm2vec::load::DEFAULT_MODEL)]
+    model: String,
+    /// PEFT LoRA adapter directory; repeat to stack adapters, merged in order.
+    #[arg(long = "adapter")]
+    adapters: Vec<PathBuf>,
+    #[arg(long, value_enum, default_value = "bidirectional")]
+    attention: Attention,
+    /// mean, weighted_mean, eos_token, last_token or bos_token (default: the model's llm2vec_config.json, else mean).
+    #[arg(long)]
+    pooling: Option<Pooling>,
+    /// Maximum tokens per input (default 512).
+    #[arg(long)]
+    max_length: Option<usize>,
+    /// Maximum tokens of the text part, cut word by word (default 400).
+    #[arg(long)]
+    doc_max_length: Option<usize>,
+    /// Pool over the instruction tokens too.
+    #[arg(long)]
+    include_instruction: bool,
+    /// L2-normalise the embeddings.
+    #[arg(long)]
+    normalize: bool,
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+    /// CPU threads for matrix products (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    #[arg(long, value_enum, default_value = "f32")]
+    dtype: Precision,
+    /// cpu, or cuda / cuda:N with the `cuda` feature.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+}
+
+#[derive(Args)]
+struct EncodeArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Instruction for every input that names none (attended to, not pooled).
+    #[arg(long, default_value = "")]
+    instruction: String,
+    /// Text file (one text per line) or JSONL (`{"text": ..., "instruction": ...}`).
+    #[arg(long)]
+    input: PathBuf,
+    /// Output file: .npy (float32 rows in input order) or .jsonl.
+    #[arg(long)]
+    output: PathBuf,
+}
+
+fn main() {
+    if let Err(e) = run(Cli::parse()) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Encode(args) => encode(args),
+    }
+}
+
+fn encoder(args: &ModelArgs) -> Result<Encoder> {
+    if let Some(n) = args.threads {
+        llm2vec::set_num_threads(n);
+    }
+    let options = Options {
+        adapters: args.adapters.clone(),
+        pooling: args.pooling,
+        max_length: args.max_length,
+        doc_max_length: args.doc_max_length,
+        skip_instruction: args.include_instruction.then_some(false),
+        attention: match args.attention {
+            Attention::Bidirectional => AttentionMode::Bidirectional,
+            Attention::Causal => AttentionMode::Causal,
+        },
+        normalize: args.normalize,
+        batch_size: args.batch_size,
+        dtype: match args.dtype {
+            Precision::F32 => llm2vec::DType::F32,
+            Precision::Bf16 => llm2vec::DType::BF16,
+            Precision::F16 => llm2vec::DType::F16,
+        },
+        device: device(&args.device)?,
+    };
+    Encoder::from_pretrained(&args.model, options).with_context(|| format!("loading model `{}`", args.model))
+}
+
+fn device(spec: &str) -> Result<llm2vec::Device> {
+    match spec.split_once(':').unwrap_or((spec, "0")) {
+        ("cpu", _) => Ok(llm2vec::Device::Cpu),
+        ("cuda", n) => {
+            let ordinal: usize = n.parse().with_context(|| format!("device `{spec}`: bad ordinal"))?;
+            Ok(llm2vec::Device::new_cuda(ordinal)?)
+        }
+        _ => bail!("device `{spec}`: expected cpu, cuda or cuda:N"),
+    }
+}
+
+fn encode(args: EncodeArgs) -> Result<()> {
+    let inputs = io::read_inputs(&args.input, &args.instruction)?;
+    let encoder = encoder(&args.model)?;
+    let start = std::time::Instant::now();
+    let embeddings = encoder.encode(&inputs)?;
+    if let Some(&first) = embeddings.truncated.first() {
+        eprintln!(
+            "note: {} input(s) longer than max_length {} were truncated (first: line {})",
+            embeddings.truncated.len(),
+            encoder.settings().max_length,
+            first + 1
+        );
+    }
+    io::write_embeddings(&args.output, &embeddings)?;
+    eprintln!(
+        "encoded {} inputs ({} tokens, dim {}) in {:.2}s -> {}",
+        embeddings.rows,
+        embeddings.tokens,
+        embeddings.dim,
+        start.elapsed().as_secs_f64(),
+        args.output.display()
+    );
+    Ok(())
+}

@@ -1,0 +1,233 @@
+//! The encoder: the library's equivalent of the reference's `LLM2Vec.from_pretrained(...)` and
+//! `encode([[instruction, text], ...])`, with length-sorted batching and results in input order.
+
+use std::path::PathBuf;
+
+use candle_core::{DType, Device, Tensor};
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+use crate::load::{self, adapter::Adapter};
+use crate::model::{AttentionMode, Backbone};
+use crate::pool::{self, Pooling};
+use crate::tokenize::{TextTokenizer, TokenizeOptions, Tokenized};
+
+/// How to load and run the encoder. `None` fields take the model's `llm2vec_config.json`, then the defaults.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub adapters: Vec<PathBuf>,
+    pub pooling: Option<Pooling>,
+    pub max_length: Option<usize>,
+    pub doc_max_length: Option<usize>,
+    pub skip_instruction: Option<bool>,
+    pub attention: AttentionMode,
+    pub normalize: bool,
+    pub batch_size: usize,
+    pub dtype: DType,
+    pub device: Device,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            adapters: Vec::new(),
+            pooling: None,
+            max_length: None,
+            doc_max_length: None,
+            skip_instruction: None,
+            attention: AttentionMode::Bidirectional,
+            normalize: false,
+            batch_size: 32,
+            dtype: DType::F32,
+            device: Device::Cpu,
+        }
+    }
+}
+
+/// Settings in force after merging options, `llm2vec_config.json` and defaults.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub pooling: Pooling,
+    pub max_length: usize,
+    pub doc_max_length: usize,
+    pub skip_instruction: bool,
+    pub attention: AttentionMode,
+    pub normalize: bool,
+    pub batch_size: usize,
+}
+
+/// One input: an instruction (attended to, not pooled; may be empty) and the text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Input {
+    pub instruction: String,
+    pub text: String,
+}
+
+impl Input {
+    pub fn new(instruction: impl Into<String>, text: impl Into<String>) -> Self {
+        Self { instruction: instruction.into(), text: text.into() }
+    }
+
+    pub fn text(text: impl Into<String>) -> Self {
+        Self::new("", text)
+    }
+}
+
+/// Embeddings of a batch of inputs, one row each, in input order.
+#[derive(Debug, Clone)]
+pub struct Embeddings {
+    pub data: Vec<f32>,
+    pub rows: usize,
+    pub dim: usize,
+    /// Tokens run through the model (padding excluded).
+    pub tokens: usize,
+    /// Indices of inputs cut to max_length.
+    pub truncated: Vec<usize>,
+}
+
+impl Embeddings {
+    pub fn row(&self, i: usize) -> &[f32] {
+        &self.data[i * self.dim..(i + 1) * self.dim]
+    }
+}
+
+/// A decoder-only model turned into a text encoder.
+pub struct Encoder {
+    backbone: Box<dyn Backbone>,
+    tokenizer: TextTokenizer,
+    settings: Settings,
+    model_type: String,
+}
+
+impl Encoder {
+    /// Loads `model` (short name, directory, `.gguf` file or hub id), merges `options.adapters` in order.
+    pub fn from_pretrained(model: &str, options: Options) -> Result<Self> {
+        let mut loaded = load::load(model, &options.device)?;
+        let mut llm2vec_config = loaded.llm2vec_config.take();
+        for dir in &options.adapters {
+            Adapter::load(dir)?.merge_into(&mut loaded.weights)?;
+            let path = dir.join("llm2vec_config.json");
+            if path.exists() {
+                llm2vec_config = Some(load::read_json(&path)?);
+            }
+        }
+        let settings = settings(&options, llm2vec_config.as_ref())?;
+        let backbone = loaded.config.build(&loaded.weights, options.dtype, &options.device)?;
+        Ok(Self { backbone, tokenizer: loaded.tokenizer, settings, model_type: loaded.config.model_type().to_string() })
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    pub fn model_type(&self) -> &str {
+        &self.model_type
+    }
+
+    pub fn dim(&self) -> usize {
+        self.backbone.hidden_size()
+    }
+
+    pub fn tokenizer(&self) -> &TextTokenizer {
+        &self.tokenizer
+    }
+
+    pub fn backbone(&self) -> &dyn Backbone {
+        self.backbone.as_ref()
+    }
+
+    /// Tokenizes one input as `encode` would.
+    pub fn tokenize(&self, input: &Input) -> Result<Tokenized> {
+        if input.text.trim().is_empty() {
+            return Err(Error::Input("empty text".into()));
+        }
+        let opts = TokenizeOptions {
+            max_length: self.settings.max_length,
+            doc_max_length: self.settings.doc_max_length,
+            append_eos: self.settings.pooling == Pooling::EosToken,
+        };
+        let text = self.tokenizer.shorten_document(&input.text, &opts)?;
+        self.tokenizer.tokenize(&input.instruction, &text, &opts)
+    }
+
+    /// Encodes inputs in length-sorted batches; rows come back in input order.
+    pub fn encode(&self, inputs: &[Input]) -> Result<Embeddings> {
+        let tokenized = inputs
+            .iter()
+            .enumerate()
+            .map(|(i, input)| self.tokenize(input).map_err(|e| Error::Input(format!("input {}: {e}", i + 1))))
+            .collect::<Result<Vec<_>>>()?;
+        let mut order: Vec<usize> = (0..inputs.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(tokenized[i].ids.len()));
+        let dim = self.dim();
+        let mut data = vec![0f32; inputs.len() * dim];
+        for batch in order.chunks(self.settings.batch_size.max(1)) {
+            let items: Vec<&Tokenized> = batch.iter().map(|&i| &tokenized[i]).collect();
+            let rows = self.encode_batch(&items).map_err(|e| match e {
+                Error::Input(msg) => Error::Input(format!("input {}: {msg}", batch[0] + 1)),
+                other => other,
+            })?;
+            for (k, &i) in batch.iter().enumerate() {
+                data[i * dim..(i + 1) * dim].copy_from_slice(&rows[k * dim..(k + 1) * dim]);
+            }
+        }
+        Ok(Embeddings {
+            data,
+            rows: inputs.len(),
+            dim,
+            tokens: tokenized.iter().map(|t| t.ids.len()).sum(),
+            truncated: (0..inputs.len()).filter(|&i| tokenized[i].truncated).collect(),
+        })
+    }
+
+    /// Runs one batch of tokenized inputs and returns the pooled rows, flattened.
+    pub fn encode_batch(&self, items: &[&Tokenized]) -> Result<Vec<f32>> {
+        let device = self.backbone.device();
+        let seq_len = items.iter().map(|t| t.ids.len()).max().unwrap_or(0);
+        let lengths: Vec<usize> = items.iter().map(|t| t.ids.len()).collect();
+        let mut ids = Vec::with_capacity(items.len() * seq_len);
+        let mut weights = Vec::with_capacity(items.len() * seq_len);
+        for t in items {
+            ids.extend(t.ids.iter().copied().chain(std::iter::repeat(0).take(seq_len - t.ids.len())));
+            weights.extend(pool::weights(self.settings.pooling, t, self.settings.skip_instruction, self.tokenizer.bos_id(), seq_len)?);
+        }
+        let ids = Tensor::from_vec(ids, (items.len(), seq_len), device)?;
+        let hidden = self.backbone.forward(&ids, &lengths, self.settings.attention)?;
+        let mut pooled = pool::pool(&hidden, weights)?;
+        if self.settings.normalize {
+            pooled = pool::normalize(&pooled)?;
+        }
+        Ok(pooled.to_device(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?)
+    }
+}
+
+fn settings(options: &Options, llm2vec_config: Option<&Value>) -> Result<Settings> {
+    let field = |key: &str| llm2vec_config.and_then(|c| c.get(key)).filter(|v| !v.is_null());
+    let usize_field = |key: &str| field(key).and_then(Value::as_u64).map(|v| v as usize);
+    let pooling = match (options.pooling, field("pooling_mode").and_then(Value::as_str)) {
+        (Some(p), _) => p,
+        (None, Some(name)) => name.parse()?,
+        (None, None) => Pooling::Mean,
+    };
+    let settings = Settings {
+        pooling,
+        max_length: options.max_length.or_else(|| usize_field("max_length")).unwrap_or(512),
+        doc_max_length: options.doc_max_length.or_else(|| usize_field("doc_max_length")).unwrap_or(400),
+        skip_instruction: options
+            .skip_instruction
+            .or_else(|| field("skip_instruction").and_then(Value::as_bool))
+            .unwrap_or(true),
+        attention: options.attention,
+        normalize: options.normalize,
+        batch_size: options.batch_size,
+    };
+    if settings.max_length < 2 {
+        return Err(Error::Input(format!("max_length must be at least 2, got {}", settings.max_length)));
+    }
+    Ok(settings)
+}
+
+/// Sets the number of CPU threads used for matrix products (call before the first encode).
+pub fn set_num_threads(n: usize) {
+    std::env::set_var("RAYON_NUM_THREADS", n.max(1).to_string());
+}

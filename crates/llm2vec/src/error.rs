@@ -1,0 +1,52 @@
+//! The library's error type: every failure says what went wrong and where (file, field, line).
+
+use std::path::PathBuf;
+
+/// Errors raised while loading models, tokenizing, encoding or reading inputs.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: invalid JSON: {source}")]
+    Json {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("{path}: {msg}")]
+    Format { path: PathBuf, msg: String },
+    #[error("{path}: field `{field}`: {msg}")]
+    Config { path: PathBuf, field: String, msg: String },
+    #[error("unsupported architecture `{found}` in {path}; supported: {supported}")]
+    UnsupportedArchitecture { path: PathBuf, found: String, supported: String },
+    #[error("{path}: tensor `{name}`: {msg}")]
+    Weight { path: PathBuf, name: String, msg: String },
+    #[error("model not found: {0}")]
+    ModelNotFound(String),
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
+    #[error("invalid input: {0}")]
+    Input(String),
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io { path: path.into(), source }
+    }
+
+    pub(crate) fn format(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {
+        Error::Format { path: path.into(), msg: msg.into() }
+    }
+
+    pub(crate) fn weight(path: impl Into<PathBuf>, name: &str, msg: impl Into<String>) -> Self {
+        Error::Weight { path: path.into(), name: name.to_string(), msg: msg.into() }
+    }
+}

@@ -1,0 +1,18 @@
+//! llm2vec: decoder-only LLMs as text encoders (LLM2Vec), natively in Rust.
+//!
+//! Data flow: [`load`] (model files, GGUF, adapters) -> [`tokenize`] (instruction/text boundary)
+//! -> [`model`] (bidirectional or causal transformer) -> [`pool`] -> embeddings, driven by [`Encoder`].
+
+pub mod encoder;
+pub mod error;
+pub mod io;
+pub mod load;
+pub mod model;
+pub mod pool;
+pub mod tokenize;
+
+pub use encoder::{set_num_threads, Embeddings, Encoder, Input, Options, Settings};
+pub use error::{Error, Result};
+pub use model::AttentionMode;
+pub use pool::Pooling;
+pub use candle_core::{DType, Device};

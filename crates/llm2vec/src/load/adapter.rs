@@ -1,0 +1,150 @@
+//! PEFT LoRA adapters (adapter_config.json + adapter_model.safetensors): read, check against the
+//! base weights, and merge `W += scale * B A` into them. Several adapters merge in order.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor};
+use serde::Deserialize;
+
+use super::weights::{read_safetensors, Weights};
+use crate::error::{Error, Result};
+
+/// The fields of `adapter_config.json` that shape the merge.
+#[derive(Debug, Clone, Deserialize)]
+pub struct AdapterConfig {
+    #[serde(default)]
+    pub peft_type: Option<String>,
+    pub r: usize,
+    pub lora_alpha: f64,
+    #[serde(default)]
+    pub use_rslora: bool,
+    #[serde(default)]
+    pub use_dora: bool,
+    #[serde(default)]
+    pub fan_in_fan_out: bool,
+    #[serde(default)]
+    pub rank_pattern: HashMap<String, usize>,
+    #[serde(default)]
+    pub alpha_pattern: HashMap<String, f64>,
+    #[serde(default)]
+    pub base_model_name_or_path: Option<String>,
+}
+
+/// A LoRA adapter: per target module, its A `[r, in]` and B `[out, r]` matrices.
+pub struct Adapter {
+    pub config: AdapterConfig,
+    dir: PathBuf,
+    pairs: HashMap<String, (Tensor, Tensor)>,
+}
+
+impl Adapter {
+    pub fn load(dir: &Path) -> Result<Self> {
+        let config_path = dir.join("adapter_config.json");
+        let text = std::fs::read_to_string(&config_path).map_err(|e| Error::io(&config_path, e))?;
+        let config: AdapterConfig =
+            serde_json::from_str(&text).map_err(|source| Error::Json { path: config_path.clone(), source })?;
+        let unsupported = |field: &str, msg: &str| Error::Config { path: config_path.clone(), field: field.into(), msg: msg.into() };
+        if config.peft_type.as_deref().is_some_and(|t| t != "LORA") {
+            return Err(unsupported("peft_type", "only LORA adapters are supported"));
+        }
+        if config.use_dora {
+            return Err(unsupported("use_dora", "DoRA adapters are not supported"));
+        }
+        let weights_path = dir.join("adapter_model.safetensors");
+        if !weights_path.exists() && dir.join("adapter_model.bin").exists() {
+            return Err(Error::format(dir, "adapter_model.bin (pickle) is not supported; save the adapter as safetensors"));
+        }
+        let tensors = read_safetensors(&weights_path, &Device::Cpu)?;
+        let pairs = pair_tensors(tensors, &weights_path)?;
+        Ok(Self { config, dir: dir.to_path_buf(), pairs })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn scale(&self, module: &str) -> f64 {
+        let r = pattern_value(&self.config.rank_pattern, module).unwrap_or(self.config.r) as f64;
+        let alpha = pattern_value(&self.config.alpha_pattern, module).unwrap_or(self.config.lora_alpha);
+        if self.config.use_rslora {
+            alpha / r.sqrt()
+        } else {
+            alpha / r
+        }
+    }
+
+    /// Adds `scale * B A` to each target weight of `base` (kept in f32).
+    pub fn merge_into(&self, base: &mut Weights) -> Result<()> {
+        let weights_path = self.dir.join("adapter_model.safetensors");
+        for (module, (a, b)) in &self.pairs {
+            let name = format!("{module}.weight");
+            let w = base.get_any(&name).map_err(|_| {
+                Error::weight(&weights_path, &name, "the adapter targets a module the base model does not have (an adapter for another base model?)")
+            })?;
+            let (a, b) = (a.to_dtype(DType::F32)?.to_device(w.device())?, b.to_dtype(DType::F32)?.to_device(w.device())?);
+            let delta = (b.matmul(&a)? * self.scale(module))?;
+            let delta = if self.config.fan_in_fan_out { delta.t()? } else { delta };
+            if delta.dims() != w.dims() {
+                return Err(Error::weight(
+                    &weights_path,
+                    &name,
+                    format!("adapter update has shape {:?} but the base weight is {:?} (an adapter for another base model?)", delta.dims(), w.dims()),
+                ));
+            }
+            let merged = (w.to_dtype(DType::F32)? + delta)?;
+            base.insert(name, merged);
+        }
+        Ok(())
+    }
+}
+
+/// A per-module override from PEFT's `rank_pattern` / `alpha_pattern` (keys match a module name's suffix).
+fn pattern_value<T: Copy>(pattern: &HashMap<String, T>, module: &str) -> Option<T> {
+    pattern.iter().find(|(k, _)| module == k.as_str() || module.ends_with(&format!(".{k}"))).map(|(_, v)| *v)
+}
+
+/// Groups `...<module>.lora_A.weight` / `lora_B.weight` into pairs under Hugging Face module names.
+fn pair_tensors(tensors: HashMap<String, Tensor>, path: &Path) -> Result<HashMap<String, (Tensor, Tensor)>> {
+    let mut a_parts = HashMap::new();
+    let mut b_parts = HashMap::new();
+    for (key, t) in tensors {
+        let (module, is_a) = if let Some(m) = key.strip_suffix(".lora_A.weight") {
+            (m, true)
+        } else if let Some(m) = key.strip_suffix(".lora_B.weight") {
+            (m, false)
+        } else {
+            return Err(Error::weight(path, &key, "not a LoRA A/B matrix (only LoRA on linear layers is supported)"));
+        };
+        let module = hf_module_name(module);
+        if is_a {
+            a_parts.insert(module, t);
+        } else {
+            b_parts.insert(module, t);
+        }
+    }
+    let mut pairs = HashMap::new();
+    for (module, a) in a_parts {
+        let b = b_parts.remove(&module).ok_or_else(|| Error::weight(path, &module, "lora_A without lora_B"))?;
+        let (r_a, r_b) = (a.dim(0)?, b.dim(1)?);
+        if a.rank() != 2 || b.rank() != 2 || r_a != r_b {
+            return Err(Error::weight(path, &module, format!("lora_A {:?} and lora_B {:?} do not fit together", a.dims(), b.dims())));
+        }
+        pairs.insert(module, (a, b));
+    }
+    if let Some(module) = b_parts.keys().next() {
+        return Err(Error::weight(path, module, "lora_B without lora_A"));
+    }
+    Ok(pairs)
+}
+
+/// PEFT names modules `base_model.model.<path>`, where `<path>` starts at the wrapped model: `model.layers...`
+/// for a causal-LM class, `layers...` for a bare model class. Both map to `model.layers...`.
+fn hf_module_name(peft_name: &str) -> String {
+    let inner = peft_name.strip_prefix("base_model.model.").unwrap_or(peft_name);
+    if inner.starts_with("model.") {
+        inner.to_string()
+    } else {
+        format!("model.{inner}")
+    }
+}

@@ -1,0 +1,170 @@
+//! Loading: model sources (directories, GGUF files, short names, hub ids), configs, weights and adapters.
+
+pub mod adapter;
+pub mod gguf;
+pub mod hub;
+pub mod weights;
+
+use std::path::{Path, PathBuf};
+
+use candle_core::Device;
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+use crate::model::Config;
+use crate::tokenize::TextTokenizer;
+use weights::Weights;
+
+/// Short names that stand for models placed by this repository's fetch scripts.
+pub const SHORT_NAMES: &[(&str, &str, &str)] = &[(
+    "smollm2-135m-instruct",
+    "SmolLM2-135M-Instruct.Q4_1.gguf",
+    "scripts/fetch-default-model.sh",
+)];
+
+/// The model used when none is named.
+pub const DEFAULT_MODEL: &str = "smollm2-135m-instruct";
+
+/// Where fetched models live: `$LLM2VEC_MODELS_DIR`, else `$XDG_CACHE_HOME/llm2vec/models`, else `~/.cache/llm2vec/models`.
+pub fn models_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("LLM2VEC_MODELS_DIR") {
+        return dir.into();
+    }
+    cache_home().join("llm2vec").join("models")
+}
+
+pub(crate) fn cache_home() -> PathBuf {
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from(".cache"))
+}
+
+/// A model ready to build: config, weights under Hugging Face names, tokenizer and LLM2Vec settings.
+pub struct Loaded {
+    pub config: Config,
+    pub weights: Weights,
+    pub tokenizer: TextTokenizer,
+    /// The name the reference keys its chat templates on (`_name_or_path`).
+    pub name_or_path: String,
+    /// `llm2vec_config.json` of the model directory, if any.
+    pub llm2vec_config: Option<Value>,
+}
+
+/// Resolves `spec` (short name, `.gguf` file, model directory or hub id) and reads the model.
+pub fn load(spec: &str, device: &Device) -> Result<Loaded> {
+    let path = resolve(spec)?;
+    if path.is_file() {
+        load_gguf(&path, spec, device)
+    } else {
+        load_dir(&path, spec, device)
+    }
+}
+
+/// The local path of a model: a file or directory as given, a short name's file, or a hub snapshot.
+pub fn resolve(spec: &str) -> Result<PathBuf> {
+    if let Some((name, file, script)) = SHORT_NAMES.iter().find(|(n, _, _)| *n == spec) {
+        let path = models_dir().join(file);
+        return if path.is_file() {
+            Ok(path)
+        } else {
+            Err(Error::ModelNotFound(format!("`{name}` expects {}; run {script} to fetch it", path.display())))
+        };
+    }
+    let path = Path::new(spec);
+    if path.exists() {
+        return Ok(path.to_path_buf());
+    }
+    if hub::looks_like_repo_id(spec) {
+        return hub::snapshot(spec);
+    }
+    Err(Error::ModelNotFound(format!(
+        "`{spec}` is not a file, a directory, a short name ({}) or a hub id (org/name)",
+        SHORT_NAMES.iter().map(|s| s.0).collect::<Vec<_>>().join(", ")
+    )))
+}
+
+fn load_gguf(path: &Path, spec: &str, device: &Device) -> Result<Loaded> {
+    let g = gguf::load(path, device)?;
+    let config = Config::from_json(&g.config, path)?;
+    let (bos, eos) = (id_field(&g.config, "bos_token_id"), id_field(&g.config, "eos_token_id"));
+    let name = g.config.get("_name_or_path").and_then(Value::as_str).unwrap_or(spec).to_string();
+    Ok(Loaded {
+        config,
+        weights: Weights::new(g.tensors, path),
+        tokenizer: TextTokenizer::new(g.tokenizer, bos, eos, &name)?,
+        name_or_path: name,
+        llm2vec_config: None,
+    })
+}
+
+fn load_dir(dir: &Path, spec: &str, device: &Device) -> Result<Loaded> {
+    let config_path = dir.join("config.json");
+    let config_json = read_json(&config_path)?;
+    let config = Config::from_json(&config_json, &config_path)?;
+    let has_weights = dir.join("model.safetensors").exists() || dir.join("model.safetensors.index.json").exists();
+    let mut weights = if !has_weights && dir.join("adapter_config.json").exists() {
+        adapter_base_weights(dir, device)?
+    } else {
+        Weights::from_dir(dir, device)?
+    };
+    if has_weights && dir.join("adapter_config.json").exists() {
+        adapter::Adapter::load(dir)?.merge_into(&mut weights)?;
+    }
+    let name = config_json
+        .get("_name_or_path")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .unwrap_or(spec)
+        .to_string();
+    let raw_tokenizer = TextTokenizer::load_json(&dir.join("tokenizer.json"))?;
+    let (bos, eos) = special_ids(dir, &config_json, &raw_tokenizer)?;
+    let tokenizer = TextTokenizer::new(raw_tokenizer, bos, eos, &name)?;
+    let llm2vec_path = dir.join("llm2vec_config.json");
+    let llm2vec_config = if llm2vec_path.exists() { Some(read_json(&llm2vec_path)?) } else { None };
+    Ok(Loaded { config, weights, tokenizer, name_or_path: name, llm2vec_config })
+}
+
+/// A directory holding only an adapter (as LLM2Vec's MNTP releases): the base model it names, with the adapter merged.
+fn adapter_base_weights(dir: &Path, device: &Device) -> Result<Weights> {
+    let adapter = adapter::Adapter::load(dir)?;
+    let base = adapter.config.base_model_name_or_path.clone().ok_or_else(|| Error::Config {
+        path: dir.join("adapter_config.json"),
+        field: "base_model_name_or_path".into(),
+        msg: "missing, and the directory has no model weights".into(),
+    })?;
+    let mut weights = Weights::from_dir(&resolve(&base)?, device)?;
+    adapter.merge_into(&mut weights)?;
+    Ok(weights)
+}
+
+pub(crate) fn read_json(path: &Path) -> Result<Value> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    serde_json::from_str(&text).map_err(|source| Error::Json { path: path.into(), source })
+}
+
+fn id_field(json: &Value, key: &str) -> Option<u32> {
+    match json.get(key)? {
+        Value::Number(n) => n.as_u64().map(|v| v as u32),
+        Value::Array(items) => items.first().and_then(Value::as_u64).map(|v| v as u32),
+        _ => None,
+    }
+}
+
+/// BOS and EOS ids: the tokenizer config's token strings first (as the reference's tokenizer), then config.json.
+fn special_ids(dir: &Path, config: &Value, tokenizer: &tokenizers::Tokenizer) -> Result<(Option<u32>, Option<u32>)> {
+    let tok_config_path = dir.join("tokenizer_config.json");
+    let tok_config = if tok_config_path.exists() { Some(read_json(&tok_config_path)?) } else { None };
+    let lookup = |key: &str| -> Option<u32> {
+        let token = match tok_config.as_ref()?.get(key)? {
+            Value::String(s) => s.as_str(),
+            Value::Object(o) => o.get("content")?.as_str()?,
+            _ => return None,
+        };
+        tokenizer.token_to_id(token)
+    };
+    Ok((
+        lookup("bos_token").or_else(|| id_field(config, "bos_token_id")),
+        lookup("eos_token").or_else(|| id_field(config, "eos_token_id")),
+    ))
+}

@@ -1,0 +1,117 @@
+//! Named weight tensors: read from safetensors files (single or sharded) and checked on lookup.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Shape, Tensor};
+
+use crate::error::{Error, Result};
+
+/// A set of named tensors and the file they came from (for error messages).
+pub struct Weights {
+    tensors: HashMap<String, Tensor>,
+    source: PathBuf,
+}
+
+impl Weights {
+    pub fn new(tensors: HashMap<String, Tensor>, source: impl Into<PathBuf>) -> Self {
+        Self { tensors, source: source.into() }
+    }
+
+    /// Reads `model.safetensors` or the shards named by `model.safetensors.index.json` in `dir`.
+    pub fn from_dir(dir: &Path, device: &Device) -> Result<Self> {
+        let single = dir.join("model.safetensors");
+        let index = dir.join("model.safetensors.index.json");
+        let files = if single.exists() {
+            vec![single]
+        } else if index.exists() {
+            shard_files(&index)?
+        } else {
+            return Err(Error::format(dir, "no model.safetensors or model.safetensors.index.json"));
+        };
+        let mut tensors = HashMap::new();
+        for file in &files {
+            tensors.extend(read_safetensors(file, device)?);
+        }
+        Ok(Self::new(tensors, if files.len() == 1 { files[0].clone() } else { index }))
+    }
+
+    pub fn source(&self) -> &Path {
+        &self.source
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.tensors.contains_key(name)
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.tensors.keys().map(String::as_str)
+    }
+
+    /// The tensor `name`, checked against `shape` and converted to `dtype`.
+    pub fn get(&self, name: &str, shape: impl Into<Shape>, dtype: DType) -> Result<Tensor> {
+        let shape = shape.into();
+        let t = self.get_any(name)?;
+        if t.shape() != &shape {
+            return Err(Error::weight(
+                &self.source,
+                name,
+                format!("shape {:?} in the file, the config implies {:?}", t.dims(), shape.dims()),
+            ));
+        }
+        Ok(t.to_dtype(dtype)?)
+    }
+
+    /// The tensor `name` as stored.
+    pub fn get_any(&self, name: &str) -> Result<&Tensor> {
+        self.tensors
+            .get(name)
+            .ok_or_else(|| Error::weight(&self.source, name, "missing"))
+    }
+
+    pub fn insert(&mut self, name: String, tensor: Tensor) {
+        self.tensors.insert(name, tensor);
+    }
+}
+
+fn shard_files(index: &Path) -> Result<Vec<PathBuf>> {
+    let text = std::fs::read_to_string(index).map_err(|e| Error::io(index, e))?;
+    let json: serde_json::Value =
+        serde_json::from_str(&text).map_err(|source| Error::Json { path: index.into(), source })?;
+    let map = json
+        .get("weight_map")
+        .and_then(|m| m.as_object())
+        .ok_or_else(|| Error::format(index, "missing object `weight_map`"))?;
+    let mut names: Vec<&str> = map.values().filter_map(|v| v.as_str()).collect();
+    names.sort_unstable();
+    names.dedup();
+    let dir = index.parent().unwrap_or(Path::new("."));
+    Ok(names.into_iter().map(|n| dir.join(n)).collect())
+}
+
+/// Reads every tensor of one safetensors file; truncated or malformed files give an error naming the file.
+pub fn read_safetensors(path: &Path, device: &Device) -> Result<HashMap<String, Tensor>> {
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    // SAFETY: the map is read-only and dropped before returning; the file is not expected to change meanwhile.
+    let mmap = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
+    parse_safetensors(&mmap, device).map_err(|msg| Error::format(path, msg))
+}
+
+/// Parses safetensors bytes into tensors; errors are plain messages for the caller to place.
+pub fn parse_safetensors(bytes: &[u8], device: &Device) -> std::result::Result<HashMap<String, Tensor>, String> {
+    let st = safetensors::SafeTensors::deserialize(bytes).map_err(|e| format!("invalid safetensors: {e}"))?;
+    let mut out = HashMap::new();
+    for (name, view) in st.tensors() {
+        let dtype = match view.dtype() {
+            safetensors::Dtype::F32 => DType::F32,
+            safetensors::Dtype::F16 => DType::F16,
+            safetensors::Dtype::BF16 => DType::BF16,
+            safetensors::Dtype::F64 => DType::F64,
+            other => return Err(format!("tensor `{name}`: unsupported dtype {other:?}")),
+        };
+        let t = Tensor::from_raw_buffer(view.data(), dtype, view.shape(), device)
+            .map_err(|e| format!("tensor `{name}`: {e}"))?;
+        out.insert(name, t);
+    }
+    Ok(out)
+}

@@ -1,0 +1,219 @@
+//! Building blocks shared by the model families: linear layers, RMSNorm, rotary embeddings,
+//! attention masks and grouped-query attention.
+
+use candle_core::{DType, Device, Module, Tensor, D};
+
+use crate::error::Result;
+use crate::load::weights::Weights;
+
+/// Whether tokens see only earlier tokens (causal) or the whole sequence (bidirectional).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttentionMode {
+    Causal,
+    Bidirectional,
+}
+
+/// `y = x W^T + b`.
+#[derive(Debug, Clone)]
+pub struct Linear {
+    weight: Tensor,
+    bias: Option<Tensor>,
+}
+
+impl Linear {
+    pub fn new(weight: Tensor, bias: Option<Tensor>) -> Self {
+        Self { weight, bias }
+    }
+
+    /// Several projections of the same input fused into one matrix (rows stacked in order).
+    pub fn fused(parts: &[Linear]) -> Result<Self> {
+        let weights: Vec<&Tensor> = parts.iter().map(|p| &p.weight).collect();
+        let bias = if parts.iter().all(|p| p.bias.is_some()) {
+            let biases: Vec<&Tensor> = parts.iter().filter_map(|p| p.bias.as_ref()).collect();
+            Some(Tensor::cat(&biases, 0)?)
+        } else if parts.iter().any(|p| p.bias.is_some()) {
+            let biases = parts
+                .iter()
+                .map(|p| match &p.bias {
+                    Some(b) => Ok(b.clone()),
+                    None => Tensor::zeros(p.weight.dim(0)?, p.weight.dtype(), p.weight.device()),
+                })
+                .collect::<candle_core::Result<Vec<_>>>()?;
+            Some(Tensor::cat(&biases, 0)?)
+        } else {
+            None
+        };
+        Ok(Self { weight: Tensor::cat(&weights, 0)?, bias })
+    }
+
+    pub fn load(w: &Weights, prefix: &str, out: usize, inp: usize, bias: bool, dtype: DType) -> Result<Self> {
+        let weight = w.get(&format!("{prefix}.weight"), (out, inp), dtype)?;
+        let bias = if bias { Some(w.get(&format!("{prefix}.bias"), out, dtype)?) } else { None };
+        Ok(Self { weight, bias })
+    }
+
+    pub fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+}
+
+impl Module for Linear {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let dims = x.dims().to_vec();
+        let (rows, inp) = (dims[..dims.len() - 1].iter().product::<usize>(), dims[dims.len() - 1]);
+        let y = x.reshape((rows, inp))?.matmul(&self.weight.t()?)?;
+        let y = match &self.bias {
+            Some(b) => y.broadcast_add(b)?,
+            None => y,
+        };
+        let mut out = dims;
+        *out.last_mut().expect("non-empty dims") = self.weight.dim(0)?;
+        y.reshape(out)
+    }
+}
+
+/// RMSNorm: `x / sqrt(mean(x^2) + eps) * scale`, accumulated in f32.
+#[derive(Debug, Clone)]
+pub struct RmsNorm {
+    scale: Tensor,
+    eps: f64,
+}
+
+impl RmsNorm {
+    /// `offset` is 1.0 for Gemma, whose weights store `scale - 1`.
+    pub fn load(w: &Weights, name: &str, size: usize, eps: f64, offset: f64, dtype: DType) -> Result<Self> {
+        let scale = (w.get(name, size, DType::F32)? + offset)?;
+        Ok(Self { scale: scale.to_dtype(dtype)?, eps })
+    }
+}
+
+impl Module for RmsNorm {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let dtype = x.dtype();
+        let xf = x.to_dtype(DType::F32)?;
+        let ms = xf.sqr()?.mean_keepdim(D::Minus1)?;
+        let normed = xf.broadcast_div(&(ms + self.eps)?.sqrt()?)?;
+        normed.to_dtype(dtype)?.broadcast_mul(&self.scale)
+    }
+}
+
+/// How rotary frequencies are derived from the base (Hugging Face `rope_scaling`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum RopeScaling {
+    None,
+    Linear { factor: f64 },
+    Llama3 { factor: f64, low_freq_factor: f64, high_freq_factor: f64, original_max_position: f64 },
+}
+
+/// Rotary position embedding tables for one base frequency.
+#[derive(Debug, Clone)]
+pub struct Rotary {
+    inv_freq: Vec<f32>,
+}
+
+impl Rotary {
+    pub fn new(head_dim: usize, base: f64, scaling: &RopeScaling) -> Self {
+        let inv_freq = (0..head_dim / 2)
+            .map(|i| {
+                let f = 1.0 / base.powf((2 * i) as f64 / head_dim as f64);
+                scale_frequency(f, scaling) as f32
+            })
+            .collect();
+        Self { inv_freq }
+    }
+
+    /// cos and sin tables of shape `[seq_len, head_dim / 2]`.
+    pub fn tables(&self, seq_len: usize, dtype: DType, device: &Device) -> Result<(Tensor, Tensor)> {
+        let half = self.inv_freq.len();
+        let mut cos = Vec::with_capacity(seq_len * half);
+        let mut sin = Vec::with_capacity(seq_len * half);
+        for pos in 0..seq_len {
+            for &f in &self.inv_freq {
+                let angle = pos as f32 * f;
+                cos.push(angle.cos());
+                sin.push(angle.sin());
+            }
+        }
+        let cos = Tensor::from_vec(cos, (seq_len, half), device)?.to_dtype(dtype)?;
+        let sin = Tensor::from_vec(sin, (seq_len, half), device)?.to_dtype(dtype)?;
+        Ok((cos, sin))
+    }
+}
+
+fn scale_frequency(f: f64, scaling: &RopeScaling) -> f64 {
+    match *scaling {
+        RopeScaling::None => f,
+        RopeScaling::Linear { factor } => f / factor,
+        RopeScaling::Llama3 { factor, low_freq_factor, high_freq_factor, original_max_position } => {
+            let wavelen = 2.0 * std::f64::consts::PI / f;
+            let low_wavelen = original_max_position / low_freq_factor;
+            let high_wavelen = original_max_position / high_freq_factor;
+            if wavelen < high_wavelen {
+                f
+            } else if wavelen > low_wavelen {
+                f / factor
+            } else {
+                let smooth = (original_max_position / wavelen - low_freq_factor) / (high_freq_factor - low_freq_factor);
+                (1.0 - smooth) * f / factor + smooth * f
+            }
+        }
+    }
+}
+
+/// Applies rotary embeddings (the rotate-half convention) to `x: [batch, heads, seq, head_dim]`.
+pub fn apply_rotary(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+    Ok(candle_nn::rotary_emb::rope(&x.contiguous()?, cos, sin)?)
+}
+
+/// Additive attention bias `[batch, 1, seq, seq]` for right-padded sequences of the given lengths:
+/// 0 where query i may attend key j, a large negative value elsewhere.
+pub fn attention_bias(
+    lengths: &[usize],
+    seq_len: usize,
+    mode: AttentionMode,
+    window: Option<usize>,
+    dtype: DType,
+    device: &Device,
+) -> Result<Tensor> {
+    let blocked = if dtype == DType::F16 { -6.0e4f32 } else { -1.0e9f32 };
+    let mut bias = vec![0f32; lengths.len() * seq_len * seq_len];
+    for (b, &len) in lengths.iter().enumerate() {
+        for i in 0..seq_len {
+            let row = &mut bias[(b * seq_len + i) * seq_len..(b * seq_len + i + 1) * seq_len];
+            for (j, v) in row.iter_mut().enumerate() {
+                let visible = j < len
+                    && (mode == AttentionMode::Bidirectional || j <= i)
+                    && window.is_none_or(|w| i.abs_diff(j) < w);
+                if !visible {
+                    *v = blocked;
+                }
+            }
+        }
+    }
+    Ok(Tensor::from_vec(bias, (lengths.len(), 1, seq_len, seq_len), device)?.to_dtype(dtype)?)
+}
+
+/// Scaled dot-product attention with grouped-query heads.
+/// `q: [b, heads, l, d]`, `k, v: [b, kv_heads, l, d]`, `bias: [b, 1, l, l]`; returns `[b, l, heads * d]`.
+pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, bias: &Tensor, scale: f64, softcap: Option<f64>) -> Result<Tensor> {
+    let (b, heads, l, d) = q.dims4()?;
+    let groups = heads / k.dim(1)?;
+    let k = repeat_kv(k, groups)?;
+    let v = repeat_kv(v, groups)?;
+    let mut scores = (q.matmul(&k.t()?)? * scale)?;
+    if let Some(cap) = softcap {
+        scores = ((scores / cap)?.tanh()? * cap)?;
+    }
+    let scores = scores.broadcast_add(bias)?;
+    let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+    let out = probs.matmul(&v)?;
+    Ok(out.transpose(1, 2)?.reshape((b, l, heads * d))?)
+}
+
+fn repeat_kv(x: &Tensor, groups: usize) -> Result<Tensor> {
+    if groups == 1 {
+        return Ok(x.contiguous()?);
+    }
+    let (b, kv, l, d) = x.dims4()?;
+    Ok(x.unsqueeze(2)?.expand((b, kv, groups, l, d))?.reshape((b, kv * groups, l, d))?)
+}

@@ -1,0 +1,104 @@
+//! Transformer backbones behind one trait: each family reads its Hugging Face config and weights
+//! and returns the last hidden states (after the final norm) for a batch of right-padded sequences.
+
+pub mod gemma;
+pub mod layers;
+pub mod llama;
+
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor};
+
+pub use layers::AttentionMode;
+use layers::RopeScaling;
+
+use crate::error::{Error, Result};
+use crate::load::weights::Weights;
+
+/// A decoder-only transformer used as an encoder.
+pub trait Backbone: Send + Sync {
+    /// Hidden states `[batch, seq, hidden]` after the final norm. `ids: [batch, seq]` (u32) holds
+    /// right-padded sequences whose real lengths are `lengths`.
+    fn forward(&self, ids: &Tensor, lengths: &[usize], mode: AttentionMode) -> Result<Tensor>;
+    /// Next-token logits `[batch, seq, vocab]` from hidden states.
+    fn logits(&self, hidden: &Tensor) -> Result<Tensor>;
+    fn hidden_size(&self) -> usize;
+    fn dtype(&self) -> DType;
+    fn device(&self) -> &Device;
+}
+
+/// The architectures we can build, by their config's `model_type`.
+pub const SUPPORTED: &[&str] = &["llama", "mistral", "qwen2", "gemma", "gemma2", "gemma3_text", "gemma3"];
+
+/// A parsed model config, one variant per family.
+#[derive(Debug, Clone)]
+pub enum Config {
+    Llama(llama::Config),
+    Gemma(gemma::Config),
+}
+
+impl Config {
+    /// Parses a Hugging Face config (the text of `config.json`, or a GGUF's equivalent); `path` names it in errors.
+    pub fn from_json(json: &serde_json::Value, path: &Path) -> Result<Self> {
+        let model_type = json.get("model_type").and_then(|v| v.as_str()).unwrap_or("");
+        let parse_err = |source| Error::Json { path: path.into(), source };
+        match model_type {
+            "llama" | "mistral" | "qwen2" => {
+                Ok(Config::Llama(serde_json::from_value(json.clone()).map_err(parse_err)?))
+            }
+            "gemma" | "gemma2" | "gemma3_text" => {
+                Ok(Config::Gemma(serde_json::from_value(json.clone()).map_err(parse_err)?))
+            }
+            "gemma3" => {
+                let mut text = json.get("text_config").cloned().ok_or_else(|| Error::Config {
+                    path: path.into(),
+                    field: "text_config".into(),
+                    msg: "missing for model_type gemma3".into(),
+                })?;
+                text["model_type"] = "gemma3_text".into();
+                Self::from_json(&text, path)
+            }
+            other => Err(Error::UnsupportedArchitecture {
+                path: path.into(),
+                found: if other.is_empty() { "(no model_type)".into() } else { other.into() },
+                supported: SUPPORTED.join(", "),
+            }),
+        }
+    }
+
+    pub fn model_type(&self) -> &str {
+        match self {
+            Config::Llama(c) => &c.model_type,
+            Config::Gemma(c) => &c.model_type,
+        }
+    }
+
+    /// Builds the backbone from weights with Hugging Face names.
+    pub fn build(&self, weights: &Weights, dtype: DType, device: &Device) -> Result<Box<dyn Backbone>> {
+        Ok(match self {
+            Config::Llama(c) => Box::new(llama::Model::load(c, weights, dtype, device)?),
+            Config::Gemma(c) => Box::new(gemma::Model::load(c, weights, dtype, device)?),
+        })
+    }
+}
+
+/// Reads Hugging Face `rope_scaling` (`rope_type` or the older `type`).
+pub(crate) fn parse_rope_scaling(value: Option<&serde_json::Value>, path: &Path) -> Result<RopeScaling> {
+    let Some(v) = value.filter(|v| !v.is_null()) else {
+        return Ok(RopeScaling::None);
+    };
+    let err = |msg: String| Error::Config { path: path.into(), field: "rope_scaling".into(), msg };
+    let num = |key: &str| v.get(key).and_then(|x| x.as_f64()).ok_or_else(|| err(format!("missing number `{key}`")));
+    let kind = v.get("rope_type").or_else(|| v.get("type")).and_then(|t| t.as_str()).unwrap_or("default");
+    match kind {
+        "default" => Ok(RopeScaling::None),
+        "linear" => Ok(RopeScaling::Linear { factor: num("factor")? }),
+        "llama3" => Ok(RopeScaling::Llama3 {
+            factor: num("factor")?,
+            low_freq_factor: num("low_freq_factor")?,
+            high_freq_factor: num("high_freq_factor")?,
+            original_max_position: num("original_max_position_embeddings")?,
+        }),
+        other => Err(err(format!("rope type `{other}` is not supported (default, linear, llama3)"))),
+    }
+}

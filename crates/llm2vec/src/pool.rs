@@ -1,0 +1,94 @@
+//! Pooling: one vector per sequence from the last hidden states, over the positions chosen by the mode.
+
+use std::str::FromStr;
+
+use candle_core::{DType, Tensor};
+
+use crate::error::{Error, Result};
+use crate::tokenize::Tokenized;
+
+/// How token states become one sentence embedding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pooling {
+    /// Average over the pooled positions.
+    Mean,
+    /// Weighted average with weights 1, 2, ..., n over the pooled positions.
+    WeightedMean,
+    /// The appended end-of-sequence token.
+    EosToken,
+    /// The last token of the sequence.
+    LastToken,
+    /// The beginning-of-sequence token.
+    BosToken,
+}
+
+impl Pooling {
+    pub const NAMES: &'static [&'static str] = &["mean", "weighted_mean", "eos_token", "last_token", "bos_token"];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Pooling::Mean => "mean",
+            Pooling::WeightedMean => "weighted_mean",
+            Pooling::EosToken => "eos_token",
+            Pooling::LastToken => "last_token",
+            Pooling::BosToken => "bos_token",
+        }
+    }
+}
+
+impl FromStr for Pooling {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        Ok(match s {
+            "mean" => Pooling::Mean,
+            "weighted_mean" => Pooling::WeightedMean,
+            "eos_token" => Pooling::EosToken,
+            "last_token" => Pooling::LastToken,
+            "bos_token" => Pooling::BosToken,
+            other => {
+                return Err(Error::Input(format!("unknown pooling mode `{other}`; expected one of {}", Self::NAMES.join(", "))))
+            }
+        })
+    }
+}
+
+/// Per-position weights of one sequence, of length `seq_len` (positions past the sequence get 0).
+pub fn weights(mode: Pooling, t: &Tokenized, skip_instruction: bool, bos_id: Option<u32>, seq_len: usize) -> Result<Vec<f32>> {
+    let mut w = vec![0f32; seq_len];
+    let range = if skip_instruction { t.text_range.clone() } else { 0..t.ids.len() };
+    match mode {
+        Pooling::Mean | Pooling::WeightedMean => {
+            if range.is_empty() {
+                return Err(Error::Input("no text tokens left to pool (empty text, or the instruction fills max_length)".into()));
+            }
+            let n = range.len();
+            let total = if mode == Pooling::Mean { n as f32 } else { (n * (n + 1) / 2) as f32 };
+            for (k, pos) in range.enumerate() {
+                w[pos] = if mode == Pooling::Mean { 1.0 } else { (k + 1) as f32 } / total;
+            }
+        }
+        Pooling::EosToken | Pooling::LastToken => w[t.ids.len() - 1] = 1.0,
+        Pooling::BosToken => {
+            let bos = bos_id.ok_or_else(|| Error::Input("bos_token pooling: the tokenizer has no BOS token".into()))?;
+            let pos = t.ids.iter().position(|&id| id == bos).ok_or_else(|| {
+                Error::Input("bos_token pooling: the tokenizer does not add a BOS token to the input".into())
+            })?;
+            w[pos] = 1.0;
+        }
+    }
+    Ok(w)
+}
+
+/// Pools `hidden: [batch, seq, dim]` with `weights: [batch, seq]` into `[batch, dim]` (f32).
+pub fn pool(hidden: &Tensor, weights: Vec<f32>) -> Result<Tensor> {
+    let (b, l, _) = hidden.dims3()?;
+    let w = Tensor::from_vec(weights, (b, 1, l), hidden.device())?;
+    Ok(w.matmul(&hidden.to_dtype(DType::F32)?)?.squeeze(1)?)
+}
+
+/// Scales each row to unit L2 norm (rows of zeros stay zero).
+pub fn normalize(x: &Tensor) -> Result<Tensor> {
+    let norm = x.sqr()?.sum_keepdim(1)?.sqrt()?.clamp(1e-12, f64::INFINITY)?;
+    Ok(x.broadcast_div(&norm)?)
+}
