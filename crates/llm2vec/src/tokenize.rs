@@ -80,6 +80,11 @@ impl TextTokenizer {
         self.inner.token_to_id(token)
     }
 
+    /// The text of `ids`, special tokens included.
+    pub fn decode(&self, ids: &[u32]) -> Result<String> {
+        self.inner.decode(ids, false).map_err(|e| Error::Tokenizer(e.to_string()))
+    }
+
     /// Number of tokens of `text` alone, without special tokens.
     pub fn count(&self, text: &str) -> Result<usize> {
         Ok(self.encode_raw(text, false)?.get_ids().len())
@@ -135,8 +140,11 @@ impl TextTokenizer {
         let (joint, text_start, append_eos) = self.prompt(instruction, text, opts);
         let enc = self.encode_raw(&joint, true)?;
         let mut ids = enc.get_ids().to_vec();
-        let first_pooled = enc.get_offsets().iter().position(|&(_, end)| end > text_start).unwrap_or(ids.len());
-        let last_pooled = enc.get_offsets().iter().rposition(|&(_, end)| end > text_start).map_or(first_pooled, |i| i + 1);
+        // A token belongs to the text if its span reaches it; the separator space counts as text (SentencePiece
+        // tokenizers turn it into the text's word-start marker). Zero-width tokens were added by the post-processor.
+        let in_text = |&(start, end): &(usize, usize)| end > start && end >= text_start;
+        let first_pooled = enc.get_offsets().iter().position(in_text).unwrap_or(ids.len());
+        let last_pooled = enc.get_offsets().iter().rposition(in_text).map_or(first_pooled, |i| i + 1);
         let budget = opts.max_length.saturating_sub(usize::from(append_eos)).max(1);
         let truncated = ids.len() > budget;
         let mut end = last_pooled;

@@ -76,3 +76,58 @@ fn next_token_logits_match_llamacpp() {
         }
     }
 }
+
+/// Greedy next token after "The capital of France is" (llama.cpp continues with " Paris.").
+fn next_token(model: &str, prompt: &str) -> String {
+    let enc = causal_mean(model);
+    let t = enc.tokenize(&Input::text(prompt)).unwrap();
+    let n = t.ids.len();
+    let input = Tensor::from_vec(t.ids, (1, n), &llm2vec::Device::Cpu).unwrap();
+    let hidden = enc.backbone().forward(&input, &[n], AttentionMode::Causal).unwrap();
+    let logits: Vec<f32> = enc.backbone().logits(&hidden.narrow(1, n - 1, 1).unwrap()).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+    let best = logits.iter().enumerate().fold((0, f32::MIN), |b, (i, &v)| if v > b.1 { (i, v) } else { b }).0;
+    enc.tokenizer().decode(&[best as u32]).unwrap()
+}
+
+#[test]
+fn smollm2_knows_the_capital_of_france() {
+    let Some(model) = common::smollm2() else { return };
+    assert_eq!(next_token(&model, "The capital of France is"), " Paris");
+}
+
+/// Perplexity of a WikiText-2 passage (lines 10,993-11,000 of the training mix, 900+ tokens, longer than
+/// Gemma 3's 512-token sliding window). A wrong norm, rope or mask sends it far above 100.
+fn wikitext_perplexity(model: &str) -> f64 {
+    let path = common::shared().join("data/train/unsup/english_mix.txt");
+    let text: Vec<String> = std::fs::read_to_string(path).unwrap().lines().skip(10_992).take(8).map(String::from).collect();
+    let options = Options { attention: AttentionMode::Causal, max_length: Some(2048), doc_max_length: Some(2048), ..Options::default() };
+    let enc = Encoder::from_pretrained(model, options).unwrap();
+    let t = enc.tokenize(&Input::text(text.join(" "))).unwrap();
+    let n = t.ids.len();
+    let ids = Tensor::from_vec(t.ids.clone(), (1, n), &llm2vec::Device::Cpu).unwrap();
+    let hidden = enc.backbone().forward(&ids, &[n], AttentionMode::Causal).unwrap();
+    let logits = enc.backbone().logits(&hidden).unwrap().squeeze(0).unwrap();
+    let log_probs: Vec<Vec<f32>> = candle_nn::ops::log_softmax(&logits, 1).unwrap().to_vec2().unwrap();
+    let start = usize::from(enc.tokenizer().bos_id() == Some(t.ids[0]));
+    let nll: f64 = (start..n - 1).map(|i| -log_probs[i][t.ids[i + 1] as usize] as f64).sum();
+    assert!(n > 600, "passage has {n} tokens");
+    (nll / (n - 1 - start) as f64).exp()
+}
+
+#[test]
+fn smollm2_wikitext_perplexity_is_low() {
+    let Some(model) = common::smollm2() else { return };
+    let ppl = wikitext_perplexity(&model);
+    assert!(ppl < 20.0, "perplexity {ppl}");
+}
+
+#[test]
+fn gemma3_wikitext_perplexity_is_low() {
+    let path = llm2vec::load::models_dir().join("gemma-3-270m-q4_k_m.gguf");
+    if !path.is_file() {
+        eprintln!("skipped: {} is absent (run scripts/fetch-gemma3.sh)", path.display());
+        return;
+    }
+    let ppl = wikitext_perplexity(path.to_str().unwrap());
+    assert!(ppl < 20.0, "perplexity {ppl}");
+}

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device, Tensor};
 use serde::Deserialize;
 
-use super::weights::{read_safetensors, Weights};
+use super::weights::{parse_safetensors, Weights};
 use crate::error::{Error, Result};
 
 /// The fields of `adapter_config.json` that shape the merge.
@@ -41,9 +41,22 @@ pub struct Adapter {
 impl Adapter {
     pub fn load(dir: &Path) -> Result<Self> {
         let config_path = dir.join("adapter_config.json");
-        let text = std::fs::read_to_string(&config_path).map_err(|e| Error::io(&config_path, e))?;
+        let config = std::fs::read(&config_path).map_err(|e| Error::io(&config_path, e))?;
+        let weights_path = dir.join("adapter_model.safetensors");
+        if !weights_path.exists() && dir.join("adapter_model.bin").exists() {
+            return Err(Error::format(dir, "adapter_model.bin (pickle) is not supported; save the adapter as safetensors"));
+        }
+        let file = std::fs::File::open(&weights_path).map_err(|e| Error::io(&weights_path, e))?;
+        // SAFETY: read-only map, dropped before returning.
+        let weights = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(&weights_path, e))?;
+        Self::from_bytes(&config, &weights, dir)
+    }
+
+    /// Parses an adapter from the bytes of its two files; `dir` names it in errors.
+    pub fn from_bytes(config: &[u8], weights: &[u8], dir: &Path) -> Result<Self> {
+        let config_path = dir.join("adapter_config.json");
         let config: AdapterConfig =
-            serde_json::from_str(&text).map_err(|source| Error::Json { path: config_path.clone(), source })?;
+            serde_json::from_slice(config).map_err(|source| Error::Json { path: config_path.clone(), source })?;
         let unsupported = |field: &str, msg: &str| Error::Config { path: config_path.clone(), field: field.into(), msg: msg.into() };
         if config.peft_type.as_deref().is_some_and(|t| t != "LORA") {
             return Err(unsupported("peft_type", "only LORA adapters are supported"));
@@ -51,11 +64,11 @@ impl Adapter {
         if config.use_dora {
             return Err(unsupported("use_dora", "DoRA adapters are not supported"));
         }
-        let weights_path = dir.join("adapter_model.safetensors");
-        if !weights_path.exists() && dir.join("adapter_model.bin").exists() {
-            return Err(Error::format(dir, "adapter_model.bin (pickle) is not supported; save the adapter as safetensors"));
+        if config.r == 0 {
+            return Err(unsupported("r", "the LoRA rank must be positive"));
         }
-        let tensors = read_safetensors(&weights_path, &Device::Cpu)?;
+        let weights_path = dir.join("adapter_model.safetensors");
+        let tensors = parse_safetensors(weights, &Device::Cpu).map_err(|msg| Error::format(&weights_path, msg))?;
         let pairs = pair_tensors(tensors, &weights_path)?;
         Ok(Self { config, dir: dir.to_path_buf(), pairs })
     }

@@ -16,11 +16,10 @@ use crate::tokenize::TextTokenizer;
 use weights::Weights;
 
 /// Short names that stand for models placed by this repository's fetch scripts.
-pub const SHORT_NAMES: &[(&str, &str, &str)] = &[(
-    "smollm2-135m-instruct",
-    "SmolLM2-135M-Instruct.Q4_1.gguf",
-    "scripts/fetch-default-model.sh",
-)];
+pub const SHORT_NAMES: &[(&str, &str, &str)] = &[
+    ("smollm2-135m-instruct", "SmolLM2-135M-Instruct.Q4_1.gguf", "scripts/fetch-default-model.sh"),
+    ("gemma-3-270m", "gemma-3-270m-q4_k_m.gguf", "scripts/fetch-gemma3.sh"),
+];
 
 /// The model used when none is named.
 pub const DEFAULT_MODEL: &str = "smollm2-135m-instruct";

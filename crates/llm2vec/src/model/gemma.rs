@@ -244,7 +244,7 @@ impl Backbone for Model {
         let local = self.local_rotary.tables(l, self.dtype, &self.device)?;
         let full_bias = attention_bias(lengths, l, mode, None, self.dtype, &self.device)?;
         let window_bias = match self.window {
-            Some(w) if self.blocks.iter().any(|b| b.sliding) => {
+            Some(w) if mode == AttentionMode::Causal && self.blocks.iter().any(|b| b.sliding) => {
                 attention_bias(lengths, l, mode, Some(w), self.dtype, &self.device)?
             }
             _ => full_bias.clone(),

@@ -166,7 +166,9 @@ pub fn apply_rotary(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
 }
 
 /// Additive attention bias `[batch, 1, seq, seq]` for right-padded sequences of the given lengths:
-/// 0 where query i may attend key j, a large negative value elsewhere.
+/// 0 where query i may attend key j, a large negative value elsewhere. A sliding window limits causal
+/// attention to `i - j < window`; bidirectional attention sees every real token, as the reference's
+/// bidirectional models do (they drop the window along with the causal mask).
 pub fn attention_bias(
     lengths: &[usize],
     seq_len: usize,
@@ -182,8 +184,7 @@ pub fn attention_bias(
             let row = &mut bias[(b * seq_len + i) * seq_len..(b * seq_len + i + 1) * seq_len];
             for (j, v) in row.iter_mut().enumerate() {
                 let visible = j < len
-                    && (mode == AttentionMode::Bidirectional || j <= i)
-                    && window.is_none_or(|w| i.abs_diff(j) < w);
+                    && (mode == AttentionMode::Bidirectional || (j <= i && window.is_none_or(|w| i - j < w)));
                 if !visible {
                     *v = blocked;
                 }

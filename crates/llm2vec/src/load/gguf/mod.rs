@@ -1,0 +1,77 @@
+//! GGUF models (llama.cpp's format): read the container, dequantize the tensors to f32 under Hugging Face
+//! names and layouts, turn the hyper-parameters into a Hugging Face config and rebuild the tokenizer.
+
+mod arch;
+mod dequant;
+mod reader;
+mod tokenizer;
+mod types;
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::{Device, Tensor};
+
+pub use arch::{hf_name, unpermute_rows, Arch, SUPPORTED};
+pub use dequant::{dequantize, is_supported};
+pub use reader::{Array, GgufFile, TensorInfo, Value};
+pub use tokenizer::SpecialIds;
+pub use types::GgmlType;
+
+use crate::{Error, Result};
+
+/// A GGUF model turned into Hugging Face terms.
+pub struct GgufModel {
+    /// A Hugging Face style config.json.
+    pub config: serde_json::Value,
+    /// Tensors under Hugging Face names, dequantized to f32, in Hugging Face layout
+    /// (`[out_features, in_features]` for linear weights), on the requested device.
+    pub tensors: HashMap<String, Tensor>,
+    /// The tokenizer rebuilt from the GGUF's own vocabulary.
+    pub tokenizer: tokenizers::Tokenizer,
+}
+
+impl std::fmt::Debug for GgufModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GgufModel").field("config", &self.config).field("tensors", &self.tensors.len()).finish()
+    }
+}
+
+/// Loads the GGUF model at `path` with its tensors on `device`.
+pub fn load(path: &Path, device: &Device) -> Result<GgufModel> {
+    let file = GgufFile::read(path)?;
+    let arch = architecture(&file)?;
+    let hp = arch::hparams(&file, arch)?;
+    let (tokenizer, ids) = tokenizer::build(&file)?;
+    let config = arch::config(&file, arch, &hp, &ids)?;
+    let tensors = load_tensors(&file, arch, &hp, device)?;
+    Ok(GgufModel { config, tensors, tokenizer })
+}
+
+/// The architecture named by `general.architecture`, if supported.
+pub fn architecture(file: &GgufFile) -> Result<Arch> {
+    let key = "general.architecture";
+    let name = file.get(key).and_then(Value::as_str).ok_or_else(|| Error::Config {
+        path: file.path().to_path_buf(),
+        field: key.into(),
+        msg: "missing or not a string".into(),
+    })?;
+    Arch::from_name(name).ok_or_else(|| Error::UnsupportedArchitecture {
+        path: file.path().to_path_buf(),
+        found: name.into(),
+        supported: SUPPORTED.into(),
+    })
+}
+
+fn load_tensors(file: &GgufFile, arch: Arch, hp: &arch::Hparams, device: &Device) -> Result<HashMap<String, Tensor>> {
+    let mut tensors = HashMap::with_capacity(file.tensors().len());
+    for info in file.tensors().iter().filter(|t| t.name != arch::ROPE_FREQS) {
+        let name = arch::hf_name(arch, &info.name).ok_or_else(|| {
+            Error::weight(file.path(), &info.name, format!("has no Hugging Face equivalent in a {} model", arch.name()))
+        })?;
+        let data = file.dequantize(info)?;
+        let data = arch::restore(arch, hp, &name, data).map_err(|msg| Error::weight(file.path(), &info.name, msg))?;
+        tensors.insert(name, Tensor::from_vec(data, info.shape(), device)?);
+    }
+    Ok(tensors)
+}
