@@ -147,7 +147,10 @@ impl Encoder {
             append_eos: self.settings.pooling == Pooling::EosToken,
         };
         let text = self.tokenizer.shorten_document(&input.text, &opts)?;
-        self.tokenizer.tokenize(&input.instruction, &text, &opts)
+        let tokenized = self.tokenizer.tokenize(&input.instruction, &text, &opts)?;
+        // Checks now, so that an error names this input rather than its batch.
+        pool::weights(self.settings.pooling, &tokenized, self.settings.skip_instruction, self.tokenizer.bos_id(), tokenized.ids.len())?;
+        Ok(tokenized)
     }
 
     /// Encodes inputs in length-sorted batches; rows come back in input order.
@@ -155,7 +158,7 @@ impl Encoder {
         let tokenized = inputs
             .iter()
             .enumerate()
-            .map(|(i, input)| self.tokenize(input).map_err(|e| Error::Input(format!("input {}: {e}", i + 1))))
+            .map(|(i, input)| self.tokenize(input).map_err(|e| at_input(i, e)))
             .collect::<Result<Vec<_>>>()?;
         let mut order: Vec<usize> = (0..inputs.len()).collect();
         order.sort_by_key(|&i| std::cmp::Reverse(tokenized[i].ids.len()));
@@ -163,10 +166,7 @@ impl Encoder {
         let mut data = vec![0f32; inputs.len() * dim];
         for batch in order.chunks(self.settings.batch_size.max(1)) {
             let items: Vec<&Tokenized> = batch.iter().map(|&i| &tokenized[i]).collect();
-            let rows = self.encode_batch(&items).map_err(|e| match e {
-                Error::Input(msg) => Error::Input(format!("input {}: {msg}", batch[0] + 1)),
-                other => other,
-            })?;
+            let rows = self.encode_batch(&items)?;
             for (k, &i) in batch.iter().enumerate() {
                 data[i * dim..(i + 1) * dim].copy_from_slice(&rows[k * dim..(k + 1) * dim]);
             }
@@ -198,6 +198,15 @@ impl Encoder {
             pooled = pool::normalize(&pooled)?;
         }
         Ok(pooled.to_device(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?)
+    }
+}
+
+/// Places an input error at input `i` (counted from 1 in the message).
+fn at_input(i: usize, e: Error) -> Error {
+    match e {
+        Error::Input(msg) => Error::Input(format!("input {}: {msg}", i + 1)),
+        Error::Tokenizer(msg) => Error::Input(format!("input {}: {msg}", i + 1)),
+        other => other,
     }
 }
 

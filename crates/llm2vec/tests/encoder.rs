@@ -1,0 +1,195 @@
+//! Encoder behaviour: batch and order invariance, and clear errors for bad models and inputs.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use llm2vec::{io, Encoder, Error, Input, Options};
+
+fn tiny(family: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/parity").join(family)
+}
+
+fn tiny_llama_copy() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(tiny("llama").join("model")).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
+    }
+    dir
+}
+
+fn encoder(model: &str, batch_size: usize) -> Encoder {
+    Encoder::from_pretrained(model, Options { batch_size, ..Options::default() }).unwrap()
+}
+
+fn sentences(n: usize) -> Vec<Input> {
+    let path = common::shared().join("data/STSBenchmark/dev.jsonl");
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .take(n)
+        .enumerate()
+        .map(|(i, line)| {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            let text = v["sentence1"].as_str().unwrap();
+            if i % 3 == 0 { Input::new("Retrieve semantically similar text:", text) } else { Input::text(text) }
+        })
+        .collect()
+}
+
+fn max_rel_diff(a: &llm2vec::Embeddings, b: &llm2vec::Embeddings, rows: &[usize]) -> f32 {
+    (0..a.rows)
+        .map(|i| {
+            let (x, y) = (a.row(i), b.row(rows[i]));
+            let scale = y.iter().fold(0f32, |m, v| m.max(v.abs()));
+            x.iter().zip(y).map(|(p, q)| (p - q).abs()).fold(0f32, f32::max) / scale
+        })
+        .fold(0f32, f32::max)
+}
+
+fn assert_batch_invariant(model: &str, n: usize) {
+    let inputs = sentences(n);
+    let base = encoder(model, 1).encode(&inputs).unwrap();
+    let identity: Vec<usize> = (0..n).collect();
+    for batch in [7, 32] {
+        let other = encoder(model, batch).encode(&inputs).unwrap();
+        let diff = max_rel_diff(&base, &other, &identity);
+        assert!(diff < 1e-4, "batch size {batch}: relative difference {diff}");
+    }
+    let reversed: Vec<Input> = inputs.iter().rev().cloned().collect();
+    let other = encoder(model, 7).encode(&reversed).unwrap();
+    let rows: Vec<usize> = (0..n).rev().collect();
+    assert!(max_rel_diff(&base, &other, &rows) < 1e-4, "input order changed the embeddings");
+}
+
+#[test]
+fn tiny_model_is_batch_and_order_invariant() {
+    assert_batch_invariant(tiny("llama").join("model").to_str().unwrap(), 40);
+}
+
+#[test]
+fn default_model_is_batch_and_order_invariant() {
+    let Some(model) = common::smollm2() else { return };
+    assert_batch_invariant(&model, 40);
+}
+
+fn load_err(model: &Path, options: Options) -> String {
+    match Encoder::from_pretrained(model.to_str().unwrap(), options) {
+        Ok(_) => panic!("{} loaded", model.display()),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn missing_weights_name_the_directory() {
+    let dir = tiny_llama_copy();
+    std::fs::remove_file(dir.path().join("model.safetensors")).unwrap();
+    let msg = load_err(dir.path(), Options::default());
+    assert!(msg.contains("no model.safetensors"), "{msg}");
+}
+
+#[test]
+fn truncated_weights_name_the_file() {
+    let dir = tiny_llama_copy();
+    let path = dir.path().join("model.safetensors");
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+    let msg = load_err(dir.path(), Options::default());
+    assert!(msg.contains("model.safetensors") && msg.contains("invalid safetensors"), "{msg}");
+}
+
+#[test]
+fn config_that_disagrees_with_weights_names_the_tensor() {
+    let dir = tiny_llama_copy();
+    let path = dir.path().join("config.json");
+    let mut config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    config["intermediate_size"] = 96.into();
+    std::fs::write(&path, config.to_string()).unwrap();
+    let msg = load_err(dir.path(), Options::default());
+    assert!(msg.contains("gate_proj.weight") && msg.contains("shape"), "{msg}");
+}
+
+#[test]
+fn unknown_architecture_lists_the_supported_ones() {
+    let dir = tiny_llama_copy();
+    let path = dir.path().join("config.json");
+    let mut config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    config["model_type"] = "gpt_neox".into();
+    std::fs::write(&path, config.to_string()).unwrap();
+    let msg = load_err(dir.path(), Options::default());
+    assert!(msg.contains("gpt_neox") && msg.contains("llama, mistral, qwen2"), "{msg}");
+}
+
+#[test]
+fn adapter_for_another_base_model_is_refused() {
+    let options = Options { adapters: vec![tiny("gemma").join("adapter")], ..Options::default() };
+    let msg = load_err(&tiny("llama").join("model"), options);
+    assert!(msg.contains("another base model"), "{msg}");
+}
+
+#[test]
+fn empty_text_is_an_error_naming_the_input() {
+    let enc = encoder(tiny("llama").join("model").to_str().unwrap(), 4);
+    let err = enc.encode(&[Input::text("fine"), Input::new("an instruction", "  ")]).unwrap_err();
+    assert!(matches!(err, Error::Input(_)) && err.to_string().contains("input 2: empty text"), "{err}");
+}
+
+#[test]
+fn long_texts_are_truncated_and_reported() {
+    let model = tiny("llama").join("model");
+    let options = Options { max_length: Some(32), doc_max_length: Some(1000), ..Options::default() };
+    let enc = Encoder::from_pretrained(model.to_str().unwrap(), options).unwrap();
+    let long = "a man is playing a large flute . ".repeat(200);
+    let out = enc.encode(&[Input::text("short text"), Input::text(long.clone())]).unwrap();
+    assert_eq!(out.truncated, vec![1]);
+    assert_eq!(enc.tokenize(&Input::text(long)).unwrap().ids.len(), 32);
+    assert!(out.row(1).iter().all(|v| v.is_finite()));
+}
+
+#[test]
+fn input_file_errors_carry_the_line_number() {
+    let path = Path::new("inputs.jsonl");
+    let jsonl = b"{\"text\": \"ok\"}\n{\"text\": \"ok\", \"instruction\": \"q:\"}\n{\"txt\": \"typo\"}\n";
+    let msg = io::parse_inputs(jsonl, io::InputFormat::Jsonl, "", path).unwrap_err().to_string();
+    assert!(msg.contains("inputs.jsonl: line 3") && msg.contains("txt"), "{msg}");
+    let broken = b"{\"text\": \"ok\"}\n{\"text\": \"unterminated}\n";
+    let msg = io::parse_inputs(broken, io::InputFormat::Jsonl, "", path).unwrap_err().to_string();
+    assert!(msg.contains("line 2") && msg.contains("invalid JSON"), "{msg}");
+    let lines = b"first\nsecond \xff\xfe\nthird\n";
+    let msg = io::parse_inputs(lines, io::InputFormat::Lines, "", Path::new("t.txt")).unwrap_err().to_string();
+    assert!(msg.contains("t.txt: line 2") && msg.contains("UTF-8"), "{msg}");
+    let blank = b"first\n\nthird\n";
+    let msg = io::parse_inputs(blank, io::InputFormat::Lines, "", Path::new("t.txt")).unwrap_err().to_string();
+    assert!(msg.contains("line 2: empty text"), "{msg}");
+}
+
+#[test]
+fn input_files_parse_instructions() {
+    let jsonl = b"{\"text\": \"a\"}\r\n{\"text\": \"b\", \"instruction\": \"own:\"}\n";
+    let inputs = io::parse_inputs(jsonl, io::InputFormat::Jsonl, "default:", Path::new("x.jsonl")).unwrap();
+    assert_eq!(inputs, vec![Input::new("default:", "a"), Input::new("own:", "b")]);
+}
+
+#[test]
+fn npy_output_round_trips_its_header() {
+    let e = llm2vec::Embeddings { data: vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0], rows: 2, dim: 3, tokens: 0, truncated: vec![] };
+    let bytes = io::npy_bytes(&e);
+    assert_eq!(&bytes[..8], b"\x93NUMPY\x01\x00");
+    let header_len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    assert_eq!((10 + header_len) % 64, 0);
+    let header = std::str::from_utf8(&bytes[10..10 + header_len]).unwrap();
+    assert!(header.contains("'shape': (2, 3)") && header.contains("'<f4'"), "{header}");
+    assert_eq!(f32::from_le_bytes(bytes[10 + header_len + 20..10 + header_len + 24].try_into().unwrap()), 6.0);
+}
+
+#[test]
+fn unknown_hub_id_offline_is_a_clear_error() {
+    let cache = tempfile::tempdir().unwrap();
+    std::env::set_var("HF_HUB_CACHE", cache.path());
+    let msg = match Encoder::from_pretrained("no-such-org/no-such-model", Options::default()) {
+        Ok(_) => panic!("loaded a model that does not exist"),
+        Err(e) => e.to_string(),
+    };
+    assert!(msg.contains("not in the Hugging Face cache"), "{msg}");
+}
