@@ -89,6 +89,14 @@ impl Embeddings {
     pub fn row(&self, i: usize) -> &[f32] {
         &self.data[i * self.dim..(i + 1) * self.dim]
     }
+
+    /// Scales every row to unit L2 norm (rows of zeros stay zero).
+    pub fn normalize(&mut self) {
+        for row in self.data.chunks_mut(self.dim.max(1)) {
+            let norm = row.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
+            row.iter_mut().for_each(|v| *v /= norm);
+        }
+    }
 }
 
 /// A decoder-only model turned into a text encoder.
@@ -155,6 +163,16 @@ impl Encoder {
 
     /// Encodes inputs in length-sorted batches; rows come back in input order.
     pub fn encode(&self, inputs: &[Input]) -> Result<Embeddings> {
+        self.encode_with_progress(inputs, |_, _| Ok(()))
+    }
+
+    /// Like [`Encoder::encode`], calling `progress(done, total)` after each batch; an error from it stops
+    /// the encode (a caller's way to cancel).
+    pub fn encode_with_progress(
+        &self,
+        inputs: &[Input],
+        mut progress: impl FnMut(usize, usize) -> Result<()>,
+    ) -> Result<Embeddings> {
         let tokenized = inputs
             .iter()
             .enumerate()
@@ -164,12 +182,15 @@ impl Encoder {
         order.sort_by_key(|&i| std::cmp::Reverse(tokenized[i].ids.len()));
         let dim = self.dim();
         let mut data = vec![0f32; inputs.len() * dim];
+        let mut done = 0;
         for batch in order.chunks(self.settings.batch_size.max(1)) {
             let items: Vec<&Tokenized> = batch.iter().map(|&i| &tokenized[i]).collect();
             let rows = self.encode_batch(&items)?;
             for (k, &i) in batch.iter().enumerate() {
                 data[i * dim..(i + 1) * dim].copy_from_slice(&rows[k * dim..(k + 1) * dim]);
             }
+            done += batch.len();
+            progress(done, inputs.len())?;
         }
         Ok(Embeddings {
             data,

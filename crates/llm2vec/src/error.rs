@@ -31,6 +31,8 @@ pub enum Error {
     Tokenizer(String),
     #[error("invalid input: {0}")]
     Input(String),
+    #[error("interrupted")]
+    Interrupted,
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
 }
