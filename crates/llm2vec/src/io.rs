@@ -107,12 +107,18 @@ pub fn write_embeddings(path: &Path, e: &Embeddings) -> Result<()> {
 
 /// Writes `bytes` to a temporary file beside `path`, syncs it, then renames it over `path`.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic_from(path, &mut &bytes[..])
+}
+
+/// Streams `reader` into a temporary file beside `path`, syncs it, then renames it over `path`.
+pub fn write_atomic_from(path: &Path, reader: &mut impl std::io::Read) -> Result<()> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let name = path.file_name().ok_or_else(|| Error::format(path, "not a file path"))?;
     let tmp = dir.join(format!(".{}.tmp{}", name.to_string_lossy(), std::process::id()));
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
+        std::io::copy(reader, &mut f)?;
+        f.flush()?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)
     })();

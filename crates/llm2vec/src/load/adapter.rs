@@ -92,7 +92,7 @@ impl Adapter {
         let weights_path = self.dir.join("adapter_model.safetensors");
         for (module, (a, b)) in &self.pairs {
             let name = format!("{module}.weight");
-            let w = base.get_any(&name).map_err(|_| {
+            let w = base.get(&name).map_err(|_| {
                 Error::weight(&weights_path, &name, "the adapter targets a module the base model does not have (an adapter for another base model?)")
             })?;
             let (a, b) = (a.to_dtype(DType::F32)?.to_device(w.device())?, b.to_dtype(DType::F32)?.to_device(w.device())?);

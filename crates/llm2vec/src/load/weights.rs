@@ -1,5 +1,8 @@
 //! Named weight tensors: read from safetensors files (single or sharded) and checked on lookup.
+//! Building a model takes each tensor out, so a tensor that the model copies (fused projections,
+//! another dtype) is freed as soon as it is used and loading needs little more than the model's size.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -9,13 +12,13 @@ use crate::error::{Error, Result};
 
 /// A set of named tensors and the file they came from (for error messages).
 pub struct Weights {
-    tensors: HashMap<String, Tensor>,
+    tensors: RefCell<HashMap<String, Tensor>>,
     source: PathBuf,
 }
 
 impl Weights {
     pub fn new(tensors: HashMap<String, Tensor>, source: impl Into<PathBuf>) -> Self {
-        Self { tensors, source: source.into() }
+        Self { tensors: RefCell::new(tensors), source: source.into() }
     }
 
     /// Reads `model.safetensors` or the shards named by `model.safetensors.index.json` in `dir`.
@@ -41,17 +44,13 @@ impl Weights {
     }
 
     pub fn contains(&self, name: &str) -> bool {
-        self.tensors.contains_key(name)
+        self.tensors.borrow().contains_key(name)
     }
 
-    pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.tensors.keys().map(String::as_str)
-    }
-
-    /// The tensor `name`, checked against `shape` and converted to `dtype`.
-    pub fn get(&self, name: &str, shape: impl Into<Shape>, dtype: DType) -> Result<Tensor> {
+    /// Removes the tensor `name`, checked against `shape` and converted to `dtype`.
+    pub fn take(&self, name: &str, shape: impl Into<Shape>, dtype: DType) -> Result<Tensor> {
         let shape = shape.into();
-        let t = self.get_any(name)?;
+        let t = self.tensors.borrow_mut().remove(name).ok_or_else(|| Error::weight(&self.source, name, "missing"))?;
         if t.shape() != &shape {
             return Err(Error::weight(
                 &self.source,
@@ -62,15 +61,13 @@ impl Weights {
         Ok(t.to_dtype(dtype)?)
     }
 
-    /// The tensor `name` as stored.
-    pub fn get_any(&self, name: &str) -> Result<&Tensor> {
-        self.tensors
-            .get(name)
-            .ok_or_else(|| Error::weight(&self.source, name, "missing"))
+    /// The tensor `name` as stored, left in place.
+    pub fn get(&self, name: &str) -> Result<Tensor> {
+        self.tensors.borrow().get(name).cloned().ok_or_else(|| Error::weight(&self.source, name, "missing"))
     }
 
     pub fn insert(&mut self, name: String, tensor: Tensor) {
-        self.tensors.insert(name, tensor);
+        self.tensors.get_mut().insert(name, tensor);
     }
 }
 

@@ -144,7 +144,7 @@ impl Model {
         let version = cfg.version();
         let (h, hd, eps) = (cfg.hidden_size, cfg.head_dim, cfg.rms_norm_eps);
         let (heads, kv) = (cfg.num_attention_heads, cfg.kv_heads());
-        let embed = w.get("model.embed_tokens.weight", (cfg.vocab_size, h), dtype)?;
+        let embed = w.take("model.embed_tokens.weight", (cfg.vocab_size, h), dtype)?;
         let blocks = (0..cfg.num_hidden_layers)
             .map(|i| {
                 let p = format!("model.layers.{i}");

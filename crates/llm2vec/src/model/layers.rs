@@ -47,8 +47,8 @@ impl Linear {
     }
 
     pub fn load(w: &Weights, prefix: &str, out: usize, inp: usize, bias: bool, dtype: DType) -> Result<Self> {
-        let weight = w.get(&format!("{prefix}.weight"), (out, inp), dtype)?;
-        let bias = if bias { Some(w.get(&format!("{prefix}.bias"), out, dtype)?) } else { None };
+        let weight = w.take(&format!("{prefix}.weight"), (out, inp), dtype)?;
+        let bias = if bias { Some(w.take(&format!("{prefix}.bias"), out, dtype)?) } else { None };
         Ok(Self { weight, bias })
     }
 
@@ -82,7 +82,7 @@ pub struct RmsNorm {
 impl RmsNorm {
     /// `offset` is 1.0 for Gemma, whose weights store `scale - 1`.
     pub fn load(w: &Weights, name: &str, size: usize, eps: f64, offset: f64, dtype: DType) -> Result<Self> {
-        let scale = (w.get(name, size, DType::F32)? + offset)?;
+        let scale = (w.take(name, size, DType::F32)? + offset)?;
         Ok(Self { scale: scale.to_dtype(dtype)?, eps })
     }
 }

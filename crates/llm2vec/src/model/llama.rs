@@ -123,7 +123,7 @@ impl Model {
         cfg.validate(w.source())?;
         let (h, hd) = (cfg.hidden_size, cfg.head_dim());
         let (heads, kv) = (cfg.num_attention_heads, cfg.kv_heads());
-        let embed = w.get("model.embed_tokens.weight", (cfg.vocab_size, h), dtype)?;
+        let embed = w.take("model.embed_tokens.weight", (cfg.vocab_size, h), dtype)?;
         let blocks = (0..cfg.num_hidden_layers)
             .map(|i| {
                 let p = format!("model.layers.{i}");
@@ -150,7 +150,7 @@ impl Model {
         let lm_head = if cfg.tie_word_embeddings || !w.contains("lm_head.weight") {
             embed.clone()
         } else {
-            w.get("lm_head.weight", (cfg.vocab_size, h), dtype)?
+            w.take("lm_head.weight", (cfg.vocab_size, h), dtype)?
         };
         let scaling = parse_rope_scaling(cfg.rope_scaling.as_ref(), w.source())?;
         Ok(Self {
