@@ -182,3 +182,22 @@ fn npy_output_round_trips_its_header() {
     assert!(header.contains("'shape': (2, 3)") && header.contains("'<f4'"), "{header}");
     assert_eq!(f32::from_le_bytes(bytes[10 + header_len + 20..10 + header_len + 24].try_into().unwrap()), 6.0);
 }
+
+/// bf16 and f16 weights and activations give embeddings close to f32 (RMSNorm accumulates in f32).
+#[test]
+fn half_precision_is_close_to_f32() {
+    let model = tiny("llama").join("model");
+    let inputs = sentences(8);
+    let run = |dtype| {
+        let options = Options { dtype, ..Options::default() };
+        Encoder::from_pretrained(model.to_str().unwrap(), options).unwrap().encode(&inputs).unwrap()
+    };
+    let full = run(llm2vec::DType::F32);
+    for dtype in [llm2vec::DType::BF16, llm2vec::DType::F16] {
+        let half = run(dtype);
+        for i in 0..inputs.len() {
+            let c = common::cosine(full.row(i), half.row(i));
+            assert!(c > 0.999, "{dtype:?}: cosine {c} for input {i}");
+        }
+    }
+}
