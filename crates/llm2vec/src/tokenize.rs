@@ -172,3 +172,37 @@ fn strip(s: &str) -> (&str, usize) {
     let front = s.trim_start();
     (front.trim_end(), s.len() - front.len())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tokenizer(name: &str) -> TextTokenizer {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/parity/llama/model/tokenizer.json");
+        TextTokenizer::new(TextTokenizer::load_json(&path).unwrap(), Some(1), Some(2), name).unwrap()
+    }
+
+    fn opts(append_eos: bool) -> TokenizeOptions {
+        TokenizeOptions { max_length: 512, doc_max_length: 400, append_eos }
+    }
+
+    #[test]
+    fn instruction_and_text_are_joined_with_one_space() {
+        let t = tokenizer("tiny");
+        assert_eq!(t.prompt("  Find it:  ", "the text", &opts(false)), ("Find it: the text".into(), 9, false));
+        assert_eq!(t.prompt("", " the text", &opts(false)), (" the text".into(), 0, false));
+        assert_eq!(t.prompt("", " the text ", &opts(true)), ("the text".into(), 0, true));
+    }
+
+    #[test]
+    fn known_instruct_models_get_the_reference_chat_wrappers() {
+        let mistral = tokenizer("mistralai/Mistral-7B-Instruct-v0.2");
+        assert_eq!(mistral.prompt("Q:", "text ", &opts(false)), ("[INST] Q: text [/INST]".into(), 10, false));
+        let llama3 = tokenizer("meta-llama/Meta-Llama-3-8B-Instruct");
+        let (joint, start, eos) = llama3.prompt("", "text", &opts(true));
+        assert_eq!(joint, "<|start_header_id|>user<|end_header_id|>\n\ntext<|eot_id|>");
+        assert_eq!((start, eos), (joint.find("text").unwrap(), false));
+        let qwen = tokenizer("Qwen/Qwen2-7B-Instruct");
+        assert_eq!(qwen.prompt("Q:", "t", &opts(true)), ("<|im_start|>user\nQ: t<|im_end|>".into(), 20, true));
+    }
+}
