@@ -259,7 +259,7 @@ impl Backbone for Model {
     }
 
     fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
-        let logits = Linear::new(self.embed.clone(), None).forward(hidden)?;
+        let logits = hidden.broadcast_matmul(&self.embed.t()?)?;
         Ok(match self.final_softcap {
             Some(cap) => ((logits / cap)?.tanh()? * cap)?,
             None => logits,

@@ -13,21 +13,22 @@ pub enum AttentionMode {
     Bidirectional,
 }
 
-/// `y = x W^T + b`.
+/// `y = x W^T + b`, with `W^T` stored contiguous (`[in, out]`) so that matrix products read it in order.
 #[derive(Debug, Clone)]
 pub struct Linear {
-    weight: Tensor,
+    weight_t: Tensor,
     bias: Option<Tensor>,
 }
 
 impl Linear {
-    pub fn new(weight: Tensor, bias: Option<Tensor>) -> Self {
-        Self { weight, bias }
+    /// From a Hugging Face weight `[out, in]`.
+    pub fn new(weight: Tensor, bias: Option<Tensor>) -> Result<Self> {
+        Ok(Self { weight_t: weight.t()?.contiguous()?, bias })
     }
 
     /// Several projections of the same input fused into one matrix (rows stacked in order).
     pub fn fused(parts: &[Linear]) -> Result<Self> {
-        let weights: Vec<&Tensor> = parts.iter().map(|p| &p.weight).collect();
+        let weights: Vec<&Tensor> = parts.iter().map(|p| &p.weight_t).collect();
         let bias = if parts.iter().all(|p| p.bias.is_some()) {
             let biases: Vec<&Tensor> = parts.iter().filter_map(|p| p.bias.as_ref()).collect();
             Some(Tensor::cat(&biases, 0)?)
@@ -36,24 +37,20 @@ impl Linear {
                 .iter()
                 .map(|p| match &p.bias {
                     Some(b) => Ok(b.clone()),
-                    None => Tensor::zeros(p.weight.dim(0)?, p.weight.dtype(), p.weight.device()),
+                    None => Tensor::zeros(p.weight_t.dim(1)?, p.weight_t.dtype(), p.weight_t.device()),
                 })
                 .collect::<candle_core::Result<Vec<_>>>()?;
             Some(Tensor::cat(&biases, 0)?)
         } else {
             None
         };
-        Ok(Self { weight: Tensor::cat(&weights, 0)?, bias })
+        Ok(Self { weight_t: Tensor::cat(&weights, 1)?, bias })
     }
 
     pub fn load(w: &Weights, prefix: &str, out: usize, inp: usize, bias: bool, dtype: DType) -> Result<Self> {
         let weight = w.take(&format!("{prefix}.weight"), (out, inp), dtype)?;
         let bias = if bias { Some(w.take(&format!("{prefix}.bias"), out, dtype)?) } else { None };
-        Ok(Self { weight, bias })
-    }
-
-    pub fn weight(&self) -> &Tensor {
-        &self.weight
+        Self::new(weight, bias)
     }
 }
 
@@ -61,13 +58,13 @@ impl Module for Linear {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let dims = x.dims().to_vec();
         let (rows, inp) = (dims[..dims.len() - 1].iter().product::<usize>(), dims[dims.len() - 1]);
-        let y = x.reshape((rows, inp))?.matmul(&self.weight.t()?)?;
+        let y = x.reshape((rows, inp))?.matmul(&self.weight_t)?;
         let y = match &self.bias {
             Some(b) => y.broadcast_add(b)?,
             None => y,
         };
         let mut out = dims;
-        *out.last_mut().expect("non-empty dims") = self.weight.dim(0)?;
+        *out.last_mut().expect("non-empty dims") = self.weight_t.dim(1)?;
         y.reshape(out)
     }
 }

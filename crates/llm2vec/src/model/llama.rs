@@ -200,7 +200,7 @@ impl Backbone for Model {
     }
 
     fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
-        Ok(Linear::new(self.lm_head.clone(), None).forward(hidden)?)
+        Ok(hidden.broadcast_matmul(&self.lm_head.t()?)?)
     }
 
     fn hidden_size(&self) -> usize {

@@ -50,13 +50,13 @@ impl Config {
                 Ok(Config::Gemma(serde_json::from_value(json.clone()).map_err(parse_err)?))
             }
             "gemma3" => {
-                let mut text = json.get("text_config").cloned().ok_or_else(|| Error::Config {
+                let mut text = json.get("text_config").and_then(|t| t.as_object()).cloned().ok_or_else(|| Error::Config {
                     path: path.into(),
                     field: "text_config".into(),
-                    msg: "missing for model_type gemma3".into(),
+                    msg: "an object is required for model_type gemma3".into(),
                 })?;
-                text["model_type"] = "gemma3_text".into();
-                Self::from_json(&text, path)
+                text.insert("model_type".into(), "gemma3_text".into());
+                Self::from_json(&serde_json::Value::Object(text), path)
             }
             other => Err(Error::UnsupportedArchitecture {
                 path: path.into(),
@@ -100,5 +100,17 @@ pub(crate) fn parse_rope_scaling(value: Option<&serde_json::Value>, path: &Path)
             original_max_position: num("original_max_position_embeddings")?,
         }),
         other => Err(err(format!("rope type `{other}` is not supported (default, linear, llama3)"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gemma3_text_config_must_be_an_object() {
+        let json = serde_json::json!({"model_type": "gemma3", "text_config": 5});
+        let err = Config::from_json(&json, Path::new("config.json")).unwrap_err().to_string();
+        assert!(err.contains("text_config"), "{err}");
     }
 }
