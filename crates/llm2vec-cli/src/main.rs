@@ -17,6 +17,8 @@ struct Cli {
 enum Command {
     /// Encode texts from a file into embeddings (.npy or .jsonl).
     Encode(EncodeArgs),
+    /// Serve embeddings over HTTP: POST /v1/embeddings (OpenAI), POST /embed, GET /health, /info, /metrics.
+    Serve(ServeArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -84,6 +86,14 @@ struct EncodeArgs {
     output: PathBuf,
 }
 
+#[derive(Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    #[command(flatten)]
+    server: llm2vec_server::Config,
+}
+
 fn main() {
     if let Err(e) = run(Cli::parse()) {
         eprintln!("error: {e:#}");
@@ -94,6 +104,7 @@ fn main() {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Encode(args) => encode(args),
+        Command::Serve(args) => serve(args),
     }
 }
 
@@ -156,5 +167,11 @@ fn encode(args: EncodeArgs) -> Result<()> {
         start.elapsed().as_secs_f64(),
         args.output.display()
     );
+    Ok(())
+}
+
+fn serve(args: ServeArgs) -> Result<()> {
+    let encoder = encoder(&args.model)?;
+    llm2vec_server::run(encoder, &args.model.model, args.server)?;
     Ok(())
 }

@@ -101,6 +101,10 @@ impl TextTokenizer {
         while count > opts.doc_max_length {
             let words: Vec<&str> = text.split_whitespace().collect();
             let keep = (words.len() as f64 * (opts.doc_max_length as f64 / count as f64)) as usize;
+            if keep == 0 {
+                // One huge word: the reference's word cut would leave nothing; cut at a token boundary instead.
+                return self.cut_at_token(&text, opts.doc_max_length);
+            }
             let shorter = words[..keep.min(words.len())].join(" ");
             if shorter == text {
                 break;
@@ -109,6 +113,13 @@ impl TextTokenizer {
             count = self.count(&text)?.min(opts.max_length);
         }
         Ok(text)
+    }
+
+    /// The prefix of `text` covered by its first `n` tokens.
+    fn cut_at_token(&self, text: &str, n: usize) -> Result<String> {
+        let enc = self.encode_raw(text, false)?;
+        let end = enc.get_offsets().get(n.saturating_sub(1)).map_or(text.len(), |&(_, end)| end);
+        Ok(text.get(..end).unwrap_or(text).to_string())
     }
 
     /// The string the model sees and the byte offset where the text part starts in it.
@@ -192,6 +203,15 @@ mod tests {
         assert_eq!(t.prompt("  Find it:  ", "the text", &opts(false)), ("Find it: the text".into(), 9, false));
         assert_eq!(t.prompt("", " the text", &opts(false)), (" the text".into(), 0, false));
         assert_eq!(t.prompt("", " the text ", &opts(true)), ("the text".into(), 0, true));
+    }
+
+    #[test]
+    fn one_huge_word_is_cut_at_a_token_boundary() {
+        let t = tokenizer("tiny");
+        let opts = TokenizeOptions { max_length: 512, doc_max_length: 10, append_eos: false };
+        let short = t.shorten_document(&"y".repeat(3000), &opts).unwrap();
+        assert!(!short.is_empty() && short.chars().all(|c| c == 'y'));
+        assert_eq!(t.count(&short).unwrap(), 10);
     }
 
     #[test]

@@ -1,0 +1,73 @@
+//! `POST /embed`, the LLM2Vec-style endpoint: `inputs` is a string or a list whose items are texts or
+//! `[instruction, text]` pairs; `instruction` applies to the plain texts (attended to, not pooled);
+//! `normalize` (default true) L2-normalises; `truncate` (default false) cuts inputs over max_length instead of
+//! refusing them. The answer is a list of embeddings, one per input, in order.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
+use axum::Json;
+use llm2vec::Input;
+use serde::Deserialize;
+
+use crate::embedding;
+use crate::error::ApiError;
+use crate::routes::AppState;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Request {
+    inputs: Inputs,
+    #[serde(default)]
+    instruction: String,
+    #[serde(default = "yes")]
+    normalize: bool,
+    #[serde(default)]
+    truncate: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Deserialize)]
+#[serde(untagged, expecting = "`inputs` must be a string or a list of strings and [instruction, text] pairs")]
+enum Inputs {
+    One(String),
+    Many(Vec<Item>),
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Item {
+    Text(String),
+    Pair(String, String),
+}
+
+/// The handler.
+pub async fn embed(
+    State(state): State<Arc<AppState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Vec<Vec<f32>>>, ApiError> {
+    let request: Request = embedding::parse_body(body, state.config.max_body_bytes)?;
+    let items = match request.inputs {
+        Inputs::One(text) => vec![Item::Text(text)],
+        Inputs::Many(items) => items,
+    };
+    embedding::check_count(items.len(), "inputs", state.config.max_client_batch_size)?;
+    let inputs = items
+        .into_iter()
+        .map(|item| match item {
+            Item::Text(text) => Input::new(request.instruction.as_str(), text),
+            Item::Pair(instruction, text) => Input::new(instruction, text),
+        })
+        .collect();
+    let tokens = embedding::tokenize(state.encoder.clone(), inputs, request.truncate).await?;
+    let mut embeddings = embedding::run(&state.batcher, tokens, state.encoder.dim()).await?;
+    if request.normalize {
+        embeddings.normalize();
+    }
+    Ok(Json((0..embeddings.rows).map(|i| embeddings.row(i).to_vec()).collect()))
+}

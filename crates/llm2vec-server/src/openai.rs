@@ -1,0 +1,137 @@
+//! `POST /v1/embeddings`, the OpenAI embeddings API: `input` (a string or a list of strings), `model`,
+//! `encoding_format` (float or base64: little-endian float32), `dimensions` (the first N values, then
+//! re-normalised); `user` and other OpenAI fields are ignored. Embeddings are unit length, as OpenAI's are,
+//! and inputs over max_length are refused, not truncated.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
+use axum::Json;
+use base64::Engine;
+use llm2vec::{Embeddings, Input};
+use serde::{Deserialize, Serialize};
+
+use crate::embedding;
+use crate::error::ApiError;
+use crate::routes::AppState;
+
+#[derive(Deserialize)]
+struct Request {
+    input: Texts,
+    #[serde(default)]
+    encoding_format: EncodingFormat,
+    dimensions: Option<usize>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged, expecting = "`input` must be a string or a list of strings")]
+enum Texts {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Deserialize, Default, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+enum EncodingFormat {
+    #[default]
+    Float,
+    Base64,
+}
+
+#[derive(Serialize)]
+pub struct Response {
+    object: &'static str,
+    data: Vec<EmbeddingObject>,
+    model: String,
+    usage: Usage,
+}
+
+#[derive(Serialize)]
+struct EmbeddingObject {
+    object: &'static str,
+    index: usize,
+    embedding: Vector,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Vector {
+    Float(Vec<f32>),
+    Base64(String),
+}
+
+#[derive(Serialize)]
+struct Usage {
+    prompt_tokens: usize,
+    total_tokens: usize,
+}
+
+/// The handler.
+pub async fn embeddings(
+    State(state): State<Arc<AppState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Response>, ApiError> {
+    let request: Request = embedding::parse_body(body, state.config.max_body_bytes)?;
+    let texts = match request.input {
+        Texts::One(text) => vec![text],
+        Texts::Many(texts) => texts,
+    };
+    embedding::check_count(texts.len(), "input", state.config.max_client_batch_size)?;
+    let dims = check_dimensions(request.dimensions, state.encoder.dim())?;
+    let inputs = texts.into_iter().map(Input::text).collect();
+    let tokens = embedding::tokenize(state.encoder.clone(), inputs, false).await?;
+    let mut embeddings =
+        embedding::cut_dimensions(embedding::run(&state.batcher, tokens, state.encoder.dim()).await?, dims);
+    embeddings.normalize();
+    Ok(Json(response(&embeddings, request.encoding_format, &state.model_name)))
+}
+
+/// `dimensions` must lie in 1..=dim; absent means all.
+fn check_dimensions(dimensions: Option<usize>, dim: usize) -> Result<usize, ApiError> {
+    match dimensions {
+        None => Ok(dim),
+        Some(d) if (1..=dim).contains(&d) => Ok(d),
+        Some(d) => Err(ApiError::invalid(format!("`dimensions` must be between 1 and {dim}, got {d}"))),
+    }
+}
+
+fn response(embeddings: &Embeddings, format: EncodingFormat, model: &str) -> Response {
+    let data = (0..embeddings.rows)
+        .map(|index| {
+            let row = embeddings.row(index);
+            let embedding = match format {
+                EncodingFormat::Float => Vector::Float(row.to_vec()),
+                EncodingFormat::Base64 => Vector::Base64(base64_f32(row)),
+            };
+            EmbeddingObject { object: "embedding", index, embedding }
+        })
+        .collect();
+    let usage = Usage { prompt_tokens: embeddings.tokens, total_tokens: embeddings.tokens };
+    Response { object: "list", data, model: model.to_string(), usage }
+}
+
+/// Little-endian float32 bytes in standard base64, as OpenAI's `encoding_format: "base64"`.
+fn base64_f32(row: &[f32]) -> String {
+    let bytes: Vec<u8> = row.iter().flat_map(|v| v.to_le_bytes()).collect();
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dimensions_are_checked() {
+        assert_eq!(check_dimensions(None, 8).unwrap(), 8);
+        assert_eq!(check_dimensions(Some(3), 8).unwrap(), 3);
+        assert_eq!(check_dimensions(Some(0), 8).unwrap_err().status, 422);
+        assert_eq!(check_dimensions(Some(9), 8).unwrap_err().status, 422);
+    }
+
+    #[test]
+    fn base64_is_little_endian_float32() {
+        assert_eq!(base64_f32(&[1.0]), "AACAPw==");
+    }
+}
