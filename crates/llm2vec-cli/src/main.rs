@@ -17,6 +17,8 @@ struct Cli {
 enum Command {
     /// Encode texts from a file into embeddings (.npy or .jsonl).
     Encode(EncodeArgs),
+    /// Evaluate on MTEB-style tasks from a local data folder; writes one JSON per task and summary.md.
+    Eval(EvalArgs),
     /// Serve embeddings over HTTP: POST /v1/embeddings (OpenAI), POST /embed, GET /health, /info, /metrics.
     Serve(ServeArgs),
 }
@@ -87,6 +89,39 @@ struct EncodeArgs {
 }
 
 #[derive(Args)]
+struct EvalArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Comma-separated task names (folders of --data-dir).
+    #[arg(long, value_delimiter = ',', required = true)]
+    tasks: Vec<String>,
+    /// Folder with one sub-folder per task (the layout of ../shared/data).
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// Folder for the per-task result JSON files and summary.md.
+    #[arg(long, default_value = "results")]
+    output: PathBuf,
+    /// Embedding cache folder (default: ~/.cache/llm2vec/embeddings).
+    #[arg(long, conflicts_with = "no_cache")]
+    cache_dir: Option<PathBuf>,
+    /// Encode everything afresh and keep nothing.
+    #[arg(long)]
+    no_cache: bool,
+    /// Instruction for a task's queries, as TASK=TEXT (empty TEXT for none); repeatable.
+    #[arg(long = "task-instruction", value_parser = key_value)]
+    task_instructions: Vec<(String, String)>,
+    /// Split for a task, as TASK=SPLIT (`a+b` joins splits); repeatable.
+    #[arg(long = "task-split", value_parser = key_value)]
+    task_splits: Vec<(String, String)>,
+    #[arg(long, default_value_t = 42)]
+    seed: u32,
+}
+
+fn key_value(s: &str) -> Result<(String, String), String> {
+    s.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())).ok_or_else(|| format!("`{s}`: expected TASK=VALUE"))
+}
+
+#[derive(Args)]
 struct ServeArgs {
     #[command(flatten)]
     model: ModelArgs,
@@ -104,15 +139,20 @@ fn main() {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Encode(args) => encode(args),
+        Command::Eval(args) => eval(args),
         Command::Serve(args) => serve(args),
     }
 }
 
 fn encoder(args: &ModelArgs) -> Result<Encoder> {
+    Encoder::from_pretrained(&args.model, options(args)?).with_context(|| format!("loading model `{}`", args.model))
+}
+
+fn options(args: &ModelArgs) -> Result<Options> {
     if let Some(n) = args.threads {
         llm2vec::set_num_threads(n);
     }
-    let options = Options {
+    Ok(Options {
         adapters: args.adapters.clone(),
         pooling: args.pooling,
         max_length: args.max_length,
@@ -130,8 +170,7 @@ fn encoder(args: &ModelArgs) -> Result<Encoder> {
             Precision::F16 => llm2vec::DType::F16,
         },
         device: device(&args.device)?,
-    };
-    Encoder::from_pretrained(&args.model, options).with_context(|| format!("loading model `{}`", args.model))
+    })
 }
 
 fn device(spec: &str) -> Result<llm2vec::Device> {
@@ -167,6 +206,24 @@ fn encode(args: EncodeArgs) -> Result<()> {
         start.elapsed().as_secs_f64(),
         args.output.display()
     );
+    Ok(())
+}
+
+fn eval(args: EvalArgs) -> Result<()> {
+    let mut opts = llm2vec_eval::EvalOptions::new(&args.model.model, args.tasks, args.data_dir, args.output);
+    opts.encoder = options(&args.model)?;
+    opts.cache = match (args.no_cache, args.cache_dir) {
+        (true, _) => llm2vec_eval::CacheDir::Off,
+        (false, Some(dir)) => llm2vec_eval::CacheDir::At(dir),
+        (false, None) => llm2vec_eval::CacheDir::Default,
+    };
+    opts.instructions = args.task_instructions.into_iter().collect();
+    opts.splits = args.task_splits.into_iter().collect();
+    opts.seed = args.seed;
+    opts.verbose = true;
+    let summary = llm2vec_eval::run(&opts)?;
+    println!("{}", summary.markdown);
+    eprintln!("summary written to {}", summary.markdown_path.display());
     Ok(())
 }
 

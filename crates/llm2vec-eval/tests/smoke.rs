@@ -1,0 +1,52 @@
+//! End to end with a real (tiny, random) llm2vec model: a handful of lines of four dev tasks, the result
+//! files and summary, and a second run served entirely from the embedding cache.
+
+mod common;
+
+use std::path::PathBuf;
+
+use llm2vec_eval::{run, CacheDir, EvalOptions};
+
+fn tiny_model() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../llm2vec/tests/fixtures/parity/llama/model")
+}
+
+#[test]
+fn tiny_model_end_to_end_then_from_the_cache() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (data, out, cache) = (tmp.path().join("data"), tmp.path().join("results"), tmp.path().join("cache"));
+    common::head("STSBenchmark", "test", 8, &data);
+    common::classification(3, 6, 3, &data);
+    common::clustering(1, 24, &data);
+    common::retrieval(3, 12, &data);
+    let tasks = ["STSBenchmark", "Banking77Classification", "BBCNewsClusteringS2S", "SciFact"];
+    let mut opts = EvalOptions::new(tiny_model().to_string_lossy(), tasks.iter().map(|t| t.to_string()).collect(), &data, &out);
+    opts.cache = CacheDir::At(cache.clone());
+    opts.encoder.max_length = Some(64);
+
+    let first = run(&opts).expect("first run");
+    assert!(first.encoded > 0);
+    assert_eq!(first.cached, 0);
+    for r in &first.results {
+        assert!(r.main_score.is_finite(), "{}: {}", r.name, r.main_score);
+        let file = common::result(&out, &r.name);
+        assert_eq!(file["model"]["model_type"], "llama");
+        assert_eq!(file["model"]["settings"]["attention"], "bidirectional");
+        assert_eq!(file["model"]["settings"]["max_length"], 64);
+        assert_eq!(file["encoding"]["encoded"], r.encoded);
+        let written = file["scores"][&r.split][0]["main_score"].as_f64().expect("main_score");
+        assert!((written - r.main_score).abs() < 1e-12, "{}: {written} vs {}", r.name, r.main_score);
+    }
+    assert!(out.join("summary.md").is_file());
+
+    let second = run(&opts).expect("second run");
+    assert_eq!((second.encoded, second.cached), (0, first.encoded), "every text from the cache");
+    for (a, b) in first.results.iter().zip(&second.results) {
+        assert_eq!(a.main_score, b.main_score, "{}", a.name);
+    }
+
+    // Other settings are another cache entry.
+    opts.encoder.doc_max_length = Some(16);
+    let third = run(&opts).expect("third run");
+    assert_eq!(third.encoded, first.encoded, "new settings, new embeddings");
+}
