@@ -1,0 +1,51 @@
+//! The error type of llm2vec-train: every failure names the file, field or line at fault.
+
+use std::path::PathBuf;
+
+/// Errors from configuration, data loading, losses and adapters.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error("{file}: unknown field `{field}`{}", closest.as_ref().map(|c| format!(" (did you mean `{c}`?)")).unwrap_or_default())]
+    UnknownField {
+        file: PathBuf,
+        field: String,
+        closest: Option<String>,
+    },
+    #[error("{file}: missing required field `{field}`")]
+    MissingField { file: PathBuf, field: String },
+    #[error("{file}: {msg}")]
+    Config { file: PathBuf, msg: String },
+    #[error("{file}:{line}: {msg}")]
+    Data {
+        file: PathBuf,
+        line: usize,
+        msg: String,
+    },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
+    #[error("adapter: {0}")]
+    Adapter(String),
+    #[error("invalid argument: {0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+    #[error(transparent)]
+    Llm2vec(#[from] llm2vec::Error),
+}
+
+/// Result alias for this crate.
+pub type Result<T, E = TrainError> = std::result::Result<T, E>;
+
+impl TrainError {
+    pub(crate) fn io(path: &std::path::Path, source: std::io::Error) -> Self {
+        Self::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
