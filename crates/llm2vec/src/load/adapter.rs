@@ -95,16 +95,18 @@ impl Adapter {
             let w = base.get(&name).map_err(|_| {
                 Error::weight(&weights_path, &name, "the adapter targets a module the base model does not have (an adapter for another base model?)")
             })?;
-            let (a, b) = (a.to_dtype(DType::F32)?.to_device(w.device())?, b.to_dtype(DType::F32)?.to_device(w.device())?);
-            let delta = (b.matmul(&a)? * self.scale(module))?;
-            let delta = if self.config.fan_in_fan_out { delta.t()? } else { delta };
-            if delta.dims() != w.dims() {
+            let update = (b.dim(0)?, a.dim(1)?);
+            let expected = if self.config.fan_in_fan_out { (w.dim(1)?, w.dim(0)?) } else { w.dims2()? };
+            if update != expected {
                 return Err(Error::weight(
                     &weights_path,
                     &name,
-                    format!("adapter update has shape {:?} but the base weight is {:?} (an adapter for another base model?)", delta.dims(), w.dims()),
+                    format!("adapter update has shape {update:?} but the base weight is {:?} (an adapter for another base model?)", w.dims()),
                 ));
             }
+            let (a, b) = (a.to_dtype(DType::F32)?.to_device(w.device())?, b.to_dtype(DType::F32)?.to_device(w.device())?);
+            let delta = (b.matmul(&a)? * self.scale(module))?;
+            let delta = if self.config.fan_in_fan_out { delta.t()? } else { delta };
             let merged = (w.to_dtype(DType::F32)? + delta)?;
             base.insert(name, merged);
         }
@@ -140,7 +142,7 @@ fn pair_tensors(tensors: HashMap<String, Tensor>, path: &Path) -> Result<HashMap
     for (module, a) in a_parts {
         let b = b_parts.remove(&module).ok_or_else(|| Error::weight(path, &module, "lora_A without lora_B"))?;
         let (r_a, r_b) = (a.dim(0)?, b.dim(1)?);
-        if a.rank() != 2 || b.rank() != 2 || r_a != r_b {
+        if a.rank() != 2 || b.rank() != 2 || r_a != r_b || r_a == 0 {
             return Err(Error::weight(path, &module, format!("lora_A {:?} and lora_B {:?} do not fit together", a.dims(), b.dims())));
         }
         pairs.insert(module, (a, b));

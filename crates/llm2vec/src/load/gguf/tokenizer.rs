@@ -225,6 +225,10 @@ fn sentencepiece_bpe(v: &GgufVocab) -> Result<Tokenizer> {
     Ok(tokenizer)
 }
 
+/// Pieces longer than this (in bytes) are not split into merges: real vocabularies stay far below it (Gemma 3's
+/// longest normal piece has 48 bytes), and it bounds the work, quadratic in a piece's length, on hostile files.
+const MAX_MERGED_PIECE_BYTES: usize = 256;
+
 /// SentencePiece BPE as merges: pieces `a`, `b` merge when `a + b` is a piece, ranked by the merged piece's
 /// score (highest first), then by the ids of the merged piece, `a` and `b`. Only normal pieces take part:
 /// control, user-defined and byte pieces never come out of merging.
@@ -236,7 +240,7 @@ fn sentencepiece_merges(tokens: &[String], types: &[i32], scores: &[f32]) -> Mer
         .map(|(i, t)| (t.as_str(), i as u32))
         .collect();
     let mut ranked: Vec<(f32, u32, u32, u32)> = Vec::new();
-    for (piece, &id) in &normal {
+    for (piece, &id) in normal.iter().filter(|(p, _)| p.len() <= MAX_MERGED_PIECE_BYTES) {
         for (split, _) in piece.char_indices().skip(1) {
             let (a, b) = piece.split_at(split);
             if let (Some(&ia), Some(&ib)) = (normal.get(a), normal.get(b)) {
