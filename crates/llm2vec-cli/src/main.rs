@@ -149,9 +149,8 @@ fn encoder(args: &ModelArgs) -> Result<Encoder> {
 }
 
 fn options(args: &ModelArgs) -> Result<Options> {
-    if let Some(n) = args.threads {
-        llm2vec::set_num_threads(n);
-    }
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    llm2vec::set_num_threads(args.threads.unwrap_or(cores));
     Ok(Options {
         adapters: args.adapters.clone(),
         pooling: args.pooling,

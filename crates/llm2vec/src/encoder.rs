@@ -257,7 +257,12 @@ fn settings(options: &Options, llm2vec_config: Option<&Value>) -> Result<Setting
     Ok(settings)
 }
 
-/// Sets the number of CPU threads used for matrix products (call before the first encode).
+/// Sets the number of CPU threads (call before loading a model). Also shortens how long candle's element-wise
+/// worker threads spin while idle, unless `CANDLE_BARRIER_POOL_SPIN_LIMIT` is set: spinning workers compete with
+/// the matrix-product threads for the same cores.
 pub fn set_num_threads(n: usize) {
     std::env::set_var("RAYON_NUM_THREADS", n.max(1).to_string());
+    if std::env::var_os("CANDLE_BARRIER_POOL_SPIN_LIMIT").is_none() {
+        std::env::set_var("CANDLE_BARRIER_POOL_SPIN_LIMIT", "200");
+    }
 }

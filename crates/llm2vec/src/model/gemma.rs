@@ -4,7 +4,7 @@
 use candle_core::{DType, Device, Module, Tensor};
 use serde::Deserialize;
 
-use super::layers::{apply_rotary, attention, attention_bias, AttentionMode, Linear, RmsNorm, RopeScaling, Rotary};
+use super::layers::{apply_rotary, attention, attention_bias, gated, Activation, AttentionMode, Linear, RmsNorm, RopeScaling, Rotary};
 use super::{parse_rope_scaling, Backbone};
 use crate::error::{Error, Result};
 use crate::load::weights::Weights;
@@ -227,7 +227,7 @@ impl Model {
         };
         let x = (x + attn)?;
         let gu = blk.gate_up.forward(&blk.pre_mlp_norm.forward(&x)?)?;
-        let act = (gu.narrow(2, 0, self.intermediate)?.gelu()? * gu.narrow(2, self.intermediate, self.intermediate)?)?;
+        let act = gated(&gu, self.intermediate, Activation::GeluTanh)?;
         let mlp = blk.down_proj.forward(&act)?;
         let mlp = match &blk.post_mlp_norm {
             Some(n) => n.forward(&mlp)?,

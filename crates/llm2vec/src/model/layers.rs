@@ -1,7 +1,7 @@
 //! Building blocks shared by the model families: linear layers, RMSNorm, rotary embeddings,
 //! attention masks and grouped-query attention.
 
-use candle_core::{DType, Device, Module, Tensor, D};
+use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Module, Shape, Tensor, D};
 
 use crate::error::Result;
 use crate::load::weights::Weights;
@@ -69,7 +69,7 @@ impl Module for Linear {
     }
 }
 
-/// RMSNorm: `x / sqrt(mean(x^2) + eps) * scale`, accumulated in f32.
+/// RMSNorm: `x / sqrt(mean(x^2) + eps) * scale`, accumulated in f32 (one fused pass for f32 inputs).
 #[derive(Debug, Clone)]
 pub struct RmsNorm {
     scale: Tensor,
@@ -86,6 +86,9 @@ impl RmsNorm {
 
 impl Module for RmsNorm {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        if x.dtype() == DType::F32 {
+            return candle_nn::ops::rms_norm(&x.contiguous()?, &self.scale, self.eps as f32);
+        }
         let dtype = x.dtype();
         let xf = x.to_dtype(DType::F32)?;
         let ms = xf.sqr()?.mean_keepdim(D::Minus1)?;
@@ -214,4 +217,63 @@ fn repeat_kv(x: &Tensor, groups: usize) -> Result<Tensor> {
     }
     let (b, kv, l, d) = x.dims4()?;
     Ok(x.unsqueeze(2)?.expand((b, kv, groups, l, d))?.reshape((b, kv * groups, l, d))?)
+}
+
+/// The gated MLP activation `act(gate) * up` for `gate_up: [.., 2 * n]` holding `[gate | up]` on its last axis.
+/// On the CPU in f32 it is one pass without intermediate tensors.
+pub fn gated(gate_up: &Tensor, n: usize, act: Activation) -> Result<Tensor> {
+    if gate_up.device().is_cpu() && gate_up.dtype() == DType::F32 {
+        return Ok(gate_up.contiguous()?.apply_op1_no_bwd(&Gated { n, act })?);
+    }
+    let gate = gate_up.narrow(D::Minus1, 0, n)?;
+    let gate = match act {
+        Activation::Silu => candle_nn::ops::silu(&gate)?,
+        Activation::GeluTanh => gate.gelu()?,
+    };
+    Ok((gate * gate_up.narrow(D::Minus1, n, n)?)?)
+}
+
+/// The MLP activations of the supported families.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    Silu,
+    /// GELU with the tanh approximation (`gelu_pytorch_tanh`).
+    GeluTanh,
+}
+
+struct Gated {
+    n: usize,
+    act: Activation,
+}
+
+impl CustomOp1 for Gated {
+    fn name(&self) -> &'static str {
+        "gated-activation"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (CpuStorage::F32(data), Some((start, end))) = (storage, layout.contiguous_offsets()) else {
+            candle_core::bail!("gated-activation: expects contiguous f32");
+        };
+        let n = self.n;
+        let rows = data[start..end].chunks_exact(2 * n);
+        let mut out = Vec::with_capacity((end - start) / 2);
+        for row in rows {
+            let (gate, up) = row.split_at(n);
+            out.extend(gate.iter().zip(up).map(|(&g, &u)| activate(g, self.act) * u));
+        }
+        let mut dims = layout.shape().dims().to_vec();
+        *dims.last_mut().expect("non-empty dims") = n;
+        Ok((CpuStorage::F32(out), Shape::from(dims)))
+    }
+}
+
+fn activate(x: f32, act: Activation) -> f32 {
+    match act {
+        Activation::Silu => x / (1.0 + (-x).exp()),
+        Activation::GeluTanh => {
+            let inner = (2.0f32 / std::f32::consts::PI).sqrt() * (x + 0.044715 * x * x * x);
+            0.5 * x * (1.0 + inner.tanh())
+        }
+    }
 }

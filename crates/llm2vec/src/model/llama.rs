@@ -4,7 +4,7 @@
 use candle_core::{DType, Device, Module, Tensor};
 use serde::Deserialize;
 
-use super::layers::{apply_rotary, attention, attention_bias, AttentionMode, Linear, RmsNorm, Rotary};
+use super::layers::{apply_rotary, attention, attention_bias, gated, Activation, AttentionMode, Linear, RmsNorm, Rotary};
 use super::{parse_rope_scaling, Backbone};
 use crate::error::{Error, Result};
 use crate::load::weights::Weights;
@@ -182,7 +182,7 @@ impl Model {
         let attn = attention(&q, &k, &v, bias, 1.0 / (hd as f64).sqrt(), None)?;
         let x = (x + blk.o_proj.forward(&attn)?)?;
         let gu = blk.gate_up.forward(&blk.post_attention_norm.forward(&x)?)?;
-        let act = (candle_nn::ops::silu(&gu.narrow(2, 0, self.intermediate)?)? * gu.narrow(2, self.intermediate, self.intermediate)?)?;
+        let act = gated(&gu, self.intermediate, Activation::Silu)?;
         Ok((x + blk.down_proj.forward(&act)?)?)
     }
 }
