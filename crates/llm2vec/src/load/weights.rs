@@ -87,11 +87,36 @@ fn shard_files(index: &Path) -> Result<Vec<PathBuf>> {
 }
 
 /// Reads every tensor of one safetensors file; truncated or malformed files give an error naming the file.
+/// The file is mapped, and the pages of each tensor are released once it is copied, so reading needs little
+/// more memory than the tensors themselves.
 pub fn read_safetensors(path: &Path, device: &Device) -> Result<HashMap<String, Tensor>> {
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     // SAFETY: the map is read-only and dropped before returning; the file is not expected to change meanwhile.
     let mmap = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
-    parse_safetensors(&mmap, device).map_err(|msg| Error::format(path, msg))
+    let (header_len, metadata) = safetensors::SafeTensors::read_metadata(&mmap)
+        .map_err(|e| Error::format(path, format!("invalid safetensors: {e}")))?;
+    let data_start = 8 + header_len;
+    let mut out = HashMap::new();
+    for (name, info) in metadata.tensors() {
+        let (begin, end) = (data_start + info.data_offsets.0, data_start + info.data_offsets.1);
+        let tensor = to_tensor(&name, info.dtype, &info.shape, &mmap[begin..end], device)
+            .map_err(|msg| Error::format(path, msg))?;
+        // SAFETY: DontNeed on a read-only file mapping only drops cached pages; later reads fault them back in.
+        let _ = unsafe { mmap.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, begin, end - begin) };
+        out.insert(name, tensor);
+    }
+    Ok(out)
+}
+
+fn to_tensor(name: &str, dtype: safetensors::Dtype, shape: &[usize], bytes: &[u8], device: &Device) -> std::result::Result<Tensor, String> {
+    let dtype = match dtype {
+        safetensors::Dtype::F32 => DType::F32,
+        safetensors::Dtype::F16 => DType::F16,
+        safetensors::Dtype::BF16 => DType::BF16,
+        safetensors::Dtype::F64 => DType::F64,
+        other => return Err(format!("tensor `{name}`: unsupported dtype {other:?}")),
+    };
+    Tensor::from_raw_buffer(bytes, dtype, shape, device).map_err(|e| format!("tensor `{name}`: {e}"))
 }
 
 /// Parses safetensors bytes into tensors; errors are plain messages for the caller to place.
@@ -99,15 +124,7 @@ pub fn parse_safetensors(bytes: &[u8], device: &Device) -> std::result::Result<H
     let st = safetensors::SafeTensors::deserialize(bytes).map_err(|e| format!("invalid safetensors: {e}"))?;
     let mut out = HashMap::new();
     for (name, view) in st.tensors() {
-        let dtype = match view.dtype() {
-            safetensors::Dtype::F32 => DType::F32,
-            safetensors::Dtype::F16 => DType::F16,
-            safetensors::Dtype::BF16 => DType::BF16,
-            safetensors::Dtype::F64 => DType::F64,
-            other => return Err(format!("tensor `{name}`: unsupported dtype {other:?}")),
-        };
-        let t = Tensor::from_raw_buffer(view.data(), dtype, view.shape(), device)
-            .map_err(|e| format!("tensor `{name}`: {e}"))?;
+        let t = to_tensor(&name, view.dtype(), view.shape(), view.data(), device)?;
         out.insert(name, t);
     }
     Ok(out)
