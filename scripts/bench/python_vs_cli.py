@@ -11,16 +11,18 @@ machine the rounds vary: compare the ratios with the spread of the rounds.
 
     .venv-py/bin/python scripts/bench/python_vs_cli.py [--threads 2] [--rounds 3] [--limit N]
 
-Needs the package installed in the running interpreter (scripts/python-test.sh builds .venv-py) and
-target/release/llm2vec (`cargo build --release -p llm2vec-cli`).
+Needs the package installed in the running interpreter and target/release/llm2vec, built from the same tree:
+run scripts/python-test.sh first (it builds both into .venv-py and target/). Both build times are printed.
 """
 
 import argparse
 import json
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -46,10 +48,12 @@ np.save(out_path, embeddings)
 
 def main():
     args = parse_args()
+    args.cli_built = built(args.cli)
     texts = read_texts(args.data, args.limit)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         (tmp / "texts.txt").write_text("\n".join(texts), encoding="utf-8")
+        args.cli = Path(shutil.copy2(args.cli, tmp / "llm2vec"))  # a rebuild during the run cannot swap it
         rounds = {"python": [], "cli": []}
         tokens = None
         for k in range(args.rounds):
@@ -107,6 +111,7 @@ def report(args, n, tokens, rounds, same):
     load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
     print(f"{n} texts ({tokens} tokens), model {Path(args.model).name}, {args.threads} threads, "
           f"batch {args.batch_size}, {args.rounds} alternating rounds; load average at the end {load}")
+    print(f"built: CLI {args.cli_built}, Python extension {extension_built()}")
     print(f"{'side':<8} {'best s':>8} {'median s':>9} {'texts/s':>8} {'tokens/s':>9}   rounds (s)")
     for side in ("cli", "python"):
         best = min(rounds[side])
@@ -115,6 +120,16 @@ def report(args, n, tokens, rounds, same):
     print(f"throughput python/cli: best {min(rounds['cli']) / min(rounds['python']):.3f}, "
           f"median {median(rounds['cli']) / median(rounds['python']):.3f}")
     print(f"embeddings bit-identical: {same}")
+
+
+def built(path):
+    """A file's modification time: the two sides should come from the same build (scripts/python-test.sh)."""
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(Path(path).stat().st_mtime))
+
+
+def extension_built():
+    cmd = [sys.executable, "-c", "import llm2vec_rs._native as n; print(n.__file__)"]
+    return built(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip())
 
 
 def median(values):

@@ -163,14 +163,15 @@ impl Encoder {
 
     /// Encodes inputs in length-sorted batches; rows come back in input order.
     pub fn encode(&self, inputs: &[Input]) -> Result<Embeddings> {
-        self.encode_with_progress(inputs, |_, _| Ok(()))
+        self.encode_with_progress(inputs, self.settings.batch_size, |_, _| Ok(()))
     }
 
-    /// Like [`Encoder::encode`], calling `progress(done, total)` after each batch; an error from it stops
-    /// the encode (a caller's way to cancel).
+    /// Like [`Encoder::encode`] with batches of `batch_size`, calling `progress(done, total)` once the inputs
+    /// are tokenized and after each batch; an error from it stops the encode (a caller's way to cancel).
     pub fn encode_with_progress(
         &self,
         inputs: &[Input],
+        batch_size: usize,
         mut progress: impl FnMut(usize, usize) -> Result<()>,
     ) -> Result<Embeddings> {
         let tokenized = inputs
@@ -178,12 +179,13 @@ impl Encoder {
             .enumerate()
             .map(|(i, input)| self.tokenize(input).map_err(|e| at_input(i, e)))
             .collect::<Result<Vec<_>>>()?;
+        progress(0, inputs.len())?;
         let mut order: Vec<usize> = (0..inputs.len()).collect();
         order.sort_by_key(|&i| std::cmp::Reverse(tokenized[i].ids.len()));
         let dim = self.dim();
         let mut data = vec![0f32; inputs.len() * dim];
         let mut done = 0;
-        for batch in order.chunks(self.settings.batch_size.max(1)) {
+        for batch in order.chunks(batch_size.max(1)) {
             let items: Vec<&Tokenized> = batch.iter().map(|&i| &tokenized[i]).collect();
             let rows = self.encode_batch(&items)?;
             for (k, &i) in batch.iter().enumerate() {
