@@ -11,7 +11,7 @@
 reference package (llm2vec 0.2.3).
 """
 
-from ._native import __version__, set_num_threads
+from ._native import __version__, evaluate, set_num_threads
 from .encoder import LLM2Vec
 
-__all__ = ["LLM2Vec", "set_num_threads", "__version__"]
+__all__ = ["LLM2Vec", "evaluate", "set_num_threads", "__version__"]

@@ -1,12 +1,13 @@
 //! Python bindings of the `llm2vec` library: the native module `llm2vec_rs._native`.
 //!
-//! It holds one class, `Encoder` (load once, encode many times with the GIL released), and
-//! `set_num_threads`. The reference-compatible API (`llm2vec_rs.LLM2Vec`) is written in Python on top of it,
-//! in `python/llm2vec_rs/`.
+//! It holds one class, `Encoder` (load once, encode many times with the GIL released), `set_num_threads` and
+//! `evaluate` (the `llm2vec eval` protocol). The reference-compatible API (`llm2vec_rs.LLM2Vec`) is written in
+//! Python on top of it, in `python/llm2vec_rs/`.
 
 mod batching;
 mod encoder;
 mod errors;
+mod evaluate;
 mod parse;
 
 use pyo3::prelude::*;
@@ -21,6 +22,7 @@ fn set_num_threads(n: usize) {
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<encoder::Encoder>()?;
     m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
+    m.add_function(wrap_pyfunction!(evaluate::evaluate, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

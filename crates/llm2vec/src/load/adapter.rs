@@ -73,10 +73,6 @@ impl Adapter {
         Ok(Self { config, dir: dir.to_path_buf(), pairs })
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     fn scale(&self, module: &str) -> f64 {
         let r = pattern_value(&self.config.rank_pattern, module).unwrap_or(self.config.r) as f64;
         let alpha = pattern_value(&self.config.alpha_pattern, module).unwrap_or(self.config.lora_alpha);
