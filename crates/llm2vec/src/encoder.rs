@@ -92,10 +92,7 @@ impl Embeddings {
 
     /// Scales every row to unit L2 norm (rows of zeros stay zero).
     pub fn normalize(&mut self) {
-        for row in self.data.chunks_mut(self.dim.max(1)) {
-            let norm = row.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
-            row.iter_mut().for_each(|v| *v /= norm);
-        }
+        pool::normalize_rows(&mut self.data, self.dim);
     }
 }
 
@@ -216,11 +213,12 @@ impl Encoder {
         }
         let ids = Tensor::from_vec(ids, (items.len(), seq_len), device)?;
         let hidden = self.backbone.forward(&ids, &lengths, self.settings.attention)?;
-        let mut pooled = pool::pool(&hidden, weights)?;
+        let pooled = pool::pool(&hidden, weights)?;
+        let mut rows = pooled.to_device(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?;
         if self.settings.normalize {
-            pooled = pool::normalize(&pooled)?;
+            pool::normalize_rows(&mut rows, self.dim());
         }
-        Ok(pooled.to_device(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?)
+        Ok(rows)
     }
 }
 

@@ -87,8 +87,10 @@ pub fn pool(hidden: &Tensor, weights: Vec<f32>) -> Result<Tensor> {
     Ok(w.matmul(&hidden.to_dtype(DType::F32)?)?.squeeze(1)?)
 }
 
-/// Scales each row to unit L2 norm (rows of zeros stay zero).
-pub fn normalize(x: &Tensor) -> Result<Tensor> {
-    let norm = x.sqr()?.sum_keepdim(1)?.sqrt()?.clamp(1e-12, f64::INFINITY)?;
-    Ok(x.broadcast_div(&norm)?)
+/// Scales each `dim`-wide row of `data` to unit L2 norm (rows of zeros stay zero).
+pub fn normalize_rows(data: &mut [f32], dim: usize) {
+    for row in data.chunks_mut(dim.max(1)) {
+        let norm = row.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
+        row.iter_mut().for_each(|v| *v /= norm);
+    }
 }
