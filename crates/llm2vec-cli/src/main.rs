@@ -6,6 +6,11 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use llm2vec::{io, AttentionMode, Encoder, Options, Pooling};
 
+/// Keeps freed memory for reuse: tensors are allocated and freed in large blocks at a high rate, which
+/// with the system allocator means page faults and zeroing on every step.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "llm2vec", version, about = "Text embeddings from decoder-only LLMs, the LLM2Vec way")]
 struct Cli {
@@ -21,6 +26,34 @@ enum Command {
     Eval(EvalArgs),
     /// Serve embeddings over HTTP: POST /v1/embeddings (OpenAI), POST /embed, GET /health, /info, /metrics.
     Serve(ServeArgs),
+    /// Train a LoRA adapter from a reference-format JSON config: mntp, simcse or supervised.
+    Train(TrainArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum TrainStage {
+    Mntp,
+    Simcse,
+    Supervised,
+}
+
+#[derive(Args)]
+struct TrainArgs {
+    stage: TrainStage,
+    /// JSON config with the reference's field names (train_configs/<stage>/*.json).
+    config: PathBuf,
+    /// Start over, ignoring checkpoints in output_dir (by default a run resumes from the latest).
+    #[arg(long)]
+    restart: bool,
+    /// STS dev pairs (JSONL with sentence1, sentence2, score) to evaluate the contrastive stages on.
+    #[arg(long)]
+    sts_dev: Option<PathBuf>,
+    /// Also write the model with every adapter merged, in Hugging Face layout, to <output_dir>/merged.
+    #[arg(long)]
+    merge: bool,
+    /// CPU threads for matrix products (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -141,6 +174,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Encode(args) => encode(args),
         Command::Eval(args) => eval(args),
         Command::Serve(args) => serve(args),
+        Command::Train(args) => train(args),
     }
 }
 
@@ -229,5 +263,46 @@ fn eval(args: EvalArgs) -> Result<()> {
 fn serve(args: ServeArgs) -> Result<()> {
     let encoder = encoder(&args.model)?;
     llm2vec_server::run(encoder, &args.model.model, args.server)?;
+    Ok(())
+}
+
+fn train(args: TrainArgs) -> Result<()> {
+    use llm2vec_train::config::Stage;
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    llm2vec::set_num_threads(args.threads.unwrap_or(cores));
+    let loaded = llm2vec_train::config::load(&args.config)?;
+    for note in &loaded.notes {
+        eprintln!("note: {note}");
+    }
+    let stage = match args.stage {
+        TrainStage::Mntp => Stage::Mntp,
+        TrainStage::Simcse => Stage::SimCse,
+        TrainStage::Supervised => Stage::Supervised,
+    };
+    let opts = llm2vec_train::trainer::RunOptions { restart: args.restart, sts_dev: args.sts_dev, progress: true, ..Default::default() };
+    let stop = opts.stop.clone();
+    ctrlc::set_handler(move || {
+        if stop.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!("\nstopping after this step (Ctrl-C again to quit at once)");
+    })?;
+    let outcome = llm2vec_train::trainer::run(stage, &loaded.config, &args.config, &opts)?;
+    let state = &outcome.state;
+    eprintln!(
+        "trained {} steps ({} tokens, {:.1}s); adapter in {}",
+        state.step,
+        state.tokens(),
+        state.elapsed_seconds(),
+        outcome.output_dir.display()
+    );
+    if args.merge {
+        let model = loaded.config.model(&args.config)?;
+        let mut adapters: Vec<&std::path::Path> = loaded.config.peft_model_name_or_path.iter().map(std::path::Path::new).collect();
+        adapters.push(&outcome.output_dir);
+        let out = outcome.output_dir.join("merged");
+        llm2vec::load::export::save_merged(model, &adapters, &out)?;
+        eprintln!("merged model in {}", out.display());
+    }
     Ok(())
 }

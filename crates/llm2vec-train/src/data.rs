@@ -119,7 +119,7 @@ pub fn load_sentences(path: &Path) -> Result<Vec<String>> {
 }
 
 /// One supervised example; `source` indexes the file it came from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SupervisedExample {
     pub instruction: String,
     pub query: String,

@@ -32,6 +32,14 @@ pub enum TrainError {
     Adapter(String),
     #[error("invalid argument: {0}")]
     Invalid(String),
+    #[error("the loss is {loss} at step {step}: training stopped; {}", last_good.as_ref().map(|p| format!("the last good checkpoint is {}", p.display())).unwrap_or_else(|| "no checkpoint was saved yet".into()))]
+    NonFiniteLoss {
+        step: usize,
+        loss: f64,
+        last_good: Option<PathBuf>,
+    },
+    #[error("interrupted after step {step}; saved {}; run the same command again to resume", checkpoint.display())]
+    Interrupted { step: usize, checkpoint: PathBuf },
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
     #[error(transparent)]

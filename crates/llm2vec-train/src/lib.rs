@@ -1,13 +1,19 @@
-//! Training foundations for LLM2Vec (issue #3): reference-compatible configs, seeded
-//! randomness, data loading, MNTP masking, MNTP/contrastive losses and LoRA layers whose
-//! frozen base weights never receive gradients.
+//! Training for LLM2Vec: MNTP, unsupervised SimCSE and supervised contrastive learning with LoRA,
+//! from the reference's JSON configs. Seeded randomness, data loading and masking, losses, LoRA
+//! updates whose frozen base weights never receive gradients, the optimizer, checkpoints and the loop.
 
+pub mod backprop;
+pub mod checkpoint;
 pub mod config;
 pub mod data;
 pub mod error;
 pub mod lora;
 pub mod loss;
 pub mod mask;
+pub mod optim;
+pub mod plot;
 pub mod rng;
+pub mod stage;
+pub mod trainer;
 
 pub use error::{Result, TrainError};

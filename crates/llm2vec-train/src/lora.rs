@@ -1,99 +1,16 @@
-//! LoRA linear layers: y = x W^T + (dropout(x) A^T B^T) * alpha/r with W frozen. The base
-//! product goes through a custom op whose backward yields the input's gradient only, so no
-//! gradient is ever computed or stored for W. Adapters are saved and loaded with PEFT's key
-//! names (`base_model.model.<module>.lora_A.weight`) and `adapter_config.json`.
+//! LoRA: trainable low-rank updates `dropout(x) A^T B^T * alpha/r` on the frozen projections of a
+//! backbone (handed to the model's `Tuning` hook, whose fused ops never give the base weights a
+//! gradient), dropout seeds, and adapters saved and loaded with PEFT's key names
+//! (`base_model.model.<module>.lora_A.weight`) and `adapter_config.json`.
 
 use crate::rng::Rng;
 use crate::{Result, TrainError};
-use candle_core::op::BackpropOp;
-use candle_core::{CpuStorage, CustomOp1, DType, Layout, Shape, Storage, Tensor, Var};
+use candle_core::{DType, Device, Tensor, Var};
+use llm2vec::model::{LowRank, Projection, Site, Tuning};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-
-/// `x Wt` for a frozen `Wt` [in, out]; backward returns `grad Wt^T` for the input only.
-struct FrozenMatmul {
-    weight_t: Tensor,
-}
-
-impl CustomOp1 for FrozenMatmul {
-    fn name(&self) -> &'static str {
-        "frozen-matmul"
-    }
-
-    fn cpu_fwd(
-        &self,
-        storage: &CpuStorage,
-        layout: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        if !layout.is_contiguous() || layout.start_offset() != 0 {
-            candle_core::bail!("frozen-matmul expects a contiguous input");
-        }
-        let x = Tensor::from_storage(
-            Storage::Cpu(storage.clone()),
-            layout.shape().clone(),
-            BackpropOp::none(),
-            false,
-        );
-        let y = x.matmul(&self.weight_t)?;
-        let (guard, y_layout) = y.storage_and_layout();
-        match &*guard {
-            Storage::Cpu(s) if y_layout.is_contiguous() && y_layout.start_offset() == 0 => {
-                Ok((s.clone(), y.shape().clone()))
-            }
-            _ => candle_core::bail!("frozen-matmul: unexpected output storage"),
-        }
-    }
-
-    fn bwd(
-        &self,
-        _arg: &Tensor,
-        _res: &Tensor,
-        grad_res: &Tensor,
-    ) -> candle_core::Result<Option<Tensor>> {
-        Ok(Some(grad_res.matmul(&self.weight_t.t()?)?))
-    }
-}
-
-/// `x W^T` over the last dimension of `x` with no gradient for `weight` [out, in].
-pub fn frozen_linear(x: &Tensor, weight: &Tensor) -> Result<Tensor> {
-    frozen_matmul(x, &weight.t()?)
-}
-
-/// `x Wt` over the last dimension of `x` with no gradient for `weight_t` [in, out] (the
-/// layout llm2vec's `Linear` keeps).
-pub fn frozen_matmul(x: &Tensor, weight_t: &Tensor) -> Result<Tensor> {
-    let (in_dim, out_dim) = weight_t.dims2()?;
-    let dims = x.dims();
-    if dims.last() != Some(&in_dim) {
-        return Err(TrainError::Invalid(format!(
-            "input {dims:?} does not end in {in_dim}"
-        )));
-    }
-    let rows = x.elem_count() / in_dim;
-    let flat = x.reshape((rows, in_dim))?.contiguous()?;
-    // The op reads the storage from its start: a view with an offset is copied first.
-    let flat = if flat.layout().start_offset() == 0 {
-        flat
-    } else {
-        flat.force_contiguous()?
-    };
-    let y = flat.apply_op1(FrozenMatmul {
-        weight_t: weight_t.detach(),
-    })?;
-    let mut out_shape = dims[..dims.len() - 1].to_vec();
-    out_shape.push(out_dim);
-    Ok(y.reshape(out_shape)?)
-}
-
-/// A linear layer with a frozen base weight and a trainable low-rank update.
-pub struct LoraLinear {
-    weight: Tensor,
-    a: Var,
-    b: Var,
-    scale: f64,
-    dropout: f64,
-}
 
 /// PEFT's LoRA hyper-parameters.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -103,53 +20,41 @@ pub struct LoraSettings {
     pub lora_dropout: f64,
 }
 
-impl LoraLinear {
-    /// A fresh adapter on `weight` [out, in]: A kaiming-uniform (a = sqrt 5, i.e. bound
-    /// 1/sqrt(in)) as PEFT, B zeros, so the layer starts equal to the base.
-    pub fn new(weight: Tensor, settings: &LoraSettings, rng: &mut Rng) -> Result<Self> {
-        let (out_dim, in_dim) = weight.dims2()?;
+/// One low-rank update: A [r, in] and B [out, r].
+pub struct Lora {
+    a: Var,
+    b: Var,
+    scale: f64,
+    dropout: f64,
+}
+
+impl Lora {
+    /// A fresh update for a projection `in_dim -> out_dim`: A kaiming-uniform (a = sqrt 5, i.e. bound
+    /// 1/sqrt(in)) as PEFT, B zeros, so the model starts equal to the base.
+    pub fn new(in_dim: usize, out_dim: usize, settings: &LoraSettings, rng: &mut Rng, dtype: DType, device: &Device) -> Result<Self> {
         let bound = 1.0 / (in_dim as f64).sqrt();
-        let a: Vec<f64> = (0..settings.r * in_dim)
-            .map(|_| rng.uniform_range(-bound, bound))
-            .collect();
-        let a =
-            Tensor::from_vec(a, (settings.r, in_dim), weight.device())?.to_dtype(weight.dtype())?;
-        let b = Tensor::zeros((out_dim, settings.r), weight.dtype(), weight.device())?;
-        Self::from_parts(weight, a, b, settings)
+        let a: Vec<f64> = (0..settings.r * in_dim).map(|_| rng.uniform_range(-bound, bound)).collect();
+        let a = Tensor::from_vec(a, (settings.r, in_dim), device)?.to_dtype(dtype)?;
+        let b = Tensor::zeros((out_dim, settings.r), dtype, device)?;
+        Self::from_parts(a, b, settings)
     }
 
-    /// A layer from existing A [r, in] and B [out, r].
-    pub fn from_parts(
-        weight: Tensor,
-        a: Tensor,
-        b: Tensor,
-        settings: &LoraSettings,
-    ) -> Result<Self> {
-        let (out_dim, in_dim) = weight.dims2()?;
+    /// An update from existing A [r, in] and B [out, r].
+    pub fn from_parts(a: Tensor, b: Tensor, settings: &LoraSettings) -> Result<Self> {
         let r = settings.r;
-        if r == 0 || a.dims() != [r, in_dim] || b.dims() != [out_dim, r] {
-            return Err(TrainError::Adapter(format!(
-                "shapes A {:?} B {:?} do not fit weight [{out_dim}, {in_dim}] at rank {r}",
-                a.dims(),
-                b.dims()
-            )));
+        let (ra, rb) = (a.dims2()?.0, b.dims2()?.1);
+        if r == 0 || ra != r || rb != r {
+            return Err(TrainError::Adapter(format!("shapes A {:?} B {:?} do not have rank {r}", a.dims(), b.dims())));
         }
         if !(0.0..1.0).contains(&settings.lora_dropout) {
             return Err(TrainError::Invalid("lora_dropout must be in [0, 1)".into()));
         }
-        let scale = settings.lora_alpha / r as f64;
         Ok(Self {
-            weight: weight.detach(),
             a: Var::from_tensor(&a)?,
             b: Var::from_tensor(&b)?,
-            scale,
+            scale: settings.lora_alpha / r as f64,
             dropout: settings.lora_dropout,
         })
-    }
-
-    /// The frozen base weight.
-    pub fn weight(&self) -> &Tensor {
-        &self.weight
     }
 
     /// The trainable A [r, in] and B [out, r].
@@ -157,25 +62,134 @@ impl LoraLinear {
         [&self.a, &self.b]
     }
 
-    /// Forward; `rng` set means training (dropout on the LoRA branch input).
-    pub fn forward(&self, x: &Tensor, rng: Option<&mut Rng>) -> Result<Tensor> {
-        let base = frozen_linear(x, &self.weight)?;
-        let x = match rng {
-            Some(rng) if self.dropout > 0.0 => dropout(x, self.dropout, rng)?,
-            _ => x.clone(),
-        };
-        let low = x
-            .broadcast_matmul(&self.a.as_tensor().t()?)?
-            .broadcast_matmul(&self.b.as_tensor().t()?)?;
-        Ok((base + low.affine(self.scale, 0.0)?)?)
+    /// The update as the model's training ops take it.
+    pub fn low_rank(&self) -> LowRank {
+        LowRank { a: self.a.as_tensor().clone(), b: self.b.as_tensor().clone(), scale: self.scale, dropout: self.dropout }
     }
 }
 
-/// Inverted dropout with masks from `rng`.
-pub fn dropout(x: &Tensor, p: f64, rng: &mut Rng) -> Result<Tensor> {
-    let scale = rng.dropout_scale(x.elem_count(), p);
-    let mask = Tensor::from_vec(scale, x.shape(), x.device())?.to_dtype(x.dtype())?;
-    Ok(x.mul(&mask)?)
+/// The LoRA updates of a whole backbone (one per adapted projection) and its training-time dropout.
+pub struct LoraModel {
+    updates: BTreeMap<Site, Lora>,
+    settings: LoraSettings,
+    attention_dropout: f64,
+    /// Set while training: the source of every dropout mask.
+    rng: RefCell<Option<Rng>>,
+}
+
+impl LoraModel {
+    /// Fresh updates (in `dtype`, the model's) on every projection of `sites` whose kind is in `targets`.
+    pub fn new(sites: &[(Site, usize, usize)], targets: &[Projection], settings: &LoraSettings, seed: u64, dtype: DType, device: &Device) -> Result<Self> {
+        let mut rng = Rng::new(seed);
+        let mut updates = BTreeMap::new();
+        for &(site, inp, out) in sites.iter().filter(|(s, _, _)| targets.contains(&s.proj)) {
+            updates.insert(site, Lora::new(inp, out, settings, &mut rng, dtype, device)?);
+        }
+        if updates.is_empty() {
+            return Err(TrainError::Invalid("no projection to adapt".into()));
+        }
+        Ok(Self { updates, settings: settings.clone(), attention_dropout: 0.0, rng: RefCell::new(None) })
+    }
+
+    /// Dropout on attention probabilities while training (the reference's `attention_dropout`, SimCSE).
+    pub fn with_attention_dropout(mut self, p: f64) -> Self {
+        self.attention_dropout = p;
+        self
+    }
+
+    /// Training mode with dropout masks drawn from `rng`, or evaluation mode (`None`).
+    pub fn set_rng(&self, rng: Option<Rng>) {
+        *self.rng.borrow_mut() = rng;
+    }
+
+    /// The current dropout RNG (to replay a forward pass exactly).
+    pub fn rng(&self) -> Option<Rng> {
+        self.rng.borrow().clone()
+    }
+
+    pub fn settings(&self) -> &LoraSettings {
+        &self.settings
+    }
+
+    /// Every trainable tensor, in a fixed order (site order, then A before B).
+    pub fn vars(&self) -> Vec<&Var> {
+        self.updates.values().flat_map(|l| l.vars()).collect()
+    }
+
+    /// The adapted projection kinds, in PEFT's `target_modules` form.
+    pub fn target_modules(&self) -> Vec<String> {
+        let mut kinds: Vec<Projection> = self.updates.keys().map(|s| s.proj).collect();
+        kinds.sort();
+        kinds.dedup();
+        kinds.into_iter().map(|p| p.short_name().to_string()).collect()
+    }
+
+    /// Writes the adapter in PEFT's format (f32) into `dir`, atomically per file.
+    pub fn save(&self, dir: &Path, base: Option<String>) -> Result<()> {
+        std::fs::create_dir_all(dir).map_err(|e| TrainError::io(dir, e))?;
+        let mut buffers = Vec::new();
+        for (site, lora) in &self.updates {
+            for (part, var) in ["A", "B"].iter().zip(lora.vars()) {
+                buffers.push((key(&site.module_path(), part), var.dims().to_vec(), f32_bytes(var.as_tensor())?));
+            }
+        }
+        let views = buffers
+            .iter()
+            .map(|(k, shape, bytes)| {
+                let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), bytes)
+                    .map_err(|e| TrainError::Adapter(e.to_string()))?;
+                Ok((k.clone(), view))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let bytes = safetensors::serialize(views, None).map_err(|e| TrainError::Adapter(e.to_string()))?;
+        llm2vec::io::write_atomic(&dir.join("adapter_model.safetensors"), &bytes)?;
+        let config = AdapterConfig::new(&self.settings, self.target_modules(), base);
+        let json = serde_json::to_vec_pretty(&config).map_err(|e| TrainError::Adapter(e.to_string()))?;
+        llm2vec::io::write_atomic(&dir.join("adapter_config.json"), &json)?;
+        Ok(())
+    }
+
+    /// Replaces every update's A and B with those of the adapter in `dir` (a checkpoint of this model).
+    pub fn load_weights(&mut self, dir: &Path) -> Result<()> {
+        let mut loaded = load_adapter(dir, &Device::Cpu)?;
+        for (site, lora) in &mut self.updates {
+            let module = site.module_path();
+            let (a, b) = loaded
+                .weights
+                .remove(&module)
+                .ok_or_else(|| TrainError::Adapter(format!("{}: no weights for {module}", dir.display())))?;
+            for (var, t) in [(&lora.a, a), (&lora.b, b)] {
+                if var.dims() != t.dims() {
+                    return Err(TrainError::Adapter(format!("{}: {module} has shape {:?}, expected {:?}", dir.display(), t.dims(), var.dims())));
+                }
+                var.set(&t.to_dtype(var.dtype())?.to_device(var.device())?)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Tuning for LoraModel {
+    /// In evaluation mode (no RNG) the update is detached: no graph is built.
+    fn low_rank(&self, site: Site) -> Option<LowRank> {
+        let training = self.rng.borrow().is_some();
+        self.updates.get(&site).map(|l| {
+            let lr = l.low_rank();
+            if training {
+                lr
+            } else {
+                LowRank { a: lr.a.detach(), b: lr.b.detach(), ..lr }
+            }
+        })
+    }
+
+    fn dropout_seed(&self) -> Option<u64> {
+        self.rng.borrow_mut().as_mut().map(Rng::next_u64)
+    }
+
+    fn attention_dropout(&self) -> f64 {
+        self.attention_dropout
+    }
 }
 
 /// PEFT's `adapter_config.json`, with the fields PEFT needs to load the adapter.
@@ -216,40 +230,6 @@ fn key(module: &str, part: &str) -> String {
 fn f32_bytes(t: &Tensor) -> Result<Vec<u8>> {
     let v: Vec<f32> = t.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
     Ok(v.iter().flat_map(|x| x.to_le_bytes()).collect())
-}
-
-/// Writes `adapter_model.safetensors` (f32) and `adapter_config.json` into `dir`, atomically.
-pub fn save_adapter(
-    dir: &Path,
-    layers: &[(&str, &LoraLinear)],
-    config: &AdapterConfig,
-) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(|e| TrainError::io(dir, e))?;
-    let mut buffers = Vec::new();
-    for (module, layer) in layers {
-        for (part, var) in ["A", "B"].iter().zip(layer.vars()) {
-            buffers.push((
-                key(module, part),
-                var.dims().to_vec(),
-                f32_bytes(var.as_tensor())?,
-            ));
-        }
-    }
-    let views = buffers
-        .iter()
-        .map(|(k, shape, bytes)| {
-            let view =
-                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), bytes)
-                    .map_err(|e| TrainError::Adapter(e.to_string()))?;
-            Ok((k.clone(), view))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let bytes =
-        safetensors::serialize(views, None).map_err(|e| TrainError::Adapter(e.to_string()))?;
-    llm2vec::io::write_atomic(&dir.join("adapter_model.safetensors"), &bytes)?;
-    let json = serde_json::to_vec_pretty(config).map_err(|e| TrainError::Adapter(e.to_string()))?;
-    llm2vec::io::write_atomic(&dir.join("adapter_config.json"), &json)?;
-    Ok(())
 }
 
 /// A loaded adapter: its config and (A, B) per module name.

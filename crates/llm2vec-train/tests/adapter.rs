@@ -1,7 +1,11 @@
 //! Adapter save/load round trip in PEFT key names, and seeded LoRA dropout.
 
 use candle_core::{Device, Tensor};
-use llm2vec_train::lora::{load_adapter, save_adapter, AdapterConfig, LoraLinear, LoraSettings};
+mod common;
+
+use common::LoraLinear;
+use llm2vec::model::{Projection, Site};
+use llm2vec_train::lora::{load_adapter, AdapterConfig, LoraModel, LoraSettings};
 use llm2vec_train::rng::Rng;
 
 fn weight(out: usize, inp: usize) -> Tensor {
@@ -16,38 +20,26 @@ fn save_and_load_round_trip() {
         lora_alpha: 4.0,
         lora_dropout: 0.05,
     };
-    let mut rng = Rng::new(1);
-    let q = LoraLinear::new(weight(3, 4), &s, &mut rng).unwrap();
-    let v = LoraLinear::new(weight(5, 4), &s, &mut rng).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = AdapterConfig::new(
-        &s,
-        vec!["q_proj".into(), "v_proj".into()],
-        Some("tiny".into()),
-    );
-    let modules = [
-        ("layers.0.self_attn.q_proj", &q),
-        ("layers.0.self_attn.v_proj", &v),
+    let sites = [
+        (Site { layer: 0, proj: Projection::Q }, 4, 3),
+        (Site { layer: 0, proj: Projection::V }, 4, 5),
+        (Site { layer: 0, proj: Projection::Down }, 4, 4),
     ];
-    save_adapter(dir.path(), &modules, &cfg).unwrap();
+    let model = LoraModel::new(&sites, &[Projection::Q, Projection::V], &s, 1, candle_core::DType::F32, &Device::Cpu).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    model.save(dir.path(), Some("tiny".into())).unwrap();
     let raw = std::fs::read(dir.path().join("adapter_model.safetensors")).unwrap();
     let keys = candle_core::safetensors::load_buffer(&raw, &Device::Cpu).unwrap();
+    assert_eq!(keys.len(), 4, "Down is not a target");
     assert!(keys.contains_key("base_model.model.layers.0.self_attn.q_proj.lora_A.weight"));
     assert!(keys.contains_key("base_model.model.layers.0.self_attn.v_proj.lora_B.weight"));
     let loaded = load_adapter(dir.path(), &Device::Cpu).unwrap();
-    assert_eq!(loaded.config, cfg);
-    assert_eq!(loaded.weights.len(), 2);
-    for (name, layer) in modules {
-        let (a, b) = &loaded.weights[name];
-        let [va, vb] = layer.vars();
-        assert_eq!(
-            a.to_vec2::<f32>().unwrap(),
-            va.as_tensor().to_vec2::<f32>().unwrap()
-        );
-        assert_eq!(
-            b.to_vec2::<f32>().unwrap(),
-            vb.as_tensor().to_vec2::<f32>().unwrap()
-        );
+    assert_eq!(loaded.config, AdapterConfig::new(&s, vec!["q_proj".into(), "v_proj".into()], Some("tiny".into())));
+    let vars = model.vars();
+    for (k, name) in ["layers.0.self_attn.q_proj", "layers.0.self_attn.v_proj"].iter().enumerate() {
+        let (a, b) = &loaded.weights[*name];
+        assert_eq!(a.to_vec2::<f32>().unwrap(), vars[2 * k].as_tensor().to_vec2::<f32>().unwrap());
+        assert_eq!(b.to_vec2::<f32>().unwrap(), vars[2 * k + 1].as_tensor().to_vec2::<f32>().unwrap());
     }
     assert!(load_adapter(&dir.path().join("missing"), &Device::Cpu).is_err());
 }
@@ -81,14 +73,9 @@ fn init_matches_peft_and_dropout_is_seeded() {
             .to_vec2::<f32>()
             .unwrap()
     );
-    let d1 = llm2vec_train::lora::dropout(&x, 0.5, &mut Rng::new(3))
-        .unwrap()
-        .to_vec2::<f32>()
-        .unwrap();
-    let d2 = llm2vec_train::lora::dropout(&x, 0.5, &mut Rng::new(3))
-        .unwrap()
-        .to_vec2::<f32>()
-        .unwrap();
+    let drop = |seed| llm2vec::model::trainable::dropout(&x, 0.5, seed).unwrap().to_vec2::<f32>().unwrap();
+    let (d1, d2) = (drop(3), drop(3));
     assert_eq!(d1, d2);
+    assert_ne!(d1, drop(4));
     assert!(d1.iter().flatten().all(|&v| v == 0.0 || v == 2.0));
 }

@@ -2,7 +2,10 @@
 //! scripts/reference/make_train_fixtures.py), and loading an adapter PEFT saved.
 
 use candle_core::{Device, Tensor, Var};
-use llm2vec_train::lora::{load_adapter, LoraLinear, LoraSettings};
+mod common;
+
+use common::LoraLinear;
+use llm2vec_train::lora::{load_adapter, LoraSettings};
 use llm2vec_train::loss::{contrastive_loss, mntp_loss, scalar, simcse_loss};
 use serde_json::Value;
 use std::path::PathBuf;

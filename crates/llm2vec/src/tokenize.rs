@@ -68,6 +68,11 @@ impl TextTokenizer {
         Tokenizer::from_file(path).map_err(|e| Error::format(path, format!("cannot read tokenizer: {e}")))
     }
 
+    /// The underlying tokenizer (plain encoding, no instruction or chat handling).
+    pub fn inner(&self) -> &Tokenizer {
+        &self.inner
+    }
+
     pub fn bos_id(&self) -> Option<u32> {
         self.bos_id
     }

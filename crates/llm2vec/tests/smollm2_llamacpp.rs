@@ -7,6 +7,7 @@
 mod common;
 
 use candle_core::Tensor;
+use llm2vec::model::Pass;
 use llm2vec::{AttentionMode, Encoder, Input, Options, Pooling};
 use serde_json::Value;
 
@@ -65,7 +66,7 @@ fn next_token_logits_match_llamacpp() {
         let n = ids.len();
         let input = Tensor::from_vec(ids, (1, n), &llm2vec::Device::Cpu).unwrap();
         let hidden = enc.backbone().forward(&input, &[n], AttentionMode::Causal).unwrap();
-        let logits = enc.backbone().logits(&hidden.narrow(1, n - 1, 1).unwrap()).unwrap();
+        let logits = enc.backbone().logits(&hidden.narrow(1, n - 1, 1).unwrap(), Pass::Infer).unwrap();
         let logits: Vec<f32> = logits.flatten_all().unwrap().to_vec1().unwrap();
         let top = logits.iter().enumerate().fold((0, f32::MIN), |b, (i, &v)| if v > b.1 { (i, v) } else { b });
         let want = s["next_token_top5"].as_array().unwrap();
@@ -84,7 +85,7 @@ fn next_token(model: &str, prompt: &str) -> String {
     let n = t.ids.len();
     let input = Tensor::from_vec(t.ids, (1, n), &llm2vec::Device::Cpu).unwrap();
     let hidden = enc.backbone().forward(&input, &[n], AttentionMode::Causal).unwrap();
-    let logits: Vec<f32> = enc.backbone().logits(&hidden.narrow(1, n - 1, 1).unwrap()).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+    let logits: Vec<f32> = enc.backbone().logits(&hidden.narrow(1, n - 1, 1).unwrap(), Pass::Infer).unwrap().flatten_all().unwrap().to_vec1().unwrap();
     let best = logits.iter().enumerate().fold((0, f32::MIN), |b, (i, &v)| if v > b.1 { (i, v) } else { b }).0;
     enc.tokenizer().decode(&[best as u32]).unwrap()
 }
@@ -106,7 +107,7 @@ fn wikitext_perplexity(model: &str) -> f64 {
     let n = t.ids.len();
     let ids = Tensor::from_vec(t.ids.clone(), (1, n), &llm2vec::Device::Cpu).unwrap();
     let hidden = enc.backbone().forward(&ids, &[n], AttentionMode::Causal).unwrap();
-    let logits = enc.backbone().logits(&hidden).unwrap().squeeze(0).unwrap();
+    let logits = enc.backbone().logits(&hidden, Pass::Infer).unwrap().squeeze(0).unwrap();
     let log_probs: Vec<Vec<f32>> = candle_nn::ops::log_softmax(&logits, 1).unwrap().to_vec2().unwrap();
     let start = usize::from(enc.tokenizer().bos_id() == Some(t.ids[0]));
     let nll: f64 = (start..n - 1).map(|i| -log_probs[i][t.ids[i + 1] as usize] as f64).sum();

@@ -1,6 +1,7 @@
 //! Loading: model sources (directories, GGUF files, short names, hub ids), configs, weights and adapters.
 
 pub mod adapter;
+pub mod export;
 pub mod gguf;
 pub mod hub;
 pub mod weights;
@@ -42,6 +43,8 @@ pub(crate) fn cache_home() -> PathBuf {
 /// A model ready to build: config, weights under Hugging Face names, tokenizer and LLM2Vec settings.
 pub struct Loaded {
     pub config: Config,
+    /// The config as read (`config.json`, or the GGUF metadata's equivalent).
+    pub config_json: Value,
     pub weights: Weights,
     pub tokenizer: TextTokenizer,
     /// The name the reference keys its chat templates on (`_name_or_path`).
@@ -90,6 +93,7 @@ fn load_gguf(path: &Path, spec: &str, device: &Device) -> Result<Loaded> {
     let name = g.config.get("_name_or_path").and_then(Value::as_str).unwrap_or(spec).to_string();
     Ok(Loaded {
         config,
+        config_json: g.config,
         weights: Weights::new(g.tensors, path),
         tokenizer: TextTokenizer::new(g.tokenizer, bos, eos, &name)?,
         name_or_path: name,
@@ -121,7 +125,7 @@ fn load_dir(dir: &Path, spec: &str, device: &Device) -> Result<Loaded> {
     let tokenizer = TextTokenizer::new(raw_tokenizer, bos, eos, &name)?;
     let llm2vec_path = dir.join("llm2vec_config.json");
     let llm2vec_config = if llm2vec_path.exists() { Some(read_json(&llm2vec_path)?) } else { None };
-    Ok(Loaded { config, weights, tokenizer, name_or_path: name, llm2vec_config })
+    Ok(Loaded { config, config_json, weights, tokenizer, name_or_path: name, llm2vec_config })
 }
 
 /// A directory holding only an adapter (as LLM2Vec's MNTP releases): the base model it names, with the adapter merged.

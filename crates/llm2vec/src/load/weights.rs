@@ -69,6 +69,11 @@ impl Weights {
     pub fn insert(&mut self, name: String, tensor: Tensor) {
         self.tensors.get_mut().insert(name, tensor);
     }
+
+    /// Every tensor left, by name.
+    pub fn into_tensors(self) -> HashMap<String, Tensor> {
+        self.tensors.into_inner()
+    }
 }
 
 fn shard_files(index: &Path) -> Result<Vec<PathBuf>> {

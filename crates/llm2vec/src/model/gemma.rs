@@ -1,10 +1,14 @@
 //! The Gemma family: Gemma, Gemma 2 (logit soft-capping, sandwich norms, alternating sliding windows)
 //! and Gemma 3 (query/key norms, local and global rotary bases).
 
-use candle_core::{DType, Device, Module, Tensor};
+use candle_core::{DType, Device, Tensor};
 use serde::Deserialize;
 
-use super::layers::{apply_rotary, attention, attention_bias, gated, Activation, AttentionMode, Linear, RmsNorm, RopeScaling, Rotary};
+use super::layers::{
+    apply_rotary, attention, attention_bias, gated_mlp, Activation, Attend, AttentionMode, Context, Linear, RmsNorm,
+    RopeScaling, Rotary,
+};
+use super::trainable::{frozen_matmul, Pass, Projection, Site};
 use super::{parse_rope_scaling, Backbone};
 use crate::error::{Error, Result};
 use crate::load::weights::Weights;
@@ -148,20 +152,20 @@ impl Model {
         let blocks = (0..cfg.num_hidden_layers)
             .map(|i| {
                 let p = format!("model.layers.{i}");
-                let lin = |name: &str, out, inp, bias| Linear::load(w, &format!("{p}.{name}"), out, inp, bias, dtype);
+                let lin = |proj, out, inp, bias| Linear::load(w, &p, proj, out, inp, bias, dtype);
                 let norm = |name: &str, size| RmsNorm::load(w, &format!("{p}.{name}.weight"), size, eps, 1.0, dtype);
                 let sandwich = version != Version::One;
                 let ab = cfg.attention_bias;
                 Ok(Block {
                     input_norm: norm("input_layernorm", h)?,
                     qkv: Linear::fused(&[
-                        lin("self_attn.q_proj", heads * hd, h, ab)?,
-                        lin("self_attn.k_proj", kv * hd, h, ab)?,
-                        lin("self_attn.v_proj", kv * hd, h, ab)?,
+                        lin(Projection::Q, heads * hd, h, ab)?,
+                        lin(Projection::K, kv * hd, h, ab)?,
+                        lin(Projection::V, kv * hd, h, ab)?,
                     ])?,
                     q_norm: (version == Version::Three).then(|| norm("self_attn.q_norm", hd)).transpose()?,
                     k_norm: (version == Version::Three).then(|| norm("self_attn.k_norm", hd)).transpose()?,
-                    o_proj: lin("self_attn.o_proj", h, heads * hd, ab)?,
+                    o_proj: lin(Projection::O, h, heads * hd, ab)?,
                     post_attention_norm: sandwich.then(|| norm("post_attention_layernorm", h)).transpose()?,
                     pre_mlp_norm: if sandwich {
                         norm("pre_feedforward_layernorm", h)?
@@ -170,10 +174,10 @@ impl Model {
                     },
                     post_mlp_norm: sandwich.then(|| norm("post_feedforward_layernorm", h)).transpose()?,
                     gate_up: Linear::fused(&[
-                        lin("mlp.gate_proj", cfg.intermediate_size, h, false)?,
-                        lin("mlp.up_proj", cfg.intermediate_size, h, false)?,
+                        lin(Projection::Gate, cfg.intermediate_size, h, false)?,
+                        lin(Projection::Up, cfg.intermediate_size, h, false)?,
                     ])?,
-                    down_proj: lin("mlp.down_proj", h, cfg.intermediate_size, false)?,
+                    down_proj: lin(Projection::Down, h, cfg.intermediate_size, false)?,
                     sliding: cfg.is_sliding(i),
                 })
             })
@@ -204,66 +208,89 @@ impl Model {
         })
     }
 
-    fn block_forward(&self, blk: &Block, x: &Tensor, rope: &(Tensor, Tensor), bias: &Tensor) -> Result<Tensor> {
+}
+
+impl Backbone for Model {
+    fn embed(&self, ids: &Tensor) -> Result<Tensor> {
+        let scale = Tensor::new(self.embed_scale as f32, &self.device)?.to_dtype(self.dtype)?;
+        let x = self.embed.embedding(&ids.flatten_all()?)?.reshape((ids.dim(0)?, ids.dim(1)?, ()))?;
+        Ok(x.broadcast_mul(&scale)?)
+    }
+
+    fn context(&self, lengths: &[usize], seq_len: usize, mode: AttentionMode) -> Result<Context> {
+        let (cos, sin) = self.global_rotary.tables(seq_len, self.dtype, &self.device)?;
+        let bias = attention_bias(lengths, seq_len, mode, None, self.dtype, &self.device)?;
+        let window_bias = match self.window {
+            Some(w) if mode == AttentionMode::Causal && self.blocks.iter().any(|b| b.sliding) => {
+                attention_bias(lengths, seq_len, mode, Some(w), self.dtype, &self.device)?
+            }
+            _ => bias.clone(),
+        };
+        let (local_cos, local_sin) = self.local_rotary.tables(seq_len, self.dtype, &self.device)?;
+        Ok(Context {
+            global: Attend { cos, sin, bias },
+            local: Attend { cos: local_cos, sin: local_sin, bias: window_bias },
+        })
+    }
+
+    fn num_blocks(&self) -> usize {
+        self.blocks.len()
+    }
+
+    fn block(&self, i: usize, x: &Tensor, ctx: &Context, pass: Pass) -> Result<Tensor> {
+        let blk = &self.blocks[i];
         let (b, l, _) = x.dims3()?;
         let (hd, heads, kv) = (self.head_dim, self.heads, self.kv_heads);
-        let qkv = blk.qkv.forward(&blk.input_norm.forward(x)?)?;
-        let split = |start: usize, n: usize, norm: &Option<RmsNorm>| -> Result<Tensor> {
-            let t = qkv.narrow(2, start * hd, n * hd)?.reshape((b, l, n, hd))?;
+        let Attend { cos, sin, bias } = if blk.sliding { &ctx.local } else { &ctx.global };
+        let qkv = blk.qkv.apply(&blk.input_norm.apply(x, pass)?, i, pass)?;
+        let split = |part: usize, n: usize, norm: &Option<RmsNorm>| -> Result<Tensor> {
+            let t = qkv[part].reshape((b, l, n, hd))?;
             let t = match norm {
-                Some(norm) => norm.forward(&t)?,
+                Some(norm) => norm.apply(&t, pass)?,
                 None => t,
             };
             Ok(t.transpose(1, 2)?)
         };
-        let q = apply_rotary(&split(0, heads, &blk.q_norm)?, &rope.0, &rope.1)?;
-        let k = apply_rotary(&split(heads, kv, &blk.k_norm)?, &rope.0, &rope.1)?;
-        let v = split(heads + kv, kv, &None)?.contiguous()?;
-        let attn = attention(&q, &k, &v, bias, self.attn_scale, self.attn_softcap)?;
-        let attn = blk.o_proj.forward(&attn)?;
+        let q = apply_rotary(&split(0, heads, &blk.q_norm)?, cos, sin, pass)?;
+        let k = apply_rotary(&split(1, kv, &blk.k_norm)?, cos, sin, pass)?;
+        let v = split(2, kv, &None)?.contiguous()?;
+        let attn = attention(&q, &k, &v, bias, self.attn_scale, self.attn_softcap, pass)?;
+        let attn = blk.o_proj.apply_one(&attn, i, pass)?;
         let attn = match &blk.post_attention_norm {
-            Some(n) => n.forward(&attn)?,
+            Some(n) => n.apply(&attn, pass)?,
             None => attn,
         };
         let x = (x + attn)?;
-        let gu = blk.gate_up.forward(&blk.pre_mlp_norm.forward(&x)?)?;
-        let act = gated(&gu, self.intermediate, Activation::GeluTanh)?;
-        let mlp = blk.down_proj.forward(&act)?;
+        let normed = blk.pre_mlp_norm.apply(&x, pass)?;
+        let act = gated_mlp(&blk.gate_up, &normed, i, self.intermediate, Activation::GeluTanh, pass)?;
+        let mlp = blk.down_proj.apply_one(&act, i, pass)?;
         let mlp = match &blk.post_mlp_norm {
-            Some(n) => n.forward(&mlp)?,
+            Some(n) => n.apply(&mlp, pass)?,
             None => mlp,
         };
         Ok((x + mlp)?)
     }
-}
 
-impl Backbone for Model {
-    fn forward(&self, ids: &Tensor, lengths: &[usize], mode: AttentionMode) -> Result<Tensor> {
-        let (b, l) = ids.dims2()?;
-        let global = self.global_rotary.tables(l, self.dtype, &self.device)?;
-        let local = self.local_rotary.tables(l, self.dtype, &self.device)?;
-        let full_bias = attention_bias(lengths, l, mode, None, self.dtype, &self.device)?;
-        let window_bias = match self.window {
-            Some(w) if mode == AttentionMode::Causal && self.blocks.iter().any(|b| b.sliding) => {
-                attention_bias(lengths, l, mode, Some(w), self.dtype, &self.device)?
-            }
-            _ => full_bias.clone(),
-        };
-        let scale = Tensor::new(self.embed_scale as f32, &self.device)?.to_dtype(self.dtype)?;
-        let mut x = self.embed.embedding(&ids.flatten_all()?)?.reshape((b, l, ()))?.broadcast_mul(&scale)?;
-        for blk in &self.blocks {
-            let (rope, bias) = if blk.sliding { (&local, &window_bias) } else { (&global, &full_bias) };
-            x = self.block_forward(blk, &x, rope, bias)?;
-        }
-        Ok(self.norm.forward(&x)?)
+    fn final_norm(&self, x: &Tensor, pass: Pass) -> Result<Tensor> {
+        self.norm.apply(x, pass)
     }
 
-    fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
-        let logits = hidden.broadcast_matmul(&self.embed.t()?)?;
+    fn logits(&self, hidden: &Tensor, pass: Pass) -> Result<Tensor> {
+        let logits = match pass {
+            Pass::Infer => hidden.broadcast_matmul(&self.embed.t()?)?,
+            Pass::Train(_) => frozen_matmul(hidden, &self.embed.t()?)?,
+        };
         Ok(match self.final_softcap {
             Some(cap) => ((logits / cap)?.tanh()? * cap)?,
             None => logits,
         })
+    }
+
+    fn sites(&self) -> Vec<(Site, usize, usize)> {
+        let linears = |(i, b): (usize, &Block)| {
+            [&b.qkv, &b.o_proj, &b.gate_up, &b.down_proj].into_iter().flat_map(move |lin| lin.sites(i)).collect::<Vec<_>>()
+        };
+        self.blocks.iter().enumerate().flat_map(linears).collect()
     }
 
     fn hidden_size(&self) -> usize {

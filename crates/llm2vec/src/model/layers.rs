@@ -3,6 +3,7 @@
 
 use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Module, Shape, Tensor, D};
 
+use super::trainable::{self, Pass, Projection, Site, Tuning};
 use crate::error::Result;
 use crate::load::weights::Weights;
 
@@ -14,16 +15,19 @@ pub enum AttentionMode {
 }
 
 /// `y = x W^T + b`, with `W^T` stored contiguous (`[in, out]`) so that matrix products read it in order.
+/// It computes one projection or several fused ones (their outputs side by side, in `parts` order).
 #[derive(Debug, Clone)]
 pub struct Linear {
     weight_t: Tensor,
     bias: Option<Tensor>,
+    parts: Vec<(Projection, usize)>,
 }
 
 impl Linear {
     /// From a Hugging Face weight `[out, in]`.
-    pub fn new(weight: Tensor, bias: Option<Tensor>) -> Result<Self> {
-        Ok(Self { weight_t: weight.t()?.contiguous()?, bias })
+    pub fn new(proj: Projection, weight: Tensor, bias: Option<Tensor>) -> Result<Self> {
+        let out = weight.dim(0)?;
+        Ok(Self { weight_t: weight.t()?.contiguous()?, bias, parts: vec![(proj, out)] })
     }
 
     /// Several projections of the same input fused into one matrix (rows stacked in order).
@@ -44,13 +48,63 @@ impl Linear {
         } else {
             None
         };
-        Ok(Self { weight_t: Tensor::cat(&weights, 1)?, bias })
+        let parts = parts.iter().flat_map(|p| p.parts.iter().copied()).collect();
+        Ok(Self { weight_t: Tensor::cat(&weights, 1)?, bias, parts })
     }
 
-    pub fn load(w: &Weights, prefix: &str, out: usize, inp: usize, bias: bool, dtype: DType) -> Result<Self> {
+    /// Projection `proj` of the block whose weights are under `block` (`model.layers.3`).
+    pub fn load(w: &Weights, block: &str, proj: Projection, out: usize, inp: usize, bias: bool, dtype: DType) -> Result<Self> {
+        let prefix = format!("{block}.{}", proj.module());
         let weight = w.take(&format!("{prefix}.weight"), (out, inp), dtype)?;
         let bias = if bias { Some(w.take(&format!("{prefix}.bias"), out, dtype)?) } else { None };
-        Self::new(weight, bias)
+        Self::new(proj, weight, bias)
+    }
+
+    /// The projections this layer computes, with their input and output sizes.
+    pub fn sites(&self, layer: usize) -> impl Iterator<Item = (Site, usize, usize)> + '_ {
+        let inp = self.weight_t.dim(0).unwrap_or(0);
+        self.parts.iter().map(move |&(proj, out)| (Site { layer, proj }, inp, out))
+    }
+
+    /// The outputs of block `layer`'s projections, one per part: views of one fused product for
+    /// inference; for training one op per part, the frozen product plus the tuning's LoRA update.
+    pub fn apply(&self, x: &Tensor, layer: usize, pass: Pass) -> Result<Vec<Tensor>> {
+        let mut outputs = Vec::with_capacity(self.parts.len());
+        let mut offset = 0;
+        let fused = match pass {
+            Pass::Infer => Some(self.forward(x)?),
+            Pass::Train(_) => None,
+        };
+        for &(proj, out) in &self.parts {
+            outputs.push(match (&fused, pass) {
+                (Some(y), _) if self.parts.len() == 1 => y.clone(),
+                (Some(y), _) => y.narrow(D::Minus1, offset, out)?,
+                (None, Pass::Train(tuning)) => self.train_part(x, offset, out, tuning, Site { layer, proj })?,
+                (None, Pass::Infer) => unreachable!("inference computes the fused product"),
+            });
+            offset += out;
+        }
+        Ok(outputs)
+    }
+
+    fn train_part(&self, x: &Tensor, offset: usize, out: usize, tuning: &dyn Tuning, site: Site) -> Result<Tensor> {
+        let weight_t = if self.parts.len() == 1 { self.weight_t.clone() } else { self.weight_t.narrow(1, offset, out)? };
+        let bias = self.bias.as_ref().map(|b| b.narrow(0, offset, out)).transpose()?;
+        match tuning.low_rank(site) {
+            Some(lr) => trainable::lora_linear(x, &weight_t, bias.as_ref(), &lr, tuning.dropout_seed()),
+            None => {
+                let y = trainable::frozen_matmul(x, &weight_t)?;
+                Ok(match bias {
+                    Some(b) => y.broadcast_add(&b)?,
+                    None => y,
+                })
+            }
+        }
+    }
+
+    /// The output of a single projection.
+    pub fn apply_one(&self, x: &Tensor, layer: usize, pass: Pass) -> Result<Tensor> {
+        Ok(self.apply(x, layer, pass)?.remove(0))
     }
 }
 
@@ -81,6 +135,14 @@ impl RmsNorm {
     pub fn load(w: &Weights, name: &str, size: usize, eps: f64, offset: f64, dtype: DType) -> Result<Self> {
         let scale = (w.take(name, size, DType::F32)? + offset)?;
         Ok(Self { scale: scale.to_dtype(dtype)?, eps })
+    }
+
+    /// The fused kernel records no gradient: training takes an op with its own backward.
+    pub fn apply(&self, x: &Tensor, pass: Pass) -> Result<Tensor> {
+        if pass.is_train() {
+            return trainable::rms_norm(x, &self.scale, self.eps);
+        }
+        Ok(self.forward(x)?)
     }
 }
 
@@ -161,8 +223,26 @@ fn scale_frequency(f: f64, scaling: &RopeScaling) -> f64 {
 }
 
 /// Applies rotary embeddings (the rotate-half convention) to `x: [batch, heads, seq, head_dim]`.
-pub fn apply_rotary(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+pub fn apply_rotary(x: &Tensor, cos: &Tensor, sin: &Tensor, pass: Pass) -> Result<Tensor> {
+    if pass.is_train() {
+        return trainable::rotary(x, cos, sin);
+    }
     Ok(candle_nn::rotary_emb::rope(&x.contiguous()?, cos, sin)?)
+}
+
+/// The tensors every block of one batch reads: rotary tables and the attention bias, for global layers
+/// and for sliding-window layers (the same tensors where a family has none).
+pub struct Context {
+    pub(crate) global: Attend,
+    pub(crate) local: Attend,
+}
+
+/// Rotary tables and attention bias for one kind of layer.
+#[derive(Clone)]
+pub(crate) struct Attend {
+    pub cos: Tensor,
+    pub sin: Tensor,
+    pub bias: Tensor,
 }
 
 /// Additive attention bias `[batch, 1, seq, seq]` for right-padded sequences of the given lengths:
@@ -196,7 +276,15 @@ pub fn attention_bias(
 
 /// Scaled dot-product attention with grouped-query heads.
 /// `q: [b, heads, l, d]`, `k, v: [b, kv_heads, l, d]`, `bias: [b, 1, l, l]`; returns `[b, l, heads * d]`.
-pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, bias: &Tensor, scale: f64, softcap: Option<f64>) -> Result<Tensor> {
+pub fn attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    bias: &Tensor,
+    scale: f64,
+    softcap: Option<f64>,
+    pass: Pass,
+) -> Result<Tensor> {
     let (b, heads, l, d) = q.dims4()?;
     let groups = heads / k.dim(1)?;
     let k = repeat_kv(k, groups)?;
@@ -205,8 +293,16 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, bias: &Tensor, scale: f64, 
     if let Some(cap) = softcap {
         scores = ((scores / cap)?.tanh()? * cap)?;
     }
-    let scores = scores.broadcast_add(bias)?;
-    let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+    let probs = match pass {
+        Pass::Infer => candle_nn::ops::softmax_last_dim(&scores.broadcast_add(bias)?)?,
+        Pass::Train(tuning) => {
+            let probs = trainable::masked_softmax(&scores, bias)?;
+            match tuning.dropout_seed() {
+                Some(seed) if tuning.attention_dropout() > 0.0 => trainable::dropout(&probs, tuning.attention_dropout(), seed)?,
+                _ => probs,
+            }
+        }
+    };
     let out = probs.matmul(&v)?;
     Ok(out.transpose(1, 2)?.reshape((b, l, heads * d))?)
 }
@@ -219,9 +315,14 @@ fn repeat_kv(x: &Tensor, groups: usize) -> Result<Tensor> {
     Ok(x.unsqueeze(2)?.expand((b, kv, groups, l, d))?.reshape((b, kv * groups, l, d))?)
 }
 
-/// The gated MLP activation `act(gate) * up` for `gate_up: [.., 2 * n]` holding `[gate | up]` on its last axis.
-/// On the CPU in f32 it is one pass without intermediate tensors.
-pub fn gated(gate_up: &Tensor, n: usize, act: Activation) -> Result<Tensor> {
+/// The gated MLP: `act(gate) * up` from the fused gate/up projection. For inference on the CPU in f32 the
+/// activation is one pass without intermediate tensors; training takes an op with its own backward.
+pub fn gated_mlp(gate_up: &Linear, x: &Tensor, layer: usize, n: usize, act: Activation, pass: Pass) -> Result<Tensor> {
+    if pass.is_train() {
+        let parts = gate_up.apply(x, layer, pass)?;
+        return trainable::gated(&parts[0], &parts[1], act == Activation::GeluTanh);
+    }
+    let gate_up = gate_up.forward(x)?;
     if gate_up.device().is_cpu() && gate_up.dtype() == DType::F32 {
         return Ok(gate_up.contiguous()?.apply_op1_no_bwd(&Gated { n, act })?);
     }

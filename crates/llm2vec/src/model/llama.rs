@@ -1,10 +1,13 @@
 //! The Llama family: Llama 1/2/3, Mistral and Qwen2 share one decoder block; they differ in
 //! projection biases (Qwen2), sliding-window attention (Mistral) and rope scaling (Llama 3).
 
-use candle_core::{DType, Device, Module, Tensor};
+use candle_core::{DType, Device, Tensor};
 use serde::Deserialize;
 
-use super::layers::{apply_rotary, attention, attention_bias, gated, Activation, AttentionMode, Linear, RmsNorm, Rotary};
+use super::layers::{
+    apply_rotary, attention, attention_bias, gated_mlp, Activation, Attend, AttentionMode, Context, Linear, RmsNorm, Rotary,
+};
+use super::trainable::{frozen_matmul, Pass, Projection, Site};
 use super::{parse_rope_scaling, Backbone};
 use crate::error::{Error, Result};
 use crate::load::weights::Weights;
@@ -127,23 +130,23 @@ impl Model {
         let blocks = (0..cfg.num_hidden_layers)
             .map(|i| {
                 let p = format!("model.layers.{i}");
-                let lin = |name: &str, out, inp, bias| Linear::load(w, &format!("{p}.{name}"), out, inp, bias, dtype);
+                let lin = |proj, out, inp, bias| Linear::load(w, &p, proj, out, inp, bias, dtype);
                 let norm = |name: &str| RmsNorm::load(w, &format!("{p}.{name}.weight"), h, cfg.rms_norm_eps, 0.0, dtype);
                 let qb = cfg.qkv_bias();
                 Ok(Block {
                     input_norm: norm("input_layernorm")?,
                     qkv: Linear::fused(&[
-                        lin("self_attn.q_proj", heads * hd, h, qb)?,
-                        lin("self_attn.k_proj", kv * hd, h, qb)?,
-                        lin("self_attn.v_proj", kv * hd, h, qb)?,
+                        lin(Projection::Q, heads * hd, h, qb)?,
+                        lin(Projection::K, kv * hd, h, qb)?,
+                        lin(Projection::V, kv * hd, h, qb)?,
                     ])?,
-                    o_proj: lin("self_attn.o_proj", h, heads * hd, cfg.attention_bias)?,
+                    o_proj: lin(Projection::O, h, heads * hd, cfg.attention_bias)?,
                     post_attention_norm: norm("post_attention_layernorm")?,
                     gate_up: Linear::fused(&[
-                        lin("mlp.gate_proj", cfg.intermediate_size, h, cfg.mlp_bias)?,
-                        lin("mlp.up_proj", cfg.intermediate_size, h, cfg.mlp_bias)?,
+                        lin(Projection::Gate, cfg.intermediate_size, h, cfg.mlp_bias)?,
+                        lin(Projection::Up, cfg.intermediate_size, h, cfg.mlp_bias)?,
                     ])?,
-                    down_proj: lin("mlp.down_proj", h, cfg.intermediate_size, cfg.mlp_bias)?,
+                    down_proj: lin(Projection::Down, h, cfg.intermediate_size, cfg.mlp_bias)?,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -169,38 +172,57 @@ impl Model {
         })
     }
 
-    fn block_forward(&self, blk: &Block, x: &Tensor, cos: &Tensor, sin: &Tensor, bias: &Tensor) -> Result<Tensor> {
-        let (b, l, _) = x.dims3()?;
-        let (hd, heads, kv) = (self.head_dim, self.heads, self.kv_heads);
-        let qkv = blk.qkv.forward(&blk.input_norm.forward(x)?)?;
-        let split = |start: usize, n: usize| -> Result<Tensor> {
-            Ok(qkv.narrow(2, start * hd, n * hd)?.reshape((b, l, n, hd))?.transpose(1, 2)?)
-        };
-        let q = apply_rotary(&split(0, heads)?, cos, sin)?;
-        let k = apply_rotary(&split(heads, kv)?, cos, sin)?;
-        let v = split(heads + kv, kv)?.contiguous()?;
-        let attn = attention(&q, &k, &v, bias, 1.0 / (hd as f64).sqrt(), None)?;
-        let x = (x + blk.o_proj.forward(&attn)?)?;
-        let gu = blk.gate_up.forward(&blk.post_attention_norm.forward(&x)?)?;
-        let act = gated(&gu, self.intermediate, Activation::Silu)?;
-        Ok((x + blk.down_proj.forward(&act)?)?)
-    }
 }
 
 impl Backbone for Model {
-    fn forward(&self, ids: &Tensor, lengths: &[usize], mode: AttentionMode) -> Result<Tensor> {
-        let (_, l) = ids.dims2()?;
-        let (cos, sin) = self.rotary.tables(l, self.dtype, &self.device)?;
-        let bias = attention_bias(lengths, l, mode, self.window, self.dtype, &self.device)?;
-        let mut x = self.embed.embedding(&ids.flatten_all()?)?.reshape((ids.dim(0)?, l, ()))?;
-        for blk in &self.blocks {
-            x = self.block_forward(blk, &x, &cos, &sin, &bias)?;
-        }
-        Ok(self.norm.forward(&x)?)
+    fn embed(&self, ids: &Tensor) -> Result<Tensor> {
+        Ok(self.embed.embedding(&ids.flatten_all()?)?.reshape((ids.dim(0)?, ids.dim(1)?, ()))?)
     }
 
-    fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
-        Ok(hidden.broadcast_matmul(&self.lm_head.t()?)?)
+    fn context(&self, lengths: &[usize], seq_len: usize, mode: AttentionMode) -> Result<Context> {
+        let (cos, sin) = self.rotary.tables(seq_len, self.dtype, &self.device)?;
+        let bias = attention_bias(lengths, seq_len, mode, self.window, self.dtype, &self.device)?;
+        let attend = Attend { cos, sin, bias };
+        Ok(Context { global: attend.clone(), local: attend })
+    }
+
+    fn num_blocks(&self) -> usize {
+        self.blocks.len()
+    }
+
+    fn block(&self, i: usize, x: &Tensor, ctx: &Context, pass: Pass) -> Result<Tensor> {
+        let blk = &self.blocks[i];
+        let (b, l, _) = x.dims3()?;
+        let (hd, heads, kv) = (self.head_dim, self.heads, self.kv_heads);
+        let Attend { cos, sin, bias } = &ctx.global;
+        let qkv = blk.qkv.apply(&blk.input_norm.apply(x, pass)?, i, pass)?;
+        let heads_of = |t: &Tensor, n: usize| -> Result<Tensor> { Ok(t.reshape((b, l, n, hd))?.transpose(1, 2)?) };
+        let q = apply_rotary(&heads_of(&qkv[0], heads)?, cos, sin, pass)?;
+        let k = apply_rotary(&heads_of(&qkv[1], kv)?, cos, sin, pass)?;
+        let v = heads_of(&qkv[2], kv)?.contiguous()?;
+        let attn = attention(&q, &k, &v, bias, 1.0 / (hd as f64).sqrt(), None, pass)?;
+        let x = (x + blk.o_proj.apply_one(&attn, i, pass)?)?;
+        let normed = blk.post_attention_norm.apply(&x, pass)?;
+        let act = gated_mlp(&blk.gate_up, &normed, i, self.intermediate, Activation::Silu, pass)?;
+        Ok((x + blk.down_proj.apply_one(&act, i, pass)?)?)
+    }
+
+    fn final_norm(&self, x: &Tensor, pass: Pass) -> Result<Tensor> {
+        self.norm.apply(x, pass)
+    }
+
+    fn logits(&self, hidden: &Tensor, pass: Pass) -> Result<Tensor> {
+        match pass {
+            Pass::Infer => Ok(hidden.broadcast_matmul(&self.lm_head.t()?)?),
+            Pass::Train(_) => frozen_matmul(hidden, &self.lm_head.t()?),
+        }
+    }
+
+    fn sites(&self) -> Vec<(Site, usize, usize)> {
+        let linears = |(i, b): (usize, &Block)| {
+            [&b.qkv, &b.o_proj, &b.gate_up, &b.down_proj].into_iter().flat_map(move |lin| lin.sites(i)).collect::<Vec<_>>()
+        };
+        self.blocks.iter().enumerate().flat_map(linears).collect()
     }
 
     fn hidden_size(&self) -> usize {

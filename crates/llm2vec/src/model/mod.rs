@@ -4,24 +4,50 @@
 pub mod gemma;
 pub mod layers;
 pub mod llama;
+pub mod trainable;
 
 use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
 
-pub use layers::AttentionMode;
+pub use layers::{AttentionMode, Context};
 use layers::RopeScaling;
+pub use trainable::{LowRank, Pass, Projection, Site, Tuning};
 
 use crate::error::{Error, Result};
 use crate::load::weights::Weights;
 
-/// A decoder-only transformer used as an encoder.
+/// A decoder-only transformer used as an encoder. The forward pass is exposed in its pieces (embedding,
+/// blocks, final norm) so that a training loop can drive the blocks itself (gradient checkpointing).
 pub trait Backbone: Send + Sync {
     /// Hidden states `[batch, seq, hidden]` after the final norm. `ids: [batch, seq]` (u32) holds
     /// right-padded sequences whose real lengths are `lengths`.
-    fn forward(&self, ids: &Tensor, lengths: &[usize], mode: AttentionMode) -> Result<Tensor>;
-    /// Next-token logits `[batch, seq, vocab]` from hidden states.
-    fn logits(&self, hidden: &Tensor) -> Result<Tensor>;
+    fn forward(&self, ids: &Tensor, lengths: &[usize], mode: AttentionMode) -> Result<Tensor> {
+        self.forward_pass(ids, lengths, mode, Pass::Infer)
+    }
+
+    /// [`Backbone::forward`] for inference or training.
+    fn forward_pass(&self, ids: &Tensor, lengths: &[usize], mode: AttentionMode, pass: Pass) -> Result<Tensor> {
+        let ctx = self.context(lengths, ids.dim(1)?, mode)?;
+        let mut x = self.embed(ids)?;
+        for i in 0..self.num_blocks() {
+            x = self.block(i, &x, &ctx, pass)?;
+        }
+        self.final_norm(&x, pass)
+    }
+
+    /// Token embeddings `[batch, seq, hidden]` (frozen: never a gradient).
+    fn embed(&self, ids: &Tensor) -> Result<Tensor>;
+    /// The rotary tables and attention masks of a batch.
+    fn context(&self, lengths: &[usize], seq_len: usize, mode: AttentionMode) -> Result<Context>;
+    fn num_blocks(&self) -> usize;
+    /// Decoder block `i`.
+    fn block(&self, i: usize, x: &Tensor, ctx: &Context, pass: Pass) -> Result<Tensor>;
+    fn final_norm(&self, x: &Tensor, pass: Pass) -> Result<Tensor>;
+    /// Next-token logits `[.., vocab]` from hidden states `[.., hidden]`.
+    fn logits(&self, hidden: &Tensor, pass: Pass) -> Result<Tensor>;
+    /// Every projection LoRA can adapt, with its input and output sizes.
+    fn sites(&self) -> Vec<(Site, usize, usize)>;
     fn hidden_size(&self) -> usize;
     fn dtype(&self) -> DType;
     fn device(&self) -> &Device;

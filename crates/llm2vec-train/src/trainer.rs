@@ -1,0 +1,272 @@
+//! The training loop shared by the stages: model and LoRA set-up from a reference config, AdamW with
+//! Hugging Face's linear warmup schedule, gradient accumulation and clipping, logging (progress line,
+//! `metrics.jsonl`, `loss.svg`), evaluation, checkpoints, exact resume, Ctrl-C and non-finite losses.
+
+use crate::checkpoint::{self, EvalRecord, StepRecord, TrainerState};
+use crate::config::{Stage, TrainConfig};
+use crate::lora::{LoraModel, LoraSettings};
+use crate::optim::{clip_grad_norm, linear_schedule, AdamW, AdamWConfig};
+use crate::rng::{Purpose, Rng};
+use crate::stage::contrastive::{SimCse, Supervised};
+use crate::stage::mntp::Mntp;
+use crate::stage::{Objective, StsDev, Trainee};
+use crate::{plot, Result, TrainError};
+use candle_core::{DType, Tensor};
+use llm2vec::model::{AttentionMode, Projection};
+use llm2vec::{Encoder, Options, Pooling};
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// How a run is driven (what the config does not say).
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Start over even if `output_dir` holds checkpoints (by default the run resumes from the latest).
+    pub restart: bool,
+    /// STS dev pairs (`{"sentence1","sentence2","score"}` JSONL) evaluated by the contrastive stages.
+    pub sts_dev: Option<PathBuf>,
+    /// Set (by a Ctrl-C handler) to stop after the current step with a checkpoint.
+    pub stop: Arc<AtomicBool>,
+    /// Print progress on stderr.
+    pub progress: bool,
+}
+
+/// What a finished run leaves behind.
+#[derive(Debug)]
+pub struct Outcome {
+    pub output_dir: PathBuf,
+    pub state: TrainerState,
+}
+
+/// Trains one stage as `config` says and writes the adapter (PEFT format) to its `output_dir`.
+pub fn run(stage: Stage, config: &TrainConfig, config_path: &Path, opts: &RunOptions) -> Result<Outcome> {
+    config.validate(stage, config_path)?;
+    let output_dir = config.output_dir.clone().ok_or_else(|| TrainError::MissingField { file: config_path.into(), field: "output_dir".into() })?;
+    std::fs::create_dir_all(&output_dir).map_err(|e| TrainError::io(&output_dir, e))?;
+    let model = trainee(stage, config, config_path)?;
+    let objective = objective(stage, config, config_path, &model, opts)?;
+    let per_epoch = objective.batches_per_epoch();
+    let accum = config.gradient_accumulation_steps;
+    let planned = if config.max_steps > 0 {
+        config.max_steps as usize
+    } else {
+        ((config.num_train_epochs * per_epoch as f64) / accum as f64).ceil() as usize
+    };
+    let last_step = planned.min(config.stop_after_n_steps);
+    let mut model = model;
+    let mut optimizer = AdamW::new(&model.lora.vars(), AdamWConfig { weight_decay: config.weight_decay, ..Default::default() })?;
+    let mut state = TrainerState { stage: stage_name(stage).into(), planned_steps: planned, ..Default::default() };
+    if !opts.restart {
+        if let Some(dir) = checkpoint::latest(&output_dir) {
+            state = checkpoint::load(&dir, &mut model.lora, &mut optimizer)?;
+            if state.stage != stage_name(stage) {
+                return Err(TrainError::Config {
+                    file: dir,
+                    msg: format!("a {} checkpoint; this is a {} run (use another output_dir, or --restart)", state.stage, stage_name(stage)),
+                });
+            }
+            note(opts, &format!("resuming from {} (step {})", dir.display(), state.step));
+        }
+    }
+    let mut run = Run { stage, config, opts, model: &model, objective: objective.as_ref(), output_dir: &output_dir, last_saved: None };
+    if state.step == 0 {
+        run.evaluate(&mut state)?;
+    }
+    let started = Instant::now();
+    let elapsed_before = state.elapsed_seconds();
+    while state.step < last_step {
+        let lr = linear_schedule(config.learning_rate, state.step, config.warmup_steps, planned);
+        let (loss, mut grads, tokens) = run.accumulated(state.step, accum)?;
+        if !loss.is_finite() {
+            return Err(TrainError::NonFiniteLoss { step: state.step + 1, loss, last_good: checkpoint::latest(&output_dir) });
+        }
+        let grad_norm = clip_grad_norm(&mut grads, config.max_grad_norm)?;
+        optimizer.step(&model.lora.vars(), &grads, lr)?;
+        state.step += 1;
+        let elapsed = elapsed_before + started.elapsed().as_secs_f64();
+        state.steps.push(StepRecord { step: state.step, loss, learning_rate: lr, grad_norm, tokens, elapsed_seconds: elapsed });
+        run.progress(&state, last_step, started, elapsed_before);
+        if config.eval_steps.is_some_and(|n| n > 0 && state.step % n == 0) {
+            run.evaluate(&mut state)?;
+        }
+        let stopping = opts.stop.load(Ordering::SeqCst);
+        if (config.save_steps > 0 && state.step % config.save_steps == 0) || stopping {
+            let dir = run.save(&optimizer, &state)?;
+            if stopping {
+                return Err(TrainError::Interrupted { step: state.step, checkpoint: dir });
+            }
+        }
+    }
+    if state.evals.last().is_none_or(|e| e.step != state.step) {
+        run.evaluate(&mut state)?;
+    }
+    if run.last_saved != Some(state.step) {
+        run.save(&optimizer, &state)?;
+    }
+    run.write_final(&state)?;
+    Ok(Outcome { output_dir, state })
+}
+
+/// The reference's name of each stage.
+pub fn stage_name(stage: Stage) -> &'static str {
+    match stage {
+        Stage::Mntp => "mntp",
+        Stage::SimCse => "simcse",
+        Stage::Supervised => "supervised",
+    }
+}
+
+/// The frozen encoder (the base with `peft_model_name_or_path` merged) and fresh LoRA updates.
+fn trainee(stage: Stage, config: &TrainConfig, config_path: &Path) -> Result<Trainee> {
+    let pooling: Pooling = config.pooling_mode.parse().map_err(|e: llm2vec::Error| TrainError::Config { file: config_path.into(), msg: e.to_string() })?;
+    let mode = if config.bidirectional { AttentionMode::Bidirectional } else { AttentionMode::Causal };
+    let options = Options {
+        adapters: config.peft_model_name_or_path.iter().map(PathBuf::from).collect(),
+        pooling: Some(pooling),
+        max_length: Some(config.max_seq_length.unwrap_or(512)),
+        // Training texts are cut at max_seq_length tokens only, as the reference's training tokenizer does.
+        doc_max_length: Some(usize::MAX / 2),
+        attention: mode,
+        dtype: DType::F32,
+        device: llm2vec::Device::cuda_if_available(0)?,
+        ..Options::default()
+    };
+    let encoder = Encoder::from_pretrained(config.model(config_path)?, options)?;
+    let settings = LoraSettings { r: config.lora_r, lora_alpha: config.lora_alpha(), lora_dropout: config.lora_dropout };
+    let seed = Rng::derived(config.seed, Purpose::Init, 0).next_u64();
+    let device = encoder.backbone().device().clone();
+    let lora = LoraModel::new(&encoder.backbone().sites(), &Projection::ALL, &settings, seed, encoder.backbone().dtype(), &device)?;
+    let lora = if stage == Stage::SimCse { lora.with_attention_dropout(config.simcse_dropout) } else { lora };
+    Ok(Trainee { encoder, lora, mode, checkpoint: config.gradient_checkpointing, seed: config.seed })
+}
+
+fn objective(stage: Stage, config: &TrainConfig, config_path: &Path, model: &Trainee, opts: &RunOptions) -> Result<Box<dyn Objective>> {
+    let dev = || opts.sts_dev.as_deref().map(|p| StsDev::load(p, &model.encoder)).transpose();
+    Ok(match stage {
+        Stage::Mntp => Box::new(Mntp::new(config, config_path, model)?),
+        Stage::SimCse => Box::new(SimCse::new(config, config_path, model, dev()?)?),
+        Stage::Supervised => Box::new(Supervised::new(config, config_path, model, dev()?)?),
+    })
+}
+
+fn note(opts: &RunOptions, msg: &str) {
+    if opts.progress {
+        eprintln!("{msg}");
+    }
+}
+
+struct Run<'a> {
+    stage: Stage,
+    config: &'a TrainConfig,
+    opts: &'a RunOptions,
+    model: &'a Trainee,
+    objective: &'a dyn Objective,
+    output_dir: &'a Path,
+    last_saved: Option<usize>,
+}
+
+impl Run<'_> {
+    /// The mean loss and gradients over the `accum` micro-batches of optimizer step `step`.
+    fn accumulated(&self, step: usize, accum: usize) -> Result<(f64, Vec<Tensor>, usize)> {
+        let (mut loss, mut grads, mut tokens) = (0.0, Vec::<Tensor>::new(), 0);
+        for k in 0..accum {
+            let (out, n) = self.objective.step(self.model, step * accum + k)?;
+            loss += out.loss / accum as f64;
+            tokens += n;
+            let scaled = out.grads.iter().map(|g| g / accum as f64).collect::<candle_core::Result<Vec<_>>>()?;
+            grads = if grads.is_empty() { scaled } else { grads.iter().zip(&scaled).map(|(a, b)| a + b).collect::<candle_core::Result<_>>()? };
+        }
+        Ok((loss, grads, tokens))
+    }
+
+    fn evaluate(&self, state: &mut TrainerState) -> Result<()> {
+        if let Some((metric, value)) = self.objective.evaluate(self.model)? {
+            note(self.opts, &format!("[{}] step {}: {metric} {value:.4}", stage_name(self.stage), state.step));
+            state.evals.push(EvalRecord { step: state.step, metric, value });
+        }
+        Ok(())
+    }
+
+    fn progress(&self, state: &TrainerState, last_step: usize, started: Instant, elapsed_before: f64) {
+        if !self.opts.progress {
+            return;
+        }
+        let terminal = std::io::stderr().is_terminal();
+        let every = self.config.logging_steps.max(1);
+        if !terminal && state.step % every != 0 && state.step != last_step {
+            return;
+        }
+        let recent = &state.steps[state.steps.len().saturating_sub(every)..];
+        let loss = recent.iter().map(|r| r.loss).sum::<f64>() / recent.len().max(1) as f64;
+        let secs = started.elapsed().as_secs_f64();
+        let done_here = state.steps.iter().filter(|r| r.elapsed_seconds > elapsed_before).count().max(1);
+        let tokens: usize = state.steps.iter().rev().take(done_here).map(|r| r.tokens).sum();
+        let eta = secs / done_here as f64 * (last_step - state.step) as f64;
+        let lr = state.steps.last().map_or(0.0, |r| r.learning_rate);
+        let line = format!(
+            "[{}] step {}/{} loss {loss:.4} lr {lr:.2e} {:.0} tok/s ETA {}",
+            stage_name(self.stage),
+            state.step,
+            last_step,
+            tokens as f64 / secs.max(1e-9),
+            clock(eta)
+        );
+        let mut err = std::io::stderr();
+        let _ = if terminal { write!(err, "\r{line}\x1b[K") } else { writeln!(err, "{line}") };
+        if terminal && state.step == last_step {
+            let _ = writeln!(err);
+        }
+    }
+
+    fn save(&mut self, optimizer: &AdamW, state: &TrainerState) -> Result<PathBuf> {
+        let dir = checkpoint::save(self.output_dir, &self.model.lora, optimizer, state, &[("llm2vec_config.json", self.llm2vec_config())])?;
+        self.last_saved = Some(state.step);
+        self.write_logs(state)?;
+        Ok(dir)
+    }
+
+    /// The encoder settings saved beside the adapter (as the reference's `LLM2Vec.save`).
+    fn llm2vec_config(&self) -> Vec<u8> {
+        let settings = self.model.encoder.settings();
+        let json = serde_json::json!({
+            "pooling_mode": settings.pooling.name(),
+            "max_length": 512,
+            "doc_max_length": 400,
+            "skip_instruction": settings.skip_instruction,
+        });
+        serde_json::to_vec_pretty(&json).unwrap_or_default()
+    }
+
+    fn write_logs(&self, state: &TrainerState) -> Result<()> {
+        let mut lines = Vec::new();
+        for r in &state.steps {
+            lines.push(serde_json::to_string(r).map_err(|e| TrainError::Invalid(e.to_string()))?);
+        }
+        for e in &state.evals {
+            lines.push(serde_json::to_string(e).map_err(|e| TrainError::Invalid(e.to_string()))?);
+        }
+        llm2vec::io::write_atomic(&self.output_dir.join("metrics.jsonl"), (lines.join("\n") + "\n").as_bytes())?;
+        let title = format!("{} loss, {}", stage_name(self.stage), self.output_dir.display());
+        llm2vec::io::write_atomic(&self.output_dir.join("loss.svg"), plot::loss_curve_svg(&title, &state.steps).as_bytes())?;
+        Ok(())
+    }
+
+    /// The final adapter in `output_dir` itself, loadable by `llm2vec encode --adapter <output_dir>`.
+    fn write_final(&self, state: &TrainerState) -> Result<()> {
+        let base = self.config.model_name_or_path.clone();
+        self.model.lora.save(self.output_dir, base)?;
+        llm2vec::io::write_atomic(&self.output_dir.join("llm2vec_config.json"), &self.llm2vec_config())?;
+        self.write_logs(state)
+    }
+}
+
+fn clock(seconds: f64) -> String {
+    let s = seconds.max(0.0).round() as u64;
+    if s >= 3600 {
+        format!("{}h{:02}m", s / 3600, s % 3600 / 60)
+    } else {
+        format!("{}m{:02}s", s / 60, s % 60)
+    }
+}

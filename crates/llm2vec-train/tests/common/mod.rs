@@ -1,0 +1,46 @@
+//! A LoRA linear layer for the layer-level tests: the model code's fused training op over a frozen weight.
+#![allow(dead_code)] // each test file uses part of it
+
+use candle_core::{Tensor, Var};
+use llm2vec::model::trainable::{frozen_matmul, lora_linear};
+use llm2vec_train::lora::{Lora, LoraSettings};
+use llm2vec_train::rng::Rng;
+
+/// `x W^T` with no gradient for `w: [out, in]`.
+pub fn frozen_linear(x: &Tensor, w: &Tensor) -> llm2vec::Result<Tensor> {
+    frozen_matmul(x, &w.t()?)
+}
+
+pub struct LoraLinear {
+    weight: Tensor,
+    lora: Lora,
+}
+
+impl LoraLinear {
+    pub fn new(weight: Tensor, s: &LoraSettings, rng: &mut Rng) -> llm2vec_train::Result<Self> {
+        let (out, inp) = weight.dims2()?;
+        let lora = Lora::new(inp, out, s, rng, weight.dtype(), weight.device())?;
+        Ok(Self { weight, lora })
+    }
+
+    pub fn from_parts(weight: Tensor, a: Tensor, b: Tensor, s: &LoraSettings) -> llm2vec_train::Result<Self> {
+        let (out, inp) = weight.dims2()?;
+        if a.dims2()?.1 != inp || b.dims2()?.0 != out {
+            return Err(llm2vec_train::TrainError::Invalid("A/B do not fit W".into()));
+        }
+        Ok(Self { weight, lora: Lora::from_parts(a, b, s)? })
+    }
+
+    pub fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+
+    pub fn vars(&self) -> [&Var; 2] {
+        self.lora.vars()
+    }
+
+    /// Forward; a dropout seed means training.
+    pub fn forward(&self, x: &Tensor, seed: Option<u64>) -> llm2vec::Result<Tensor> {
+        lora_linear(x, &self.weight.t()?, None, &self.lora.low_rank(), seed)
+    }
+}
