@@ -1,7 +1,7 @@
 """One training step, llm2vec-rs against the reference stack (llm2vec 0.2.3 + PyTorch + PEFT), in one run.
 
 MNTP: batch 8 x 128 tokens (blocks of ../shared/data/train/mntp_sample.jsonl, 20% masked with "_", all-mask);
-SimCSE: 32 sentences of wiki1m_sample.txt x 2 dropout views (max 128 tokens). Both sides: SmolLM2-135M-Instruct
+SimCSE: 32 sentences (--simcse-batch) of wiki1m_sample.txt x 2 dropout views (max 128 tokens). Both sides: SmolLM2-135M-Instruct
 in f32 on the CPU, bidirectional attention, LoRA r=16 (alpha 32, dropout 0.05) on q,k,v,o,gate,up,down, AdamW.
 A step is forward + backward + optimizer update. Prints the median step time, real tokens/s and peak RSS of
 each side and the ours/reference ratios; writes them to --output.
@@ -39,7 +39,7 @@ def ours(args, stage, env):
     work = tempfile.mkdtemp(prefix=f"bench-{stage}-")
     common = {
         "model_name_or_path": args.gguf,
-        "per_device_train_batch_size": 8 if stage == "mntp" else 32,
+        "per_device_train_batch_size": 8 if stage == "mntp" else args.simcse_batch,
         "max_seq_length": 128,
         "lora_r": 16,
         "lora_dropout": 0.05,
@@ -56,7 +56,7 @@ def ours(args, stage, env):
                       data_collator_type="all_mask", validation_split_percentage=0, max_train_samples=400)
     else:
         common.update(train_file=os.path.join(DATA, "unsup", "wiki1m_sample.txt"), simcse_dropout=0.1, loss_scale=20,
-                      pooling_mode="mean", max_train_samples=32 * (args.steps + 1))
+                      pooling_mode="mean", max_train_samples=args.simcse_batch * (args.steps + 1))
     config = os.path.join(work, "config.json")
     with open(config, "w") as f:
         json.dump(common, f)
@@ -108,7 +108,7 @@ def reference_child(args):
         criterion = HardNegativeNLLLoss(scale=20)
 
         def batch(k):
-            s = sentences[k * 32:(k + 1) * 32]
+            s = sentences[k * args.simcse_batch:(k + 1) * args.simcse_batch]
             f = l2v.tokenize(s)
             f.pop("token_type_ids", None)  # this tokenizer.json's post-processor adds them; the model takes none
             return f, int(f["attention_mask"].sum())
@@ -136,7 +136,7 @@ def reference_child(args):
 
 def reference(args, stage, env):
     cmd = [sys.executable, __file__, "--child", stage, "--model-dir", args.model_dir, "--threads", str(args.threads),
-           "--steps", str(args.steps)]
+           "--steps", str(args.steps), "--simcse-batch", str(args.simcse_batch)]
     out, rss = peak_rss_mb(cmd, env)
     result = json.loads(out.strip().splitlines()[-1])
     result["peak_rss_mb"] = rss
@@ -151,6 +151,7 @@ def main():
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--steps", type=int, default=6)
     p.add_argument("--stages", default="mntp,simcse")
+    p.add_argument("--simcse-batch", type=int, default=32, help="sentences per SimCSE batch (two views each)")
     p.add_argument("--output", default="target/bench/train_step.json")
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args()

@@ -193,7 +193,7 @@ const IGNORED: &[(&str, &str)] = &[
     ("disable_tqdm", "progress is reported through logging_steps"),
     (
         "save_only_model",
-        "checkpoints hold the adapter and the RNG/optimizer state",
+        "checkpoints hold the adapter, the optimizer state and the step (randomness is derived from seed and step)",
     ),
     (
         "dataset_config_name",

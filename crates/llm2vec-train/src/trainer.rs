@@ -130,16 +130,26 @@ fn trainee(stage: Stage, config: &TrainConfig, config_path: &Path) -> Result<Tra
         doc_max_length: Some(usize::MAX / 2),
         attention: mode,
         dtype: DType::F32,
-        device: llm2vec::Device::cuda_if_available(0)?,
+        // The training ops have CPU kernels only.
+        device: llm2vec::Device::Cpu,
         ..Options::default()
     };
+    let base_adapters = options.adapters.clone();
     let encoder = Encoder::from_pretrained(config.model(config_path)?, options)?;
     let settings = LoraSettings { r: config.lora_r, lora_alpha: config.lora_alpha(), lora_dropout: config.lora_dropout };
     let seed = Rng::derived(config.seed, Purpose::Init, 0).next_u64();
     let device = encoder.backbone().device().clone();
     let lora = LoraModel::new(&encoder.backbone().sites(), &Projection::ALL, &settings, seed, encoder.backbone().dtype(), &device)?;
     let lora = if stage == Stage::SimCse { lora.with_attention_dropout(config.simcse_dropout) } else { lora };
-    Ok(Trainee { encoder, lora, mode, checkpoint: config.gradient_checkpointing, seed: config.seed })
+    Ok(Trainee {
+        base: config.model(config_path)?.to_string(),
+        base_adapters,
+        encoder,
+        lora,
+        mode,
+        checkpoint: config.gradient_checkpointing,
+        seed: config.seed,
+    })
 }
 
 fn objective(stage: Stage, config: &TrainConfig, config_path: &Path, model: &Trainee, opts: &RunOptions) -> Result<Box<dyn Objective>> {

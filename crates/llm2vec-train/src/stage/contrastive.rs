@@ -9,23 +9,45 @@ use crate::config::TrainConfig;
 use crate::data::{self, SupervisedExample};
 use crate::rng::{Purpose, Rng};
 use crate::{loss, Result, TrainError};
+use candle_core::Tensor;
 use llm2vec::tokenize::Tokenized;
 use llm2vec::Input;
 use std::path::{Path, PathBuf};
 
-/// Pools every row of one forward pass over `items` and hands the embeddings to `loss_fn`.
+/// Rows per forward chunk: the batch's rows are run in length-sorted chunks of this many, so that short
+/// texts are not padded to the longest of the whole batch (the embeddings are the same).
+const CHUNK_ROWS: usize = 8;
+
+/// Pools every row of `items` and hands the embeddings (in `items` order) to `loss_fn`.
 fn pooled_loss(
     model: &Trainee,
     items: &[&Tokenized],
     index: usize,
-    loss_fn: impl FnOnce(&candle_core::Tensor) -> Result<candle_core::Tensor>,
+    loss_fn: impl FnOnce(&Tensor) -> Result<Tensor>,
 ) -> Result<(LossAndGrads, usize)> {
-    let (batch, weights) = pooled_batch(model, items)?;
-    let tokens = batch.tokens();
+    let mut order: Vec<usize> = (0..items.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(items[i].ids.len()));
+    let mut batches = Vec::new();
+    let mut weights = Vec::new();
+    for chunk in order.chunks(CHUNK_ROWS) {
+        let rows: Vec<&Tokenized> = chunk.iter().map(|&i| items[i]).collect();
+        let (batch, w) = pooled_batch(model, &rows)?;
+        batches.push(batch);
+        weights.push(w);
+    }
+    let tokens = batches.iter().map(|b| b.tokens()).sum();
+    // Row k of the sorted embeddings is item order[k]: `position[i]` finds item i again.
+    let mut position = vec![0u32; items.len()];
+    for (k, &i) in order.iter().enumerate() {
+        position[i] = k as u32;
+    }
     start_dropout(model, index);
     let backbone = model.encoder.backbone();
-    let out = loss_and_grads(backbone, &model.lora, &[batch], model.mode, model.checkpoint, |hidden| {
-        loss_fn(&pool(&hidden[0], &weights)?)
+    let out = loss_and_grads(backbone, &model.lora, &batches, model.mode, model.checkpoint, |hidden| {
+        let pooled = hidden.iter().zip(&weights).map(|(h, w)| pool(h, w)).collect::<Result<Vec<_>>>()?;
+        let sorted = Tensor::cat(&pooled, 0)?;
+        let position = Tensor::from_vec(position, items.len(), sorted.device())?;
+        loss_fn(&sorted.index_select(&position, 0)?)
     })?;
     Ok((out, tokens))
 }

@@ -10,13 +10,16 @@ use crate::lora::LoraModel;
 use crate::rng::{Purpose, Rng};
 use crate::{Result, TrainError};
 use candle_core::{Tensor, D};
-use llm2vec::model::{AttentionMode, Pass};
+use llm2vec::model::AttentionMode;
 use llm2vec::tokenize::Tokenized;
-use llm2vec::Encoder;
-use std::path::Path;
+use llm2vec::{Encoder, Options};
+use std::path::{Path, PathBuf};
 
 /// The model being trained: the frozen encoder (earlier adapters merged) and the LoRA updates.
 pub struct Trainee {
+    /// The base model as named in the config, and the adapters merged into it.
+    pub base: String,
+    pub base_adapters: Vec<PathBuf>,
     pub encoder: Encoder,
     pub lora: LoraModel,
     pub mode: AttentionMode,
@@ -92,38 +95,38 @@ impl StsDev {
         Ok(Self { pairs, scores })
     }
 
-    /// Spearman correlation of cosine similarity with the gold scores, with the current LoRA (no dropout).
+    /// Spearman correlation of cosine similarity with the gold scores for the model with the current LoRA
+    /// merged, through the inference path (a fresh encoder built from the base, its adapters and this one).
     pub fn spearman(&self, model: &Trainee) -> Result<f64> {
-        model.lora.set_rng(None);
+        let dir = std::env::temp_dir().join(format!("llm2vec-train-eval-{}", std::process::id()));
+        model.lora.save(&dir, None)?;
+        let settings = model.encoder.settings();
+        let options = Options {
+            adapters: model.base_adapters.iter().cloned().chain([dir.clone()]).collect(),
+            pooling: Some(settings.pooling),
+            max_length: Some(settings.max_length),
+            doc_max_length: Some(settings.doc_max_length),
+            skip_instruction: Some(settings.skip_instruction),
+            attention: model.mode,
+            ..Options::default()
+        };
+        let encoder = Encoder::from_pretrained(&model.base, options);
+        let _ = std::fs::remove_dir_all(&dir);
+        let encoder = encoder?;
         let items: Vec<&Tokenized> = self.pairs.iter().flat_map(|(a, b)| [a, b]).collect();
-        let embeddings = embed(model, &items, 32)?;
-        let dim = embeddings.len() / items.len();
+        let mut order: Vec<usize> = (0..items.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(items[i].ids.len()));
+        let dim = encoder.dim();
+        let mut embeddings = vec![0f32; items.len() * dim];
+        for chunk in order.chunks(32) {
+            let rows = encoder.encode_batch(&chunk.iter().map(|&i| items[i]).collect::<Vec<_>>())?;
+            for (k, &i) in chunk.iter().enumerate() {
+                embeddings[i * dim..(i + 1) * dim].copy_from_slice(&rows[k * dim..(k + 1) * dim]);
+            }
+        }
         let cosines: Vec<f64> = (0..self.pairs.len())
-            .map(|i| {
-                let a = &embeddings[2 * i * dim..(2 * i + 1) * dim];
-                let b = &embeddings[(2 * i + 1) * dim..(2 * i + 2) * dim];
-                llm2vec_eval::metrics::cosine(a, b)
-            })
+            .map(|i| llm2vec_eval::metrics::cosine(&embeddings[2 * i * dim..(2 * i + 1) * dim], &embeddings[(2 * i + 1) * dim..(2 * i + 2) * dim]))
             .collect();
         Ok(llm2vec_eval::metrics::spearman(&cosines, &self.scores))
     }
-}
-
-/// Embeddings of `items` with the LoRA applied, in length-sorted batches, rows in input order.
-pub fn embed(model: &Trainee, items: &[&Tokenized], batch_size: usize) -> Result<Vec<f32>> {
-    let backbone = model.encoder.backbone();
-    let dim = backbone.hidden_size();
-    let mut order: Vec<usize> = (0..items.len()).collect();
-    order.sort_by_key(|&i| std::cmp::Reverse(items[i].ids.len()));
-    let mut out = vec![0f32; items.len() * dim];
-    for chunk in order.chunks(batch_size) {
-        let batch_items: Vec<&Tokenized> = chunk.iter().map(|&i| items[i]).collect();
-        let (batch, weights) = pooled_batch(model, &batch_items)?;
-        let hidden = backbone.forward_pass(&batch.ids, &batch.lengths, model.mode, Pass::Train(&model.lora))?.detach();
-        let rows: Vec<f32> = pool(&hidden, &weights)?.flatten_all()?.to_vec1()?;
-        for (k, &i) in chunk.iter().enumerate() {
-            out[i * dim..(i + 1) * dim].copy_from_slice(&rows[k * dim..(k + 1) * dim]);
-        }
-    }
-    Ok(out)
 }

@@ -2,13 +2,14 @@
 //! updates and dropout, and fused ops with their own backward (candle's fused kernels record no
 //! gradient, and composing them from small ops keeps many activations alive): LoRA linear layers
 //! over frozen weights, RMSNorm, rotary embedding, masked softmax, the gated MLP activation and
-//! dropout whose masks are regenerated from a seed in backward instead of stored.
+//! dropout, whose masks are drawn from a seed and kept as bits for backward.
 
 use candle_core::backend::BackendStorage;
 use candle_core::op::BackpropOp;
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Shape, Storage, Tensor, D};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Shape, Storage, Tensor, D};
 
 use crate::error::{Error, Result};
+use rayon::prelude::*;
 
 /// The projections of a decoder block that LoRA adapts, with their Hugging Face module names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -185,22 +186,80 @@ fn view(storage: &CpuStorage, layout: &Layout) -> candle_core::Result<Tensor> {
     all.narrow(0, start, end - start)?.reshape(layout.shape())
 }
 
-/// Multipliers of inverted dropout for `n` elements: 0 with probability `p`, else `1 / (1 - p)`. Element `i`'s
-/// draw (16 bits of a hash of `(seed, i / 4)`) depends only on the seed and its index, so backward regenerates
-/// the mask instead of storing it.
-fn dropout_mask(seed: u64, p: f64, shape: &Shape, dtype: DType, device: &candle_core::Device) -> candle_core::Result<Tensor> {
-    let keep = (1.0 / (1.0 - p)) as f32;
-    let threshold = (p * 65536.0).round() as u64;
-    let n = shape.elem_count();
-    let mut mask = Vec::with_capacity(n);
-    for block in 0..n.div_ceil(4) as u64 {
-        let bits = mix(seed, block);
-        for k in 0..4 {
-            mask.push(if (bits >> (16 * k)) & 0xFFFF < threshold { 0.0 } else { keep });
+/// An inverted-dropout mask over `n` elements, as bits (set = kept; kept values are scaled by `1 / (1 - p)`).
+/// Element `i`'s draw is 16 bits of a hash of `(seed, i / 4)`: the mask depends only on the seed.
+struct Mask {
+    kept: Vec<u64>,
+    n: usize,
+    scale: f64,
+}
+
+impl Mask {
+    fn new(seed: u64, p: f64, n: usize) -> Self {
+        let threshold = (p * 65536.0).round() as u64;
+        let mut kept = vec![0u64; n.div_ceil(64)];
+        // Word w holds elements 64w..64w+64, drawn from hashes 16w..16w+16.
+        kept.par_iter_mut().enumerate().for_each(|(w, word)| {
+            for h in 0..16 {
+                let bits = mix(seed, (16 * w + h) as u64);
+                for k in 0..4 {
+                    if (bits >> (16 * k)) & 0xFFFF >= threshold {
+                        *word |= 1 << (4 * h + k);
+                    }
+                }
+            }
+        });
+        if n % 64 != 0 {
+            if let Some(last) = kept.last_mut() {
+                *last &= (1u64 << (n % 64)) - 1;
+            }
         }
+        Self { kept, n, scale: 1.0 / (1.0 - p) }
     }
-    mask.truncate(n);
-    Tensor::from_vec(mask, shape, device)?.to_dtype(dtype)
+
+    /// `x * mask` for a tensor of `n` elements, in one pass over contiguous CPU data.
+    fn apply(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        if x.elem_count() != self.n {
+            candle_core::bail!("dropout mask: {} elements, the tensor has {}", self.n, x.elem_count());
+        }
+        with_cpu(x, |s| match s {
+            Slice::F32(v) => Tensor::from_vec(self.scaled(v, self.scale as f32), x.shape(), x.device()),
+            Slice::F64(v) => Tensor::from_vec(self.scaled(v, self.scale), x.shape(), x.device()),
+        })
+    }
+
+    fn scaled<T: Copy + Default + Send + Sync + std::ops::Mul<Output = T>>(&self, v: &[T], scale: T) -> Vec<T> {
+        let mut out = vec![T::default(); v.len()];
+        out.par_chunks_mut(64).zip(v.par_chunks(64)).enumerate().for_each(|(w, (o, x))| {
+            let word = self.kept[w];
+            for (k, (o, &x)) in o.iter_mut().zip(x).enumerate() {
+                if word >> k & 1 == 1 {
+                    *o = x * scale;
+                }
+            }
+        });
+        out
+    }
+}
+
+/// Contiguous CPU data of a tensor, by float type.
+enum Slice<'a> {
+    F32(&'a [f32]),
+    F64(&'a [f64]),
+}
+
+/// Runs `f` on the tensor's contiguous CPU data (f32 or f64).
+fn with_cpu<R>(t: &Tensor, f: impl FnOnce(Slice) -> candle_core::Result<R>) -> candle_core::Result<R> {
+    let t = t.contiguous()?;
+    let (guard, layout) = t.storage_and_layout();
+    let Some((start, end)) = layout.contiguous_offsets() else {
+        candle_core::bail!("trainable op: expected contiguous data");
+    };
+    match &*guard {
+        Storage::Cpu(CpuStorage::F32(v)) => f(Slice::F32(&v[start..end])),
+        Storage::Cpu(CpuStorage::F64(v)) => f(Slice::F64(&v[start..end])),
+        _ => candle_core::bail!("trainable op: f32 or f64 CPU tensors only"),
+    }
 }
 
 fn mix(seed: u64, i: u64) -> u64 {
@@ -210,17 +269,17 @@ fn mix(seed: u64, i: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// Inverted dropout with the mask drawn from `seed` (regenerated in backward).
+/// Inverted dropout with the mask drawn from `seed` (kept as bits for backward).
 pub fn dropout(x: &Tensor, p: f64, seed: u64) -> Result<Tensor> {
     if p <= 0.0 {
         return Ok(x.clone());
     }
-    Ok(x.contiguous()?.apply_op1(Dropout { p, seed })?)
+    let mask = Mask::new(seed, p, x.elem_count());
+    Ok(x.contiguous()?.apply_op1(Dropout { mask })?)
 }
 
 struct Dropout {
-    p: f64,
-    seed: u64,
+    mask: Mask,
 }
 
 impl CustomOp1 for Dropout {
@@ -229,21 +288,24 @@ impl CustomOp1 for Dropout {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        on_cpu(&[(s, l)], |t| t[0].mul(&dropout_mask(self.seed, self.p, t[0].shape(), t[0].dtype(), t[0].device())?))
+        on_cpu(&[(s, l)], |t| self.mask.apply(&t[0]))
     }
 
-    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        Ok(Some(grad.mul(&dropout_mask(self.seed, self.p, arg.shape(), arg.dtype(), arg.device())?)?))
+    fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        Ok(Some(self.mask.apply(grad)?))
     }
 }
 
 /// A projection with a frozen weight `weight_t: [in, out]` (and bias) plus a LoRA update, in one op:
-/// only the output is kept for backward; the dropout mask is regenerated from `seed`.
+/// only the output (and the dropout mask, as bits) is kept for backward.
 pub fn lora_linear(x: &Tensor, weight_t: &Tensor, bias: Option<&Tensor>, lr: &LowRank, seed: Option<u64>) -> Result<Tensor> {
     let (in_dim, out_dim) = weight_t.dims2()?;
     let dims = x.dims().to_vec();
     let flat = x.reshape((x.elem_count() / in_dim, in_dim))?.contiguous()?;
-    let dropout = if lr.dropout > 0.0 { seed.map(|s| (lr.dropout, s)) } else { None };
+    let dropout = match seed {
+        Some(seed) if lr.dropout > 0.0 => Some(Mask::new(seed, lr.dropout, flat.elem_count())),
+        _ => None,
+    };
     let op = LoraLinear { weight_t: weight_t.detach(), bias: bias.map(Tensor::detach), scale: lr.scale, dropout };
     Ok(flat.apply_op3(&lr.a, &lr.b, op)?.reshape(with_last(&dims, out_dim))?)
 }
@@ -252,13 +314,13 @@ struct LoraLinear {
     weight_t: Tensor,
     bias: Option<Tensor>,
     scale: f64,
-    dropout: Option<(f64, u64)>,
+    dropout: Option<Mask>,
 }
 
 impl LoraLinear {
     fn dropped(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        match self.dropout {
-            Some((p, seed)) => x.mul(&dropout_mask(seed, p, x.shape(), x.dtype(), x.device())?),
+        match &self.dropout {
+            Some(mask) => mask.apply(x),
             None => Ok(x.clone()),
         }
     }
@@ -393,31 +455,69 @@ struct Gate {
     gelu: bool,
 }
 
+/// The float types the slice kernels run in.
+trait Real: Copy + Send + Sync + std::ops::Add<Output = Self> + std::ops::Sub<Output = Self> + std::ops::Mul<Output = Self> + std::ops::Div<Output = Self> + std::ops::Neg<Output = Self> {
+    fn of(v: f64) -> Self;
+    fn exp(self) -> Self;
+    fn tanh(self) -> Self;
+}
+
+impl Real for f32 {
+    fn of(v: f64) -> Self {
+        v as f32
+    }
+    fn exp(self) -> Self {
+        f32::exp(self)
+    }
+    fn tanh(self) -> Self {
+        f32::tanh(self)
+    }
+}
+
+impl Real for f64 {
+    fn of(v: f64) -> Self {
+        v
+    }
+    fn exp(self) -> Self {
+        f64::exp(self)
+    }
+    fn tanh(self) -> Self {
+        f64::tanh(self)
+    }
+}
+
+/// `act(g)` and `d act / d g` for SiLU or GELU (tanh approximation).
+fn activation<T: Real>(g: T, gelu: bool) -> (T, T) {
+    let one = T::of(1.0);
+    let half = T::of(0.5);
+    if gelu {
+        let c = T::of(0.797_884_560_802_865_4); // sqrt(2 / pi)
+        let k = T::of(0.044715);
+        let u = c * (g + k * g * g * g);
+        let th = u.tanh();
+        let du = c * (one + T::of(3.0) * k * g * g);
+        (half * g * (one + th), half * (one + th) + half * g * (one - th * th) * du)
+    } else {
+        let s = one / (one + (-g).exp());
+        (g * s, s * (one + g * (one - s)))
+    }
+}
+
 impl Gate {
-    fn act(&self, g: &Tensor) -> candle_core::Result<Tensor> {
-        if self.gelu {
-            g.gelu()
-        } else {
-            g.silu()
-        }
+    fn forward<T: Real>(&self, gate: &[T], up: &[T]) -> Vec<T> {
+        gate.par_iter().zip(up).map(|(&g, &u)| activation(g, self.gelu).0 * u).collect()
     }
 
-    /// d act / d g.
-    fn act_grad(&self, g: &Tensor) -> candle_core::Result<Tensor> {
-        if self.gelu {
-            // 0.5 (1 + tanh u) + 0.5 g (1 - tanh^2 u) u', u = c (g + 0.044715 g^3)
-            let c = (2.0f64 / std::f64::consts::PI).sqrt();
-            let u = ((g + (g.powf(3.0)? * 0.044715)?)? * c)?;
-            let th = u.tanh()?;
-            let du = ((g.sqr()? * (3.0 * 0.044715))? + 1.0)? * c;
-            let left = ((&th + 1.0)? * 0.5)?;
-            let right = ((g * 0.5)? * (th.sqr()?.neg()? + 1.0)?)?.mul(&du?)?;
-            left + right
-        } else {
-            let s = candle_nn::ops::sigmoid(g)?;
-            // s (1 + g (1 - s))
-            &s * ((g * (s.neg()? + 1.0)?)? + 1.0)?
-        }
+    /// `(d gate, d up)` for the output gradient `grad`.
+    fn backward<T: Real>(&self, gate: &[T], up: &[T], grad: &[T]) -> (Vec<T>, Vec<T>) {
+        gate.par_iter()
+            .zip(up)
+            .zip(grad)
+            .map(|((&g, &u), &d)| {
+                let (a, da) = activation(g, self.gelu);
+                (d * u * da, d * a)
+            })
+            .unzip()
     }
 }
 
@@ -427,13 +527,34 @@ impl CustomOp2 for Gate {
     }
 
     fn cpu_fwd(&self, g: &CpuStorage, gl: &Layout, u: &CpuStorage, ul: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        on_cpu(&[(g, gl), (u, ul)], |t| self.act(&t[0])? * &t[1])
+        let (Some((gs, ge)), Some((us, ue))) = (gl.contiguous_offsets(), ul.contiguous_offsets()) else {
+            candle_core::bail!("gated-activation: expects contiguous inputs");
+        };
+        let out = match (g, u) {
+            (CpuStorage::F32(g), CpuStorage::F32(u)) => CpuStorage::F32(self.forward(&g[gs..ge], &u[us..ue])),
+            (CpuStorage::F64(g), CpuStorage::F64(u)) => CpuStorage::F64(self.forward(&g[gs..ge], &u[us..ue])),
+            _ => candle_core::bail!("gated-activation: f32 or f64 inputs of one type"),
+        };
+        Ok((out, gl.shape().clone()))
     }
 
     fn bwd(&self, gate: &Tensor, up: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        let (gate, up) = (gate.detach(), up.detach());
-        let grad_gate = ((grad * &up)? * self.act_grad(&gate)?)?;
-        let grad_up = (grad * self.act(&gate)?)?;
-        Ok((Some(grad_gate), Some(grad_up)))
+        let (shape, device) = (gate.shape(), gate.device());
+        let (dg, du) = with_cpu(gate, |g| {
+            with_cpu(up, |u| {
+                with_cpu(grad, |d| match (&g, &u, &d) {
+                    (Slice::F32(g), Slice::F32(u), Slice::F32(d)) => {
+                        let (dg, du) = self.backward(g, u, d);
+                        Ok((Tensor::from_vec(dg, shape, device)?, Tensor::from_vec(du, shape, device)?))
+                    }
+                    (Slice::F64(g), Slice::F64(u), Slice::F64(d)) => {
+                        let (dg, du) = self.backward(g, u, d);
+                        Ok((Tensor::from_vec(dg, shape, device)?, Tensor::from_vec(du, shape, device)?))
+                    }
+                    _ => candle_core::bail!("gated-activation: mixed float types"),
+                })
+            })
+        })?;
+        Ok((Some(dg), Some(du)))
     }
 }
