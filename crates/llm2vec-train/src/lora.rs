@@ -107,10 +107,6 @@ impl LoraModel {
         self.rng.borrow().clone()
     }
 
-    pub fn settings(&self) -> &LoraSettings {
-        &self.settings
-    }
-
     /// Every trainable tensor, in a fixed order (site order, then A before B).
     pub fn vars(&self) -> Vec<&Var> {
         self.updates.values().flat_map(|l| l.vars()).collect()

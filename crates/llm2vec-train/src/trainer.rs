@@ -45,29 +45,16 @@ pub fn run(stage: Stage, config: &TrainConfig, config_path: &Path, opts: &RunOpt
     config.validate(stage, config_path)?;
     let output_dir = config.output_dir.clone().ok_or_else(|| TrainError::MissingField { file: config_path.into(), field: "output_dir".into() })?;
     std::fs::create_dir_all(&output_dir).map_err(|e| TrainError::io(&output_dir, e))?;
-    let model = trainee(stage, config, config_path)?;
+    let mut model = trainee(stage, config, config_path)?;
     let objective = objective(stage, config, config_path, &model, opts)?;
-    let per_epoch = objective.batches_per_epoch();
     let accum = config.gradient_accumulation_steps;
-    let planned = if config.max_steps > 0 {
-        config.max_steps as usize
-    } else {
-        ((config.num_train_epochs * per_epoch as f64) / accum as f64).ceil() as usize
-    };
+    let planned = planned_steps(config, objective.batches_per_epoch());
     let last_step = planned.min(config.stop_after_n_steps);
-    let mut model = model;
     let mut optimizer = AdamW::new(&model.lora.vars(), AdamWConfig { weight_decay: config.weight_decay, ..Default::default() })?;
     let mut state = TrainerState { stage: stage_name(stage).into(), planned_steps: planned, ..Default::default() };
     if !opts.restart {
-        if let Some(dir) = checkpoint::latest(&output_dir) {
-            state = checkpoint::load(&dir, &mut model.lora, &mut optimizer)?;
-            if state.stage != stage_name(stage) {
-                return Err(TrainError::Config {
-                    file: dir,
-                    msg: format!("a {} checkpoint; this is a {} run (use another output_dir, or --restart)", state.stage, stage_name(stage)),
-                });
-            }
-            note(opts, &format!("resuming from {} (step {})", dir.display(), state.step));
+        if let Some(resumed) = resume(stage, &output_dir, &mut model, &mut optimizer, opts)? {
+            state = resumed;
         }
     }
     let mut run = Run { stage, config, opts, model: &model, objective: objective.as_ref(), output_dir: &output_dir, last_saved: None };
@@ -107,6 +94,29 @@ pub fn run(stage: Stage, config: &TrainConfig, config_path: &Path, opts: &RunOpt
     }
     run.write_final(&state)?;
     Ok(Outcome { output_dir, state })
+}
+
+/// The optimizer steps the schedule plans for: `max_steps`, else `num_train_epochs` over the data.
+fn planned_steps(config: &TrainConfig, batches_per_epoch: usize) -> usize {
+    if config.max_steps > 0 {
+        config.max_steps as usize
+    } else {
+        ((config.num_train_epochs * batches_per_epoch as f64) / config.gradient_accumulation_steps as f64).ceil() as usize
+    }
+}
+
+/// Restores the latest checkpoint in `output_dir`, if there is one.
+fn resume(stage: Stage, output_dir: &Path, model: &mut Trainee, optimizer: &mut AdamW, opts: &RunOptions) -> Result<Option<TrainerState>> {
+    let Some(dir) = checkpoint::latest(output_dir) else { return Ok(None) };
+    let state = checkpoint::load(&dir, &mut model.lora, optimizer)?;
+    if state.stage != stage_name(stage) {
+        return Err(TrainError::Config {
+            file: dir,
+            msg: format!("a {} checkpoint; this is a {} run (use another output_dir, or --restart)", state.stage, stage_name(stage)),
+        });
+    }
+    note(opts, &format!("resuming from {} (step {})", dir.display(), state.step));
+    Ok(Some(state))
 }
 
 /// The reference's name of each stage.

@@ -66,25 +66,30 @@ impl Linear {
         self.parts.iter().map(move |&(proj, out)| (Site { layer, proj }, inp, out))
     }
 
+    /// Each part's projection with its offset and width in the fused output.
+    fn spans(&self) -> impl Iterator<Item = (Projection, usize, usize)> + '_ {
+        self.parts.iter().scan(0, |offset, &(proj, out)| {
+            let start = *offset;
+            *offset += out;
+            Some((proj, start, out))
+        })
+    }
+
     /// The outputs of block `layer`'s projections, one per part: views of one fused product for
     /// inference; for training one op per part, the frozen product plus the tuning's LoRA update.
     pub fn apply(&self, x: &Tensor, layer: usize, pass: Pass) -> Result<Vec<Tensor>> {
-        let mut outputs = Vec::with_capacity(self.parts.len());
-        let mut offset = 0;
-        let fused = match pass {
-            Pass::Infer => Some(self.forward(x)?),
-            Pass::Train(_) => None,
-        };
-        for &(proj, out) in &self.parts {
-            outputs.push(match (&fused, pass) {
-                (Some(y), _) if self.parts.len() == 1 => y.clone(),
-                (Some(y), _) => y.narrow(D::Minus1, offset, out)?,
-                (None, Pass::Train(tuning)) => self.train_part(x, offset, out, tuning, Site { layer, proj })?,
-                (None, Pass::Infer) => unreachable!("inference computes the fused product"),
-            });
-            offset += out;
+        match pass {
+            Pass::Infer => {
+                let y = self.forward(x)?;
+                if self.parts.len() == 1 {
+                    return Ok(vec![y]);
+                }
+                self.spans().map(|(_, start, out)| Ok(y.narrow(D::Minus1, start, out)?)).collect()
+            }
+            Pass::Train(tuning) => {
+                self.spans().map(|(proj, start, out)| self.train_part(x, start, out, tuning, Site { layer, proj })).collect()
+            }
         }
-        Ok(outputs)
     }
 
     fn train_part(&self, x: &Tensor, offset: usize, out: usize, tuning: &dyn Tuning, site: Site) -> Result<Tensor> {
