@@ -6,11 +6,6 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use llm2vec::{io, AttentionMode, Encoder, Options, Pooling};
 
-/// Keeps freed memory for reuse: tensors are allocated and freed in large blocks at a high rate, which
-/// with the system allocator means page faults and zeroing on every step.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(name = "llm2vec", version, about = "Text embeddings from decoder-only LLMs, the LLM2Vec way")]
 struct Cli {
