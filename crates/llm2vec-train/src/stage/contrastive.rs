@@ -3,7 +3,7 @@
 //! Supervised: queries (with their instruction, which is attended to but not pooled) against
 //! positives, hard negatives and the in-batch negatives. Both pool over the real tokens only.
 
-use super::{epoch_order, pool, pooled_batch, start_dropout, Objective, StsDev, Trainee};
+use super::{batch_items, pool, pooled_batch, start_dropout, Objective, StsDev, Trainee};
 use crate::backprop::{loss_and_grads, LossAndGrads};
 use crate::config::TrainConfig;
 use crate::data::{self, SupervisedExample};
@@ -91,10 +91,8 @@ impl Objective for SimCse {
     }
 
     fn step(&self, model: &Trainee, index: usize) -> Result<(LossAndGrads, usize)> {
-        let per_epoch = self.batches_per_epoch();
-        let order = epoch_order(self.sentences.len(), model.seed, index / per_epoch);
-        let start = (index % per_epoch) * self.batch_size;
-        let picked: Vec<&Tokenized> = order[start..start + self.batch_size].iter().map(|&i| &self.sentences[i]).collect();
+        let picked: Vec<&Tokenized> =
+            batch_items(self.sentences.len(), self.batch_size, model.seed, index).into_iter().map(|i| &self.sentences[i]).collect();
         let items: Vec<&Tokenized> = picked.iter().chain(picked.iter()).copied().collect();
         let n = picked.len();
         pooled_loss(model, &items, index, |emb| loss::simcse_loss(&emb.narrow(0, 0, n)?, &emb.narrow(0, n, n)?, self.scale))

@@ -2,7 +2,7 @@
 //! predicted from the output at position i-1. Only the rows that predict a masked token go through
 //! the language-model head (the loss is the same as over all rows, at a fraction of the cost).
 
-use super::{epoch_order, start_dropout, Objective, Trainee};
+use super::{batch_items, start_dropout, Objective, Trainee};
 use crate::backprop::{loss_and_grads, Batch, LossAndGrads};
 use crate::config::TrainConfig;
 use crate::mask::{mask_token_id, Masked, Masker, IGNORE_INDEX};
@@ -114,10 +114,8 @@ impl Objective for Mntp {
     }
 
     fn step(&self, model: &Trainee, index: usize) -> Result<(LossAndGrads, usize)> {
-        let per_epoch = self.batches_per_epoch();
-        let order = epoch_order(self.train.len(), model.seed, index / per_epoch);
-        let start = (index % per_epoch) * self.batch_size;
-        let blocks: Vec<&Vec<u32>> = order[start..start + self.batch_size].iter().map(|&i| &self.train[i]).collect();
+        let blocks: Vec<&Vec<u32>> =
+            batch_items(self.train.len(), self.batch_size, model.seed, index).into_iter().map(|i| &self.train[i]).collect();
         let (batch, masked) = self.masked_batch(model, &blocks, &mut Rng::derived(model.seed, Purpose::Mask, index as u64))?;
         let (rows, targets) = prediction_rows(&masked, batch.ids.dim(1)?);
         let tokens = batch.tokens();

@@ -37,11 +37,14 @@ pub trait Objective {
     fn evaluate(&self, model: &Trainee) -> Result<Option<(String, f64)>>;
 }
 
-/// The order of `n` items in `epoch`: a fresh shuffle per epoch.
-pub fn epoch_order(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
+/// The items of micro-batch `index` when `n` items are drawn in batches of `batch_size`, freshly
+/// shuffled every epoch (a partial last batch is dropped).
+pub fn batch_items(n: usize, batch_size: usize, seed: u64, index: usize) -> Vec<usize> {
+    let per_epoch = n / batch_size;
     let mut order: Vec<usize> = (0..n).collect();
-    Rng::derived(seed, Purpose::Order, epoch as u64).shuffle(&mut order);
-    order
+    Rng::derived(seed, Purpose::Order, (index / per_epoch) as u64).shuffle(&mut order);
+    let start = (index % per_epoch) * batch_size;
+    order[start..start + batch_size].to_vec()
 }
 
 /// Sets the dropout stream of micro-batch `index` (training mode).
