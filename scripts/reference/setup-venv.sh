@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Creates (or completes) the Python reference environment the fixture scripts in this folder run in:
-# llm2vec 0.2.3 on transformers 4.44.2 / torch 2.4.1 (CPU use) / peft 0.12.0, plus gguf and safetensors.
+# llm2vec 0.2.3 on transformers 4.44.2 / torch 2.4.1 (CPU use) / peft 0.12.0, plus gguf, safetensors and
+# sentence-transformers 2.7.0 (the BERT fixtures; its 3.x releases import datasets, which wants numpy 2).
 #
 #   scripts/reference/setup-venv.sh [VENV_DIR]      (default: $REF_VENV, else .venv-ref in the repository root)
 #
@@ -24,6 +25,7 @@ pins=(
   "numpy<2"
   "gguf==0.19.0"
   "safetensors"
+  "sentence-transformers==2.7.0"
 )
 
 if [ ! -x "$venv/bin/python" ]; then
@@ -38,11 +40,11 @@ fi
 "$venv/bin/python" - <<'EOF'
 import importlib.metadata as md
 want = {"llm2vec": "0.2.3", "transformers": "4.44.2", "tokenizers": "0.19.1", "torch": "2.4.1", "peft": "0.12.0",
-        "gguf": "0.19.0"}
+        "gguf": "0.19.0", "sentence-transformers": "2.7.0"}
 bad = {k: md.version(k) for k, v in want.items() if md.version(k).split("+")[0] != v}
 assert not bad, f"unexpected versions: {bad}"
 assert int(md.version("numpy").split(".")[0]) < 2, "numpy<2 expected"
-import llm2vec, peft, transformers, torch, gguf, safetensors  # noqa: F401  (imports work together)
+import llm2vec, peft, transformers, torch, gguf, safetensors, sentence_transformers  # noqa: F401  (imports work together)
 print("reference venv ready:", {k: md.version(k) for k in [*want, "numpy", "safetensors"]})
 EOF
 echo "use: $venv/bin/python scripts/reference/make_parity_fixtures.py"

@@ -138,6 +138,9 @@ struct EvalArgs {
     /// Instruction for a task's queries, as TASK=TEXT (empty TEXT for none); repeatable.
     #[arg(long = "task-instruction", value_parser = key_value)]
     task_instructions: Vec<(String, String)>,
+    /// Encode every text without an instruction (as MTEB runs sentence-transformers models).
+    #[arg(long, conflicts_with = "task_instructions")]
+    no_instructions: bool,
     /// Split for a task, as TASK=SPLIT (`a+b` joins splits); repeatable.
     #[arg(long = "task-split", value_parser = key_value)]
     task_splits: Vec<(String, String)>,
@@ -246,6 +249,7 @@ fn eval(args: EvalArgs) -> Result<()> {
         (false, None) => llm2vec_eval::CacheDir::Default,
     };
     opts.instructions = args.task_instructions.into_iter().collect();
+    opts.use_instructions = !args.no_instructions;
     opts.splits = args.task_splits.into_iter().collect();
     opts.seed = args.seed;
     opts.verbose = true;

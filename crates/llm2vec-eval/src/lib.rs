@@ -56,6 +56,8 @@ pub struct EvalOptions {
     pub cache: CacheDir,
     /// Instruction per task name, replacing the default ("" for none).
     pub instructions: BTreeMap<String, String>,
+    /// False to encode every text without an instruction (as MTEB runs sentence-transformers models).
+    pub use_instructions: bool,
     /// Split per task name (`a+b` concatenates), replacing the default.
     pub splits: BTreeMap<String, String>,
     pub seed: u32,
@@ -78,6 +80,7 @@ impl EvalOptions {
             output_dir: output_dir.into(),
             cache: CacheDir::Default,
             instructions: BTreeMap::new(),
+            use_instructions: true,
             splits: BTreeMap::new(),
             seed: 42,
             n_experiments: None,
@@ -157,7 +160,7 @@ fn evaluate_task(opts: &EvalOptions, task: Prepared, embedder: &mut Embedder) ->
     let Prepared { spec, split, data, revision } = task;
     let start = Instant::now();
     let (encoded0, cached0) = (embedder.encoded, embedder.cached);
-    let instruction = instructions::resolve(&spec, &opts.instructions);
+    let instruction = if opts.use_instructions { instructions::resolve(&spec, &opts.instructions) } else { String::new() };
     let protocol = Protocol {
         seed: opts.seed,
         n_experiments: opts.n_experiments.or(spec.n_experiments).unwrap_or(10),

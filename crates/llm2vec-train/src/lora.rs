@@ -86,7 +86,12 @@ impl LoraModel {
             updates.insert(site, Lora::new(inp, out, settings, &mut rng, dtype, device)?);
         }
         if updates.is_empty() {
-            return Err(TrainError::Invalid("no projection to adapt".into()));
+            let msg = if sites.is_empty() {
+                "the model has no projection LoRA can adapt (training supports the decoder families, not BERT)"
+            } else {
+                "no projection of the model matches lora target_modules"
+            };
+            return Err(TrainError::Invalid(msg.into()));
         }
         Ok(Self { updates, settings: settings.clone(), attention_dropout: 0.0, rng: RefCell::new(None) })
     }

@@ -21,6 +21,8 @@ pub struct Options {
     pub doc_max_length: Option<usize>,
     pub skip_instruction: Option<bool>,
     pub attention: AttentionMode,
+    /// L2-normalise the embeddings (also on when the model's folder asks for it, as a sentence-transformers
+    /// `Normalize` module does).
     pub normalize: bool,
     pub batch_size: usize,
     pub dtype: DType,
@@ -248,7 +250,7 @@ fn settings(options: &Options, llm2vec_config: Option<&Value>) -> Result<Setting
             .or_else(|| field("skip_instruction").and_then(Value::as_bool))
             .unwrap_or(true),
         attention: options.attention,
-        normalize: options.normalize,
+        normalize: options.normalize || field("normalize").and_then(Value::as_bool).unwrap_or(false),
         batch_size: options.batch_size,
     };
     if settings.max_length < 2 {

@@ -2,7 +2,9 @@
 //! family. The expected values were produced by `scripts/reference/make_parity_fixtures.py`; where the
 //! reference is wrong they come from the reference with a documented patch (see each case's `patches`):
 //! the pooled positions come from the joint tokenization's offsets, eos_token pooling appends the
-//! tokenizer's own EOS token, and Qwen2/Gemma 2 are really bidirectional.
+//! tokenizer's own EOS token, and Qwen2/Gemma 2 are really bidirectional. The BERT fixtures are
+//! sentence-transformers folders, checked against sentence-transformers 2.7.0
+//! (`scripts/reference/make_bert_fixtures.py`).
 
 use std::path::{Path, PathBuf};
 
@@ -119,4 +121,42 @@ fn adapter_llm2vec_config_supplies_defaults() {
     assert_eq!(encoder.settings().pooling, Pooling::Mean);
     assert_eq!(encoder.settings().max_length, 512);
     assert!(encoder.settings().skip_instruction);
+}
+
+#[derive(Deserialize)]
+struct BertExpected {
+    inputs: Vec<String>,
+    token_ids: Vec<Vec<u32>>,
+    embeddings: Vec<Vec<f32>>,
+}
+
+/// A sentence-transformers folder encodes with its own settings (pooling, max_seq_length, Normalize) and
+/// gives sentence-transformers' embeddings.
+fn check_bert(variant: &str, pooling: Pooling, max_length: usize, normalized: bool) {
+    let dir = fixtures(&format!("bert-{variant}"));
+    let expected: BertExpected = serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
+    let options = Options { batch_size: 3, ..Options::default() };
+    let encoder = Encoder::from_pretrained(dir.to_str().unwrap(), options).unwrap();
+    let settings = encoder.settings();
+    assert_eq!((settings.pooling, settings.max_length, settings.normalize), (pooling, max_length, normalized));
+    assert!(!settings.skip_instruction, "sentence-transformers pools the special tokens too");
+    let inputs: Vec<Input> = expected.inputs.iter().map(|t| Input::text(t.clone())).collect();
+    for (k, input) in inputs.iter().enumerate() {
+        assert_eq!(encoder.tokenize(input).unwrap().ids, expected.token_ids[k], "bert-{variant}: token ids of input {k}");
+    }
+    let got = encoder.encode(&inputs).unwrap();
+    for (k, want) in expected.embeddings.iter().enumerate() {
+        let diff = got.row(k).iter().zip(want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(diff <= TOLERANCE, "bert-{variant}: input {k} differs by {diff}");
+    }
+}
+
+#[test]
+fn bert_mean_normalized_truncated() {
+    check_bert("mean", Pooling::Mean, 12, true);
+}
+
+#[test]
+fn bert_cls() {
+    check_bert("cls", Pooling::BosToken, 40, false);
 }

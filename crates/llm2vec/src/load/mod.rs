@@ -4,6 +4,7 @@ pub mod adapter;
 pub mod export;
 pub mod gguf;
 pub mod hub;
+pub mod sentence_transformers;
 pub mod weights;
 
 use std::path::{Path, PathBuf};
@@ -16,10 +17,11 @@ use crate::model::Config;
 use crate::tokenize::TextTokenizer;
 use weights::Weights;
 
-/// Short names that stand for models placed by this repository's fetch scripts.
+/// Short names that stand for models (a file or a folder) placed by this repository's fetch scripts.
 pub const SHORT_NAMES: &[(&str, &str, &str)] = &[
     ("smollm2-135m-instruct", "SmolLM2-135M-Instruct.Q4_1.gguf", "scripts/fetch-default-model.sh"),
     ("gemma-3-270m", "gemma-3-270m-q4_k_m.gguf", "scripts/fetch-gemma3.sh"),
+    ("all-minilm-l6-v2", "all-MiniLM-L6-v2", "scripts/fetch-minilm.sh"),
 ];
 
 /// The model used when none is named.
@@ -49,7 +51,7 @@ pub struct Loaded {
     pub tokenizer: TextTokenizer,
     /// The name the reference keys its chat templates on (`_name_or_path`).
     pub name_or_path: String,
-    /// `llm2vec_config.json` of the model directory, if any.
+    /// `llm2vec_config.json` of the model directory, else a sentence-transformers folder's settings, if any.
     pub llm2vec_config: Option<Value>,
 }
 
@@ -67,7 +69,7 @@ pub fn load(spec: &str, device: &Device) -> Result<Loaded> {
 pub fn resolve(spec: &str) -> Result<PathBuf> {
     if let Some((name, file, script)) = SHORT_NAMES.iter().find(|(n, _, _)| *n == spec) {
         let path = models_dir().join(file);
-        return if path.is_file() {
+        return if path.exists() {
             Ok(path)
         } else {
             Err(Error::ModelNotFound(format!("`{name}` expects {}; run {script} to fetch it", path.display())))
@@ -124,7 +126,8 @@ fn load_dir(dir: &Path, spec: &str, device: &Device) -> Result<Loaded> {
     let (bos, eos) = special_ids(dir, &config_json, &raw_tokenizer)?;
     let tokenizer = TextTokenizer::new(raw_tokenizer, bos, eos, &name)?;
     let llm2vec_path = dir.join("llm2vec_config.json");
-    let llm2vec_config = if llm2vec_path.exists() { Some(read_json(&llm2vec_path)?) } else { None };
+    let llm2vec_config =
+        if llm2vec_path.exists() { Some(read_json(&llm2vec_path)?) } else { sentence_transformers::settings(dir)? };
     Ok(Loaded { config, config_json, weights, tokenizer, name_or_path: name, llm2vec_config })
 }
 
@@ -155,6 +158,7 @@ fn id_field(json: &Value, key: &str) -> Option<u32> {
 }
 
 /// BOS and EOS ids: the tokenizer config's token strings first (as the reference's tokenizer), then config.json.
+/// A BERT tokenizer's `[CLS]` stands in for its missing BOS.
 fn special_ids(dir: &Path, config: &Value, tokenizer: &tokenizers::Tokenizer) -> Result<(Option<u32>, Option<u32>)> {
     let tok_config_path = dir.join("tokenizer_config.json");
     let tok_config = if tok_config_path.exists() { Some(read_json(&tok_config_path)?) } else { None };
@@ -167,7 +171,7 @@ fn special_ids(dir: &Path, config: &Value, tokenizer: &tokenizers::Tokenizer) ->
         tokenizer.token_to_id(token)
     };
     Ok((
-        lookup("bos_token").or_else(|| id_field(config, "bos_token_id")),
+        lookup("bos_token").or_else(|| id_field(config, "bos_token_id")).or_else(|| lookup("cls_token")),
         lookup("eos_token").or_else(|| id_field(config, "eos_token_id")),
     ))
 }

@@ -119,6 +119,10 @@ fn to_tensor(name: &str, dtype: safetensors::Dtype, shape: &[usize], bytes: &[u8
         safetensors::Dtype::F16 => DType::F16,
         safetensors::Dtype::BF16 => DType::BF16,
         safetensors::Dtype::F64 => DType::F64,
+        // Integer buffers (BERT's `position_ids`) are read so that the file loads; no model uses them.
+        safetensors::Dtype::I64 => DType::I64,
+        safetensors::Dtype::U32 => DType::U32,
+        safetensors::Dtype::U8 => DType::U8,
         other => return Err(format!("tensor `{name}`: unsupported dtype {other:?}")),
     };
     Tensor::from_raw_buffer(bytes, dtype, shape, device).map_err(|e| format!("tensor `{name}`: {e}"))

@@ -1,6 +1,8 @@
 //! Transformer backbones behind one trait: each family reads its Hugging Face config and weights
 //! and returns the last hidden states (after the final norm) for a batch of right-padded sequences.
+//! The decoder families are trainable; BERT (the classic encoder baseline) encodes only.
 
+pub mod bert;
 pub mod gemma;
 pub mod layers;
 pub mod llama;
@@ -17,7 +19,7 @@ pub use trainable::{LowRank, Pass, Projection, Site, Tuning};
 use crate::error::{Error, Result};
 use crate::load::weights::Weights;
 
-/// A decoder-only transformer used as an encoder. The forward pass is exposed in its pieces (embedding,
+/// A transformer used as an encoder. The forward pass is exposed in its pieces (embedding,
 /// blocks, final norm) so that a training loop can drive the blocks itself (gradient checkpointing).
 pub trait Backbone: Send + Sync {
     /// Hidden states `[batch, seq, hidden]` after the final norm. `ids: [batch, seq]` (u32) holds
@@ -54,13 +56,15 @@ pub trait Backbone: Send + Sync {
 }
 
 /// The architectures we can build, by their config's `model_type`.
-pub const SUPPORTED: &[&str] = &["llama", "mistral", "qwen2", "gemma", "gemma2", "gemma3_text", "gemma3"];
+/// `bert` is an encoder, for encoding only (the classic baseline).
+pub const SUPPORTED: &[&str] = &["llama", "mistral", "qwen2", "gemma", "gemma2", "gemma3_text", "gemma3", "bert"];
 
 /// A parsed model config, one variant per family.
 #[derive(Debug, Clone)]
 pub enum Config {
     Llama(llama::Config),
     Gemma(gemma::Config),
+    Bert(bert::Config),
 }
 
 impl Config {
@@ -75,6 +79,7 @@ impl Config {
             "gemma" | "gemma2" | "gemma3_text" => {
                 Ok(Config::Gemma(serde_json::from_value(json.clone()).map_err(parse_err)?))
             }
+            "bert" => Ok(Config::Bert(serde_json::from_value(json.clone()).map_err(parse_err)?)),
             "gemma3" => {
                 let mut text = json.get("text_config").and_then(|t| t.as_object()).cloned().ok_or_else(|| Error::Config {
                     path: path.into(),
@@ -96,6 +101,7 @@ impl Config {
         match self {
             Config::Llama(c) => &c.model_type,
             Config::Gemma(c) => &c.model_type,
+            Config::Bert(c) => &c.model_type,
         }
     }
 
@@ -104,6 +110,7 @@ impl Config {
         Ok(match self {
             Config::Llama(c) => Box::new(llama::Model::load(c, weights, dtype, device)?),
             Config::Gemma(c) => Box::new(gemma::Model::load(c, weights, dtype, device)?),
+            Config::Bert(c) => Box::new(bert::Model::load(c, weights, dtype, device)?),
         })
     }
 }

@@ -1,0 +1,220 @@
+//! BERT encoders (all-MiniLM-L6-v2 and other sentence-transformers models): the classic encoder
+//! baseline, for inference only. Post-norm blocks, absolute positions, erf GELU; no rotary tables.
+
+use candle_core::{DType, Device, Tensor};
+use serde::Deserialize;
+
+use super::layers::{attention, attention_bias, Attend, AttentionMode, Context, Linear};
+use super::trainable::{Pass, Projection, Site};
+use super::Backbone;
+use crate::error::{Error, Result};
+use crate::load::weights::Weights;
+
+/// The fields of a Hugging Face `config.json` for `bert` models.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Config {
+    pub model_type: String,
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub intermediate_size: usize,
+    pub max_position_embeddings: usize,
+    #[serde(default = "default_type_vocab")]
+    pub type_vocab_size: usize,
+    #[serde(default = "default_eps")]
+    pub layer_norm_eps: f64,
+    #[serde(default = "default_act")]
+    pub hidden_act: String,
+    #[serde(default = "default_position_type")]
+    pub position_embedding_type: String,
+}
+
+fn default_type_vocab() -> usize {
+    2
+}
+fn default_eps() -> f64 {
+    1e-12
+}
+fn default_act() -> String {
+    "gelu".into()
+}
+fn default_position_type() -> String {
+    "absolute".into()
+}
+
+impl Config {
+    /// Checks the numbers that the shapes depend on.
+    pub fn validate(&self, path: &std::path::Path) -> Result<()> {
+        let err = |field: &str, msg: String| Error::Config { path: path.into(), field: field.into(), msg };
+        if self.num_attention_heads == 0 || self.hidden_size % self.num_attention_heads != 0 {
+            return Err(err(
+                "num_attention_heads",
+                format!("{} must be positive and divide hidden_size {}", self.num_attention_heads, self.hidden_size),
+            ));
+        }
+        if self.hidden_act != "gelu" {
+            return Err(err("hidden_act", format!("`{}` is not supported (gelu)", self.hidden_act)));
+        }
+        if self.position_embedding_type != "absolute" {
+            return Err(err(
+                "position_embedding_type",
+                format!("`{}` is not supported (absolute)", self.position_embedding_type),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// LayerNorm with scale and shift (inference only).
+struct LayerNorm {
+    weight: Tensor,
+    bias: Tensor,
+    eps: f64,
+}
+
+impl LayerNorm {
+    fn load(w: &Weights, prefix: &str, size: usize, eps: f64, dtype: DType) -> Result<Self> {
+        Ok(Self { weight: w.take(&format!("{prefix}.weight"), size, dtype)?, bias: w.take(&format!("{prefix}.bias"), size, dtype)?, eps })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(candle_nn::ops::layer_norm(&x.contiguous()?, &self.weight, &self.bias, self.eps as f32)?)
+    }
+}
+
+struct Block {
+    qkv: Linear,
+    attention_out: Linear,
+    attention_norm: LayerNorm,
+    intermediate: Linear,
+    output: Linear,
+    output_norm: LayerNorm,
+}
+
+/// A BERT encoder: hidden states of the last layer (BERT has no final norm after its post-norm blocks).
+pub struct Model {
+    word_embeddings: Tensor,
+    position_embeddings: Tensor,
+    token_type: Tensor,
+    embedding_norm: LayerNorm,
+    blocks: Vec<Block>,
+    heads: usize,
+    dtype: DType,
+    device: Device,
+}
+
+impl Model {
+    pub fn load(cfg: &Config, w: &Weights, dtype: DType, device: &Device) -> Result<Self> {
+        cfg.validate(w.source())?;
+        // Checkpoints saved from a pre-training head prefix every name with `bert.`.
+        let root = if w.contains("bert.embeddings.word_embeddings.weight") { "bert." } else { "" };
+        let h = cfg.hidden_size;
+        let eps = cfg.layer_norm_eps;
+        let emb = |name: &str, rows: usize| w.take(&format!("{root}embeddings.{name}.weight"), (rows, h), dtype);
+        let token_types = emb("token_type_embeddings", cfg.type_vocab_size.max(1))?;
+        let blocks = (0..cfg.num_hidden_layers)
+            .map(|i| {
+                let p = format!("{root}encoder.layer.{i}");
+                let lin = |name: &str, proj, out, inp| -> Result<Linear> {
+                    let weight = w.take(&format!("{p}.{name}.weight"), (out, inp), dtype)?;
+                    Linear::new(proj, weight, Some(w.take(&format!("{p}.{name}.bias"), out, dtype)?))
+                };
+                let inter = cfg.intermediate_size;
+                Ok(Block {
+                    qkv: Linear::fused(&[
+                        lin("attention.self.query", Projection::Q, h, h)?,
+                        lin("attention.self.key", Projection::K, h, h)?,
+                        lin("attention.self.value", Projection::V, h, h)?,
+                    ])?,
+                    attention_out: lin("attention.output.dense", Projection::O, h, h)?,
+                    attention_norm: LayerNorm::load(w, &format!("{p}.attention.output.LayerNorm"), h, eps, dtype)?,
+                    intermediate: lin("intermediate.dense", Projection::Up, inter, h)?,
+                    output: lin("output.dense", Projection::Down, h, inter)?,
+                    output_norm: LayerNorm::load(w, &format!("{p}.output.LayerNorm"), h, eps, dtype)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            word_embeddings: emb("word_embeddings", cfg.vocab_size)?,
+            position_embeddings: emb("position_embeddings", cfg.max_position_embeddings)?,
+            // Every token has type 0 (one segment).
+            token_type: token_types.get(0)?,
+            embedding_norm: LayerNorm::load(w, &format!("{root}embeddings.LayerNorm"), h, eps, dtype)?,
+            blocks,
+            heads: cfg.num_attention_heads,
+            dtype,
+            device: device.clone(),
+        })
+    }
+
+    fn inference_only(pass: Pass) -> Result<()> {
+        if pass.is_train() {
+            return Err(Error::Input("BERT models are supported for encoding only; training needs a decoder family".into()));
+        }
+        Ok(())
+    }
+}
+
+impl Backbone for Model {
+    fn embed(&self, ids: &Tensor) -> Result<Tensor> {
+        let (b, l) = ids.dims2()?;
+        let max = self.position_embeddings.dim(0)?;
+        if l > max {
+            return Err(Error::Input(format!("{l} tokens exceed the model's {max} positions; lower max_length")));
+        }
+        let words = self.word_embeddings.embedding(&ids.flatten_all()?)?.reshape((b, l, ()))?;
+        let positions = self.position_embeddings.narrow(0, 0, l)?.broadcast_add(&self.token_type)?;
+        self.embedding_norm.forward(&words.broadcast_add(&positions)?)
+    }
+
+    fn context(&self, lengths: &[usize], seq_len: usize, mode: AttentionMode) -> Result<Context> {
+        let bias = attention_bias(lengths, seq_len, mode, None, self.dtype, &self.device)?;
+        let none = Tensor::zeros(0, self.dtype, &self.device)?;
+        let attend = Attend { cos: none.clone(), sin: none, bias };
+        Ok(Context { global: attend.clone(), local: attend })
+    }
+
+    fn num_blocks(&self) -> usize {
+        self.blocks.len()
+    }
+
+    fn block(&self, i: usize, x: &Tensor, ctx: &Context, pass: Pass) -> Result<Tensor> {
+        Self::inference_only(pass)?;
+        let blk = &self.blocks[i];
+        let (b, l, h) = x.dims3()?;
+        let hd = h / self.heads;
+        let qkv = blk.qkv.apply(x, i, pass)?;
+        let heads_of = |t: &Tensor| -> Result<Tensor> { Ok(t.reshape((b, l, self.heads, hd))?.transpose(1, 2)?.contiguous()?) };
+        let attn = attention(&heads_of(&qkv[0])?, &heads_of(&qkv[1])?, &heads_of(&qkv[2])?, &ctx.global.bias, 1.0 / (hd as f64).sqrt(), None, pass)?;
+        let x = blk.attention_norm.forward(&(x + blk.attention_out.apply_one(&attn, i, pass)?)?)?;
+        let inner = blk.intermediate.apply_one(&x, i, pass)?.gelu_erf()?;
+        blk.output_norm.forward(&(&x + blk.output.apply_one(&inner, i, pass)?)?)
+    }
+
+    fn final_norm(&self, x: &Tensor, pass: Pass) -> Result<Tensor> {
+        Self::inference_only(pass)?;
+        Ok(x.clone())
+    }
+
+    fn logits(&self, _hidden: &Tensor, _pass: Pass) -> Result<Tensor> {
+        Err(Error::Input("BERT models have no next-token head; MNTP training needs a decoder family".into()))
+    }
+
+    /// None: LoRA training is for the decoder families.
+    fn sites(&self) -> Vec<(Site, usize, usize)> {
+        Vec::new()
+    }
+
+    fn hidden_size(&self) -> usize {
+        self.word_embeddings.dim(1).unwrap_or(0)
+    }
+
+    fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    fn device(&self) -> &Device {
+        &self.device
+    }
+}
