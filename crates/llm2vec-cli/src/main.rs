@@ -23,6 +23,43 @@ enum Command {
     Serve(ServeArgs),
     /// Train a LoRA adapter from a reference-format JSON config: mntp, simcse or supervised.
     Train(TrainArgs),
+    /// Run the LLM2Vec recipe: evaluate the untouched model, train MNTP, then SimCSE and supervised on top,
+    /// evaluate each stage, and write the results page. Rerunning continues where a run stopped.
+    Recipe(RecipeArgs),
+}
+
+#[derive(Args)]
+struct RecipeArgs {
+    /// A few steps per stage on slices of the data, two sliced tasks: checks the pipeline in minutes.
+    #[arg(long, conflicts_with = "gpu")]
+    quick: bool,
+    /// The paper's settings (1000 steps per stage, MNTP at 32 x 512 tokens, SimCSE at 128), for a GPU.
+    #[arg(long)]
+    gpu: bool,
+    /// Folder of the evaluation tasks and of train/ (the layout of ../shared/data).
+    #[arg(long, default_value = "../shared/data")]
+    data_dir: PathBuf,
+    /// Folder of the reference-format training configs, <configs>/{mntp,simcse,supervised}/<config-name>.
+    #[arg(long, default_value = "train_configs")]
+    configs: PathBuf,
+    #[arg(long, default_value = "SmolLM2.json")]
+    config_name: String,
+    /// Work folder (default: output/recipe-<profile>).
+    #[arg(long)]
+    output: Option<PathBuf>,
+    /// Results page (default: docs/results.md for the full profile, docs/results-gpu.md for --gpu,
+    /// <output>/results.md for --quick).
+    #[arg(long)]
+    results: Option<PathBuf>,
+    /// Redo every stage, training from scratch.
+    #[arg(long)]
+    restart: bool,
+    /// CPU threads for matrix products (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Device for evaluation: cpu, or cuda / cuda:N with the `cuda` feature (training runs on the CPU).
+    #[arg(long, default_value = "cpu")]
+    device: String,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -173,6 +210,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Eval(args) => eval(args),
         Command::Serve(args) => serve(args),
         Command::Train(args) => train(args),
+        Command::Recipe(args) => recipe(args),
     }
 }
 
@@ -280,6 +318,17 @@ fn keep_freed_memory() {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn keep_freed_memory() {}
 
+/// The first Ctrl-C sets `stop` (training saves a checkpoint after the current step); a second quits at once.
+fn stop_on_ctrl_c(stop: std::sync::Arc<std::sync::atomic::AtomicBool>) -> Result<()> {
+    ctrlc::set_handler(move || {
+        if stop.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!("\nstopping after this step (Ctrl-C again to quit at once)");
+    })?;
+    Ok(())
+}
+
 fn train(args: TrainArgs) -> Result<()> {
     use llm2vec_train::config::Stage;
     keep_freed_memory();
@@ -295,13 +344,7 @@ fn train(args: TrainArgs) -> Result<()> {
         TrainStage::Supervised => Stage::Supervised,
     };
     let opts = llm2vec_train::trainer::RunOptions { restart: args.restart, sts_dev: args.sts_dev, progress: true, ..Default::default() };
-    let stop = opts.stop.clone();
-    ctrlc::set_handler(move || {
-        if stop.swap(true, std::sync::atomic::Ordering::SeqCst) {
-            std::process::exit(130);
-        }
-        eprintln!("\nstopping after this step (Ctrl-C again to quit at once)");
-    })?;
+    stop_on_ctrl_c(opts.stop.clone())?;
     let outcome = llm2vec_train::trainer::run(stage, &loaded.config, &args.config, &opts)?;
     let state = &outcome.state;
     eprintln!(
@@ -319,5 +362,41 @@ fn train(args: TrainArgs) -> Result<()> {
         llm2vec::load::export::save_merged(model, &adapters, &out)?;
         eprintln!("merged model in {}", out.display());
     }
+    Ok(())
+}
+
+fn recipe(args: RecipeArgs) -> Result<()> {
+    use llm2vec_recipe::Profile;
+    keep_freed_memory();
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    llm2vec::set_num_threads(args.threads.unwrap_or(cores));
+    let profile = match (args.quick, args.gpu) {
+        (true, _) => Profile::Quick,
+        (_, true) => Profile::Gpu,
+        _ => Profile::Full,
+    };
+    let output = args.output.unwrap_or_else(|| PathBuf::from(format!("output/recipe-{}", profile.name())));
+    let results = args.results.unwrap_or_else(|| match profile {
+        Profile::Quick => output.join("results.md"),
+        Profile::Full => PathBuf::from("docs/results.md"),
+        Profile::Gpu => PathBuf::from("docs/results-gpu.md"),
+    });
+    let opts = llm2vec_recipe::RecipeOptions {
+        profile,
+        data_dir: args.data_dir,
+        configs: args.configs,
+        config_name: args.config_name,
+        output_dir: output,
+        results,
+        restart: args.restart,
+        device: device(&args.device)?,
+        cache: llm2vec_eval::CacheDir::Default,
+        stop: Default::default(),
+        progress: true,
+        command: std::iter::once("llm2vec".to_string()).chain(std::env::args().skip(1)).collect::<Vec<_>>().join(" "),
+    };
+    stop_on_ctrl_c(opts.stop.clone())?;
+    let records = llm2vec_recipe::run(&opts)?;
+    eprintln!("{} stages done; results in {}", records.len(), opts.results.display());
     Ok(())
 }
