@@ -178,6 +178,10 @@ struct EvalArgs {
     /// Encode every text without an instruction (as MTEB runs sentence-transformers models).
     #[arg(long, conflicts_with = "task_instructions")]
     no_instructions: bool,
+    /// Also pool the same forward passes with these modes (comma-separated) and cache them, so that
+    /// evaluating them next encodes nothing: `--pooling mean --also-pooling weighted_mean`.
+    #[arg(long, value_delimiter = ',')]
+    also_pooling: Vec<Pooling>,
     /// Split for a task, as TASK=SPLIT (`a+b` joins splits); repeatable.
     #[arg(long = "task-split", value_parser = key_value)]
     task_splits: Vec<(String, String)>,
@@ -288,6 +292,7 @@ fn eval(args: EvalArgs) -> Result<()> {
     };
     opts.instructions = args.task_instructions.into_iter().collect();
     opts.use_instructions = !args.no_instructions;
+    opts.also_poolings = args.also_pooling;
     opts.splits = args.task_splits.into_iter().collect();
     opts.seed = args.seed;
     opts.verbose = true;

@@ -24,7 +24,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let (data_dir, out_dir) = (PathBuf::from(data_dir), PathBuf::from(out_dir));
     std::fs::create_dir_all(&out_dir)?;
-    let encoder = LlmEncoder::load(model, options.clone())?;
+    let encoder = LlmEncoder::load(model, options.clone(), &[])?;
     let tasks = vec!["Banking77Classification".to_string(), "BBCNewsClusteringS2S".to_string()];
     let mut opts = EvalOptions::new(model.as_str(), tasks, &data_dir, out_dir.join("results"));
     (opts.encoder, opts.cache, opts.verbose) = (options, CacheDir::At(cache_dir.into()), true);

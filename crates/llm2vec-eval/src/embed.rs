@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
-use llm2vec::{Encoder, Input, Options};
+use llm2vec::{Encoder, Input, Options, Pooling};
 use serde_json::{json, Value};
 
 use crate::cache::{self, Cache, Key};
@@ -21,42 +21,64 @@ pub trait TextEncoder {
     fn dim(&self) -> usize;
     /// Flat rows, `inputs.len() * dim()` values.
     fn encode(&self, inputs: &[Input]) -> Result<Vec<f32>>;
+    /// Encoders whose embeddings come out of the same passes (the same model pooled otherwise), as
+    /// (fingerprint, description).
+    fn companions(&self) -> Vec<(String, Value)> {
+        Vec::new()
+    }
+    /// This encoder's rows, then each companion's.
+    fn encode_all(&self, inputs: &[Input]) -> Result<Vec<Vec<f32>>> {
+        Ok(vec![self.encode(inputs)?])
+    }
 }
 
-/// An llm2vec encoder with its fingerprint.
+/// An llm2vec encoder with its fingerprint, and the poolings it also computes from the same passes.
 pub struct LlmEncoder {
     encoder: Encoder,
     fingerprint: String,
     description: Value,
+    also: Vec<(Pooling, String, Value)>,
 }
 
 impl LlmEncoder {
-    /// Loads `model` with `options` (see [`Encoder::from_pretrained`]).
-    pub fn load(model: &str, options: Options) -> Result<Self> {
+    /// Loads `model` with `options` (see [`Encoder::from_pretrained`]); `also` names further pooling modes
+    /// pooled from the same forward passes (see [`Encoder::encode_poolings`]).
+    pub fn load(model: &str, options: Options, also: &[Pooling]) -> Result<Self> {
         let path = llm2vec::load::resolve(model)?;
-        let (adapters, dtype, device) = (options.adapters.clone(), options.dtype, options.device.clone());
-        let encoder = Encoder::from_pretrained(model, options)?;
-        let s = encoder.settings();
-        let description = json!({
-            "name": model,
-            "path": path,
-            "model_type": encoder.model_type(),
-            "adapters": adapters,
-            "settings": {
-                "attention": format!("{:?}", s.attention).to_lowercase(),
-                "pooling": s.pooling.name(),
-                "max_length": s.max_length,
-                "doc_max_length": s.doc_max_length,
-                "skip_instruction": s.skip_instruction,
-                "normalize": s.normalize,
-                "dtype": dtype.as_str(),
-                "device": format!("{:?}", device.location()),
-            },
+        let encoder = Encoder::from_pretrained(model, options.clone())?;
+        let files: Vec<Value> = std::iter::once(path.as_path()).chain(options.adapters.iter().map(PathBuf::as_path)).map(file_stats).collect();
+        let identify = |pooling: Pooling| {
+            let description = describe(model, &path, &encoder, &options, pooling);
+            (json!({ "description": description, "files": files }).to_string(), description)
+        };
+        let (fingerprint, description) = identify(encoder.settings().pooling);
+        let also = also.iter().filter(|&&p| p != encoder.settings().pooling).map(|&p| {
+            let (fingerprint, description) = identify(p);
+            (p, fingerprint, description)
         });
-        let files: Vec<Value> = std::iter::once(path.as_path()).chain(adapters.iter().map(PathBuf::as_path)).map(file_stats).collect();
-        let fingerprint = json!({ "description": description, "files": files }).to_string();
-        Ok(Self { encoder, fingerprint, description })
+        Ok(Self { fingerprint, description, also: also.collect(), encoder })
     }
+}
+
+/// What the result files (and the fingerprint) say about the model and its settings.
+fn describe(model: &str, path: &Path, encoder: &Encoder, options: &Options, pooling: Pooling) -> Value {
+    let s = encoder.settings();
+    json!({
+        "name": model,
+        "path": path,
+        "model_type": encoder.model_type(),
+        "adapters": options.adapters,
+        "settings": {
+            "attention": format!("{:?}", s.attention).to_lowercase(),
+            "pooling": pooling.name(),
+            "max_length": s.max_length,
+            "doc_max_length": s.doc_max_length,
+            "skip_instruction": s.skip_instruction,
+            "normalize": s.normalize,
+            "dtype": options.dtype.as_str(),
+            "device": format!("{:?}", options.device.location()),
+        },
+    })
 }
 
 /// Canonical path, size and modification time of a file, or of each file directly in a folder.
@@ -95,6 +117,15 @@ impl TextEncoder for LlmEncoder {
 
     fn encode(&self, inputs: &[Input]) -> Result<Vec<f32>> {
         Ok(self.encoder.encode(inputs)?.data)
+    }
+
+    fn companions(&self) -> Vec<(String, Value)> {
+        self.also.iter().map(|(_, fingerprint, description)| (fingerprint.clone(), description.clone())).collect()
+    }
+
+    fn encode_all(&self, inputs: &[Input]) -> Result<Vec<Vec<f32>>> {
+        let modes: Vec<Pooling> = std::iter::once(self.encoder.settings().pooling).chain(self.also.iter().map(|a| a.0)).collect();
+        Ok(self.encoder.encode_poolings(inputs, &modes)?.into_iter().map(|e| e.data).collect())
     }
 }
 
@@ -140,6 +171,8 @@ const CHUNK: usize = 256;
 pub struct Embedder<'a> {
     encoder: &'a dyn TextEncoder,
     cache: Option<Cache>,
+    /// The companions' caches, filled with what this run encodes (disk cache only).
+    companions: Vec<(String, Cache)>,
     /// Rows of this run when there is no disk cache.
     memory: HashMap<Key, Vec<f32>>,
     pub encoded: usize,
@@ -154,7 +187,18 @@ impl<'a> Embedder<'a> {
         if let (Some(c), true) = (&cache, verbose) {
             eprintln!("embedding cache {} ({} entries)", c.dir().display(), c.len());
         }
-        Ok(Self { encoder, cache, memory: HashMap::new(), encoded: 0, cached: 0, verbose })
+        let companions = match cache_root {
+            Some(root) => encoder
+                .companions()
+                .into_iter()
+                .map(|(fingerprint, description)| {
+                    let cache = Cache::open(root, &fingerprint, &description)?;
+                    Ok((fingerprint, cache))
+                })
+                .collect::<Result<Vec<_>>>()?,
+            None => Vec::new(),
+        };
+        Ok(Self { encoder, cache, companions, memory: HashMap::new(), encoded: 0, cached: 0, verbose })
     }
 
     /// The encoder's description (model, settings) for result files.
@@ -186,13 +230,18 @@ impl<'a> Embedder<'a> {
         }
         for (n, chunk) in missing.chunks(CHUNK).enumerate() {
             let batch: Vec<Input> = chunk.iter().map(|&i| inputs[i].clone()).collect();
-            let rows = self.encoder.encode(&batch).map_err(|e| locate(e, label, &batch))?;
+            let mut all = self.encoder.encode_all(&batch).map_err(|e| locate(e, label, &batch))?.into_iter();
+            let rows = all.next().unwrap_or_default();
             if rows.len() != batch.len() * self.encoder.dim() {
                 let msg = format!("the encoder returned {} values for {} inputs of dimension {}", rows.len(), batch.len(), self.encoder.dim());
                 return Err(Error::task(label, msg));
             }
             let chunk_keys: Vec<Key> = chunk.iter().map(|&i| keys[i]).collect();
             self.store(&chunk_keys, &rows)?;
+            for ((fingerprint, cache), rows) in self.companions.iter_mut().zip(all) {
+                let keys: Vec<Key> = batch.iter().map(|i| cache::key(fingerprint, &i.instruction, &i.text)).collect();
+                cache.insert(&keys, &rows, self.encoder.dim())?;
+            }
             self.encoded += chunk.len();
             if self.verbose {
                 eprintln!("[{label}] encoded {}/{}", (n * CHUNK + chunk.len()), missing.len());

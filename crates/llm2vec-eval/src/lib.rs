@@ -49,6 +49,9 @@ pub struct EvalOptions {
     /// Model (short name, directory, `.gguf` file or hub id) and how to load and run it.
     pub model: String,
     pub encoder: llm2vec::Options,
+    /// Further pooling modes computed from the same forward passes and kept in the cache under their own
+    /// fingerprints, so that evaluating them later encodes nothing (`eos_token` cannot share passes).
+    pub also_poolings: Vec<llm2vec::Pooling>,
     /// Task names (folder names or `task.json` names).
     pub tasks: Vec<String>,
     pub data_dir: PathBuf,
@@ -75,6 +78,7 @@ impl EvalOptions {
         Self {
             model: model.into(),
             encoder: llm2vec::Options::default(),
+            also_poolings: Vec::new(),
             tasks,
             data_dir: data_dir.into(),
             output_dir: output_dir.into(),
@@ -105,7 +109,7 @@ pub struct Summary {
 /// Evaluates `opts.model` on `opts.tasks`. Task names and data are checked before the model is loaded.
 pub fn run(opts: &EvalOptions) -> Result<Summary> {
     let tasks = prepare(opts)?;
-    let encoder = LlmEncoder::load(&opts.model, opts.encoder.clone())?;
+    let encoder = LlmEncoder::load(&opts.model, opts.encoder.clone(), &opts.also_poolings)?;
     evaluate_all(opts, tasks, &encoder)
 }
 

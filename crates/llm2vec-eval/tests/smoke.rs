@@ -50,3 +50,29 @@ fn tiny_model_end_to_end_then_from_the_cache() {
     let third = run(&opts).expect("third run");
     assert_eq!(third.encoded, first.encoded, "new settings, new embeddings");
 }
+
+/// Poolings computed alongside another fill the cache as their own runs would: evaluating them next
+/// encodes nothing and scores as a fresh run.
+#[test]
+fn also_poolings_are_cached_as_their_own_runs() {
+    use llm2vec::Pooling;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (data, out, cache) = (tmp.path().join("data"), tmp.path().join("results"), tmp.path().join("cache"));
+    common::head("STSBenchmark", "test", 8, &data);
+    let mut opts = EvalOptions::new(tiny_model().to_string_lossy(), vec!["STSBenchmark".into()], &data, &out);
+    opts.cache = CacheDir::At(cache);
+    opts.encoder.pooling = Some(Pooling::Mean);
+    opts.also_poolings = vec![Pooling::WeightedMean];
+    let first = run(&opts).expect("mean, also weighted mean");
+    assert!(first.encoded > 0);
+
+    opts.encoder.pooling = Some(Pooling::WeightedMean);
+    opts.also_poolings.clear();
+    let cached = run(&opts).expect("weighted mean from the cache");
+    assert_eq!((cached.encoded, cached.cached), (0, first.encoded));
+    opts.cache = CacheDir::Off;
+    let fresh = run(&opts).expect("weighted mean afresh");
+    let (a, b) = (cached.results[0].main_score, fresh.results[0].main_score);
+    assert!((a - b).abs() < 1e-9, "{a} vs {b}");
+    assert!((first.results[0].main_score - a).abs() > 1e-9, "mean and weighted mean differ");
+}

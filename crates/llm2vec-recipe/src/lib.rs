@@ -240,6 +240,7 @@ fn evaluate(
     let tasks: Vec<String> = opts.profile.tasks().iter().map(|t| t.to_string()).collect();
     let output = dir.join("eval");
     let mut eval = llm2vec_eval::EvalOptions::new(model, tasks.clone(), data_dir, &output);
+    eval.also_poolings = shared_poolings(row);
     eval.encoder = Options {
         adapters: adapters.to_vec(),
         pooling: Some(row.pooling),
@@ -262,8 +263,10 @@ fn evaluate(
         AttentionMode::Bidirectional => "bidirectional",
     };
     let adapter_args: String = adapters.iter().map(|a| format!(" --adapter {}", a.display())).collect();
+    let also: Vec<&str> = eval.also_poolings.iter().map(|p| p.name()).collect();
+    let also_arg = if also.is_empty() { String::new() } else { format!(" --also-pooling {}", also.join(",")) };
     let command = format!(
-        "llm2vec eval --model {model}{adapter_args} --attention {attention} --pooling {} --tasks {} --data-dir {} --output {}",
+        "llm2vec eval --model {model}{adapter_args} --attention {attention} --pooling {}{also_arg} --tasks {} --data-dir {} --output {}",
         row.pooling.name(),
         tasks.join(","),
         data_dir.display(),
@@ -272,8 +275,35 @@ fn evaluate(
     Ok((scores, started.elapsed().as_secs_f64(), command))
 }
 
+/// The pooling modes of the other untrained rows that can share this row's forward passes (same
+/// attention, same tokenization): their evaluations then come from the cache.
+fn shared_poolings(row: Row) -> Vec<Pooling> {
+    let eos = |p: Pooling| p == Pooling::EosToken;
+    if row.train.is_some() {
+        return Vec::new();
+    }
+    ROWS.iter()
+        .filter(|r| r.train.is_none() && r.attention == row.attention && r.pooling != row.pooling)
+        .filter(|r| eos(r.pooling) == eos(row.pooling))
+        .map(|r| r.pooling)
+        .collect()
+}
+
 fn note(opts: &RecipeOptions, msg: &str) {
     if opts.progress {
         eprintln!("[recipe] {msg}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn untrained_rows_share_passes_where_tokenization_allows() {
+        let shared = |slug: &str| shared_poolings(*ROWS.iter().find(|r| r.slug == slug).unwrap());
+        assert_eq!(shared("causal-mean"), vec![Pooling::WeightedMean]);
+        assert_eq!(shared("causal-weighted-mean"), vec![Pooling::Mean]);
+        assert!(shared("causal-eos").is_empty() && shared("bidirectional-mean").is_empty() && shared("mntp").is_empty());
     }
 }

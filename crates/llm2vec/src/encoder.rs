@@ -171,8 +171,33 @@ impl Encoder {
         &self,
         inputs: &[Input],
         batch_size: usize,
-        mut progress: impl FnMut(usize, usize) -> Result<()>,
+        progress: impl FnMut(usize, usize) -> Result<()>,
     ) -> Result<Embeddings> {
+        Ok(self.encode_pooled(inputs, &[self.settings.pooling], batch_size, progress)?.remove(0))
+    }
+
+    /// Pools the same forward passes once per mode of `poolings`: the embeddings of encoders that differ
+    /// from this one in pooling only, for the cost of one. Every mode must tokenize as this encoder's own
+    /// (only `eos_token` appends a token, so it cannot share passes with the others).
+    pub fn encode_poolings(&self, inputs: &[Input], poolings: &[Pooling]) -> Result<Vec<Embeddings>> {
+        let eos = self.settings.pooling == Pooling::EosToken;
+        if let Some(p) = poolings.iter().find(|&&p| (p == Pooling::EosToken) != eos) {
+            return Err(Error::Input(format!(
+                "{} pooling tokenizes differently from {} pooling; they cannot share forward passes",
+                p.name(),
+                self.settings.pooling.name()
+            )));
+        }
+        self.encode_pooled(inputs, poolings, self.settings.batch_size, |_, _| Ok(()))
+    }
+
+    fn encode_pooled(
+        &self,
+        inputs: &[Input],
+        poolings: &[Pooling],
+        batch_size: usize,
+        mut progress: impl FnMut(usize, usize) -> Result<()>,
+    ) -> Result<Vec<Embeddings>> {
         let tokenized = inputs
             .iter()
             .enumerate()
@@ -182,45 +207,57 @@ impl Encoder {
         let mut order: Vec<usize> = (0..inputs.len()).collect();
         order.sort_by_key(|&i| std::cmp::Reverse(tokenized[i].ids.len()));
         let dim = self.dim();
-        let mut data = vec![0f32; inputs.len() * dim];
+        let mut data = vec![vec![0f32; inputs.len() * dim]; poolings.len()];
         let mut done = 0;
         for batch in order.chunks(batch_size.max(1)) {
             let items: Vec<&Tokenized> = batch.iter().map(|&i| &tokenized[i]).collect();
-            let rows = self.encode_batch(&items)?;
-            for (k, &i) in batch.iter().enumerate() {
-                data[i * dim..(i + 1) * dim].copy_from_slice(&rows[k * dim..(k + 1) * dim]);
+            for (rows, out) in self.pool_batch(&items, poolings)?.iter().zip(&mut data) {
+                for (k, &i) in batch.iter().enumerate() {
+                    out[i * dim..(i + 1) * dim].copy_from_slice(&rows[k * dim..(k + 1) * dim]);
+                }
             }
             done += batch.len();
             progress(done, inputs.len())?;
         }
-        Ok(Embeddings {
-            data,
-            rows: inputs.len(),
-            dim,
-            tokens: tokenized.iter().map(|t| t.ids.len()).sum(),
-            truncated: (0..inputs.len()).filter(|&i| tokenized[i].truncated).collect(),
-        })
+        let tokens = tokenized.iter().map(|t| t.ids.len()).sum();
+        let truncated: Vec<usize> = (0..inputs.len()).filter(|&i| tokenized[i].truncated).collect();
+        Ok(data
+            .into_iter()
+            .map(|data| Embeddings { data, rows: inputs.len(), dim, tokens, truncated: truncated.clone() })
+            .collect())
     }
 
     /// Runs one batch of tokenized inputs and returns the pooled rows, flattened.
     pub fn encode_batch(&self, items: &[&Tokenized]) -> Result<Vec<f32>> {
+        Ok(self.pool_batch(items, &[self.settings.pooling])?.remove(0))
+    }
+
+    /// One forward pass over a batch, pooled once per mode.
+    fn pool_batch(&self, items: &[&Tokenized], poolings: &[Pooling]) -> Result<Vec<Vec<f32>>> {
         let device = self.backbone.device();
         let seq_len = items.iter().map(|t| t.ids.len()).max().unwrap_or(0);
         let lengths: Vec<usize> = items.iter().map(|t| t.ids.len()).collect();
         let mut ids = Vec::with_capacity(items.len() * seq_len);
-        let mut weights = Vec::with_capacity(items.len() * seq_len);
         for t in items {
             ids.extend(t.ids.iter().copied().chain(std::iter::repeat(0).take(seq_len - t.ids.len())));
-            weights.extend(pool::weights(self.settings.pooling, t, self.settings.skip_instruction, self.tokenizer.bos_id(), seq_len)?);
         }
         let ids = Tensor::from_vec(ids, (items.len(), seq_len), device)?;
         let hidden = self.backbone.forward(&ids, &lengths, self.settings.attention)?;
-        let pooled = pool::pool(&hidden, weights)?;
-        let mut rows = pooled.to_device(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?;
-        if self.settings.normalize {
-            pool::normalize_rows(&mut rows, self.dim());
-        }
-        Ok(rows)
+        poolings
+            .iter()
+            .map(|&mode| {
+                let mut weights = Vec::with_capacity(items.len() * seq_len);
+                for t in items {
+                    weights.extend(pool::weights(mode, t, self.settings.skip_instruction, self.tokenizer.bos_id(), seq_len)?);
+                }
+                let pooled = pool::pool(&hidden, weights)?;
+                let mut rows = pooled.to_device(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?;
+                if self.settings.normalize {
+                    pool::normalize_rows(&mut rows, self.dim());
+                }
+                Ok(rows)
+            })
+            .collect()
     }
 }
 

@@ -201,3 +201,22 @@ fn half_precision_is_close_to_f32() {
         }
     }
 }
+
+/// Poolings that share forward passes give what an encoder of each pooling gives alone.
+#[test]
+fn shared_passes_pool_like_separate_encoders() {
+    use llm2vec::Pooling;
+    let model = tiny("llama").join("model");
+    let inputs = sentences(12);
+    let with = |pooling| Options { pooling: Some(pooling), batch_size: 5, ..Options::default() };
+    let shared = Encoder::from_pretrained(model.to_str().unwrap(), with(Pooling::Mean)).unwrap();
+    let modes = [Pooling::Mean, Pooling::WeightedMean, Pooling::LastToken];
+    let all = shared.encode_poolings(&inputs, &modes).unwrap();
+    let identity: Vec<usize> = (0..inputs.len()).collect();
+    for (mode, got) in modes.iter().zip(&all) {
+        let alone = Encoder::from_pretrained(model.to_str().unwrap(), with(*mode)).unwrap().encode(&inputs).unwrap();
+        assert!(max_rel_diff(got, &alone, &identity) < 1e-6, "{}", mode.name());
+    }
+    let err = shared.encode_poolings(&inputs, &[Pooling::EosToken]).unwrap_err().to_string();
+    assert!(err.contains("eos_token") && err.contains("cannot share"), "{err}");
+}
