@@ -1,4 +1,5 @@
-//! Times the phases of one training step (forward with graph; forward + backward; optimizer update) on
+//! Times the phases of one training step (inference forward for comparison; forward with graph; forward +
+//! backward; optimizer update) on
 //! random token ids, and the resident memory after each, for profiling the training ops:
 //!
 //!     cargo run --release -p llm2vec-train --example step_profile -- [model] [batch] [seq] [checkpoint: 0|1]
@@ -38,6 +39,9 @@ fn main() -> anyhow::Result<()> {
         let batch = Batch::new(&rows, backbone.device())?;
         lora.set_rng(Some(Rng::new(round)));
         let start = Instant::now();
+        drop(backbone.forward(&batch.ids, &batch.lengths, AttentionMode::Bidirectional)?);
+        let inference = start.elapsed().as_secs_f64();
+        let start = Instant::now();
         let hidden = backbone.forward_pass(&batch.ids, &batch.lengths, AttentionMode::Bidirectional, Pass::Train(&lora))?;
         let forward = start.elapsed().as_secs_f64();
         let after_forward = rss_mb();
@@ -53,7 +57,7 @@ fn main() -> anyhow::Result<()> {
         let start = Instant::now();
         optimizer.step(&lora.vars(), &out.grads, 5e-5)?;
         println!(
-            "round {round}: forward {forward:.2}s (rss {after_forward:.0} MB), forward+backward {both:.2}s (rss {:.0} MB), update {:.3}s",
+            "round {round}: inference forward {inference:.2}s, training forward {forward:.2}s (rss {after_forward:.0} MB), forward+backward {both:.2}s (rss {:.0} MB), update {:.3}s",
             rss_mb(),
             start.elapsed().as_secs_f64()
         );
