@@ -24,7 +24,7 @@ pub fn mask_token_id(
     };
     found.ok_or_else(|| {
         TrainError::Invalid(format!(
-            "mask_token_type needs token `{token}`, which the tokenizer lacks (adding tokens, which needs resized embeddings, is not supported yet)"
+            "mask_token_type needs token `{token}`, which the tokenizer lacks"
         ))
     })
 }

@@ -3,7 +3,7 @@
 //! `metrics.jsonl`, `loss.svg`), evaluation, checkpoints, exact resume, Ctrl-C and non-finite losses.
 
 use crate::checkpoint::{self, EvalRecord, StepRecord, TrainerState};
-use crate::config::{Stage, TrainConfig};
+use crate::config::{MaskTokenType, Stage, TrainConfig};
 use crate::lora::{LoraModel, LoraSettings};
 use crate::optim::{clip_grad_norm, linear_schedule, AdamW, AdamWConfig};
 use crate::rng::{Purpose, Rng};
@@ -128,6 +128,11 @@ pub fn stage_name(stage: Stage) -> &'static str {
     }
 }
 
+/// The token `mask_token_type: "mask"` masks with, and the standard deviation of the embedding row it gets when
+/// the tokenizer lacks it (transformers' `initializer_range` default).
+const MASK_TOKEN: &str = "<mask>";
+const NEW_ROW_STD: f64 = 0.02;
+
 /// The frozen encoder (the base with `peft_model_name_or_path` merged) and fresh LoRA updates.
 fn trainee(stage: Stage, config: &TrainConfig, config_path: &Path) -> Result<Trainee> {
     let pooling: Pooling = config.pooling_mode.parse().map_err(|e: llm2vec::Error| TrainError::Config { file: config_path.into(), msg: e.to_string() })?;
@@ -145,7 +150,13 @@ fn trainee(stage: Stage, config: &TrainConfig, config_path: &Path) -> Result<Tra
         ..Options::default()
     };
     let base_adapters = options.adapters.clone();
-    let encoder = Encoder::from_pretrained(config.model(config_path)?, options)?;
+    let mut loaded = llm2vec::load::load(config.model(config_path)?, &options.device)?;
+    if stage == Stage::Mntp && config.mask_token_type == MaskTokenType::Mask && loaded.tokenizer.inner().token_to_id(MASK_TOKEN).is_none() {
+        // As the reference: a new `<mask>` token, its embedding row drawn as transformers initialises one.
+        let mut rng = Rng::derived(config.seed, Purpose::Init, 1);
+        loaded.add_token(MASK_TOKEN, |rows, hidden| (0..rows * hidden).map(|_| (NEW_ROW_STD * rng.normal()) as f32).collect())?;
+    }
+    let encoder = Encoder::from_loaded(loaded, options)?;
     let settings = LoraSettings { r: config.lora_r, lora_alpha: config.lora_alpha(), lora_dropout: config.lora_dropout };
     let seed = Rng::derived(config.seed, Purpose::Init, 0).next_u64();
     let device = encoder.backbone().device().clone();

@@ -237,3 +237,17 @@ fn a_merged_model_encodes_like_base_plus_adapter() {
     let diff = a.iter().zip(&b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
     assert!(diff < 1e-5, "{diff}");
 }
+
+/// `mask_token_type: "mask"` on a tokenizer without `<mask>`: the token is added (one more embedding row)
+/// and MNTP trains with it.
+#[test]
+fn mntp_with_an_added_mask_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), Stage::Mntp, &mntp_data(dir.path()), json!({"mask_token_type": "mask"}));
+    let outcome = train(Stage::Mntp, &cfg, &RunOptions::default()).unwrap();
+    let l = losses(&outcome);
+    assert!(mean(&l[25..]) < 0.9 * mean(&l[..5]), "{l:?}");
+    let encoder = Encoder::from_pretrained(&model(), Options { adapters: vec![dir.path().join("out")], ..Options::default() }).unwrap();
+    assert!(encoder.tokenizer().inner().token_to_id("<mask>").is_none(), "the base model is unchanged");
+    assert!(encoder.encode(&[Input::text("a dog runs")]).unwrap().data.iter().all(|v| v.is_finite()));
+}

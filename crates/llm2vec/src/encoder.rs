@@ -109,7 +109,12 @@ pub struct Encoder {
 impl Encoder {
     /// Loads `model` (short name, directory, `.gguf` file or hub id), merges `options.adapters` in order.
     pub fn from_pretrained(model: &str, options: Options) -> Result<Self> {
-        let mut loaded = load::load(model, &options.device)?;
+        Self::from_loaded(load::load(model, &options.device)?, options)
+    }
+
+    /// Like [`Encoder::from_pretrained`] for a model already read (and perhaps changed, see
+    /// [`load::Loaded::add_token`]).
+    pub fn from_loaded(mut loaded: load::Loaded, options: Options) -> Result<Self> {
         let mut llm2vec_config = loaded.llm2vec_config.take();
         for dir in &options.adapters {
             Adapter::load(dir)?.merge_into(&mut loaded.weights)?;

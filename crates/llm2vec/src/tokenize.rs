@@ -68,6 +68,14 @@ impl TextTokenizer {
         Tokenizer::from_file(path).map_err(|e| Error::format(path, format!("cannot read tokenizer: {e}")))
     }
 
+    /// Adds `token` as a special token (never split, never masked) and returns its id.
+    pub fn add_special_token(&mut self, token: &str) -> Result<u32> {
+        self.inner
+            .add_special_tokens([tokenizers::AddedToken::from(token.to_string(), true)])
+            .map_err(|e| Error::Tokenizer(format!("cannot add `{token}`: {e}")))?;
+        self.inner.token_to_id(token).ok_or_else(|| Error::Tokenizer(format!("`{token}` was not added")))
+    }
+
     /// The underlying tokenizer (plain encoding, no instruction or chat handling).
     pub fn inner(&self) -> &Tokenizer {
         &self.inner

@@ -220,3 +220,22 @@ fn shared_passes_pool_like_separate_encoders() {
     let err = shared.encode_poolings(&inputs, &[Pooling::EosToken]).unwrap_err().to_string();
     assert!(err.contains("eos_token") && err.contains("cannot share"), "{err}");
 }
+
+/// A token added to a loaded model grows the tokenizer and the embedding table by one row, from `new_rows`.
+#[test]
+fn an_added_token_gets_a_new_embedding_row() {
+    let mut loaded = llm2vec::load::load(tiny("llama").join("model").to_str().unwrap(), &llm2vec::Device::Cpu).unwrap();
+    let before = loaded.tokenizer.inner().get_vocab_size(true);
+    let table = loaded.weights.get("model.embed_tokens.weight").unwrap();
+    let id = loaded.add_token("<mask>", |rows, hidden| vec![0.5; rows * hidden]).unwrap();
+    assert_eq!(id as usize, before);
+    let grown = loaded.weights.get("model.embed_tokens.weight").unwrap();
+    assert_eq!(grown.dims2().unwrap().0, before + 1);
+    assert_eq!(grown.narrow(0, 0, table.dim(0).unwrap()).unwrap().to_vec2::<f32>().unwrap(), table.to_vec2::<f32>().unwrap());
+    assert!(grown.get(before).unwrap().to_vec1::<f32>().unwrap().iter().all(|&v| v == 0.5));
+    assert_eq!(loaded.config_json["vocab_size"], before + 1);
+    let encoder = Encoder::from_loaded(loaded, Options::default()).unwrap();
+    let ids = encoder.tokenize(&Input::text("a <mask> b")).unwrap().ids;
+    assert!(ids.contains(&id), "{ids:?}");
+    assert!(encoder.encode(&[Input::text("a <mask> b")]).unwrap().data.iter().all(|v| v.is_finite()));
+}

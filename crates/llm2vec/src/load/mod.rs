@@ -9,7 +9,7 @@ pub mod weights;
 
 use std::path::{Path, PathBuf};
 
-use candle_core::Device;
+use candle_core::{Device, Tensor};
 use serde_json::Value;
 
 use crate::error::{Error, Result};
@@ -53,6 +53,35 @@ pub struct Loaded {
     pub name_or_path: String,
     /// `llm2vec_config.json` of the model directory, else a sentence-transformers folder's settings, if any.
     pub llm2vec_config: Option<Value>,
+}
+
+/// The token embedding tables that follow the vocabulary: input embeddings, and an untied LM head.
+const VOCAB_TABLES: [&str; 2] = ["model.embed_tokens.weight", "lm_head.weight"];
+
+impl Loaded {
+    /// Adds `token` to the tokenizer and, when the tokenizer has outgrown the token tables, grows them to its
+    /// size, as the reference's MNTP script does (`add_tokens`, then `resize_token_embeddings(len(tokenizer))`
+    /// only if the embedding is smaller): the new rows come from `new_rows(rows, hidden)`. Returns the id.
+    pub fn add_token(&mut self, token: &str, mut new_rows: impl FnMut(usize, usize) -> Vec<f32>) -> Result<u32> {
+        let id = self.tokenizer.add_special_token(token)?;
+        let size = self.tokenizer.inner().get_vocab_size(true);
+        for name in VOCAB_TABLES {
+            if !self.weights.contains(name) {
+                continue;
+            }
+            let table = self.weights.get(name)?;
+            let (rows, hidden) = table.dims2()?;
+            if size > rows {
+                let extra = Tensor::from_vec(new_rows(size - rows, hidden), (size - rows, hidden), table.device())?;
+                self.weights.insert(name.to_string(), Tensor::cat(&[&table, &extra.to_dtype(table.dtype())?], 0)?);
+                if let Some(config) = self.config_json.as_object_mut() {
+                    config.insert("vocab_size".into(), size.into());
+                }
+            }
+        }
+        self.config = Config::from_json(&self.config_json, Path::new("config.json"))?;
+        Ok(id)
+    }
 }
 
 /// Resolves `spec` (short name, `.gguf` file, model directory or hub id) and reads the model.
