@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Prints a markdown table of main scores (x100) from `llm2vec eval` output folders: a row per task, a column
-per folder, then the STS and overall averages (mean over data sets, as MTEB). Task types come from the
+per folder, then the STS and overall averages (mean over data sets, as MTEB; "-" where a folder lacks a task),
+and when folders cover different tasks, the mean over the tasks they all have. Task types come from the
 tasks' `task.json` in the data folder ($DATA_DIR, default ../shared/data).
 
     scripts/eval/scores-table.py NAME=FOLDER [NAME=FOLDER ...]
@@ -38,7 +39,13 @@ print("| Task | " + " | ".join(name for name, _ in columns) + " |")
 print("|---|" + "---:|" * len(columns))
 for task in tasks:
     print(f"| {task} | " + " | ".join(cell(results[task].get(name)) for name, _ in columns) + " |")
-complete = {name: all(name in results[t] for t in tasks) for name, _ in columns}
-for label, chosen in [("STS average", [t for t in tasks if results[t]["type"] == "STS"]), ("Overall (mean over data sets)", tasks)]:
-    row = [cell(mean(results[t].get(name) for t in chosen)) if complete[name] else "-" for name, _ in columns]
-    print(f"| **{label}** | " + " | ".join(row) + " |")
+common = [t for t in tasks if all(name in results[t] for name, _ in columns)]
+rows = [
+    ("STS average", [t for t in tasks if results[t]["type"] == "STS"]),
+    ("Overall (mean over data sets)", tasks),
+]
+if len(common) < len(tasks):
+    rows.append((f"Mean over the {len(common)} tasks every column has", common))
+for label, chosen in rows:
+    cells = [cell(mean(results[t].get(name) for t in chosen)) if all(name in results[t] for t in chosen) else "-" for name, _ in columns]
+    print(f"| **{label}** | " + " | ".join(cells) + " |")
