@@ -5,6 +5,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+use llm2vec_train::plot::escape;
 
 use crate::error::{RecipeError, Result};
 use crate::{RecipeOptions, StageRecord};
@@ -239,10 +240,6 @@ fn bar_chart(records: &[StageRecord], tasks: &[String]) -> String {
         );
     }
     svg + "</svg>\n"
-}
-
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
 /// The folder the pictures of `results` go to (`docs/results.md` -> `docs/results/`).

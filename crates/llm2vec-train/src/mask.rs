@@ -11,6 +11,9 @@ use tokenizers::Tokenizer;
 /// Label value ignored by the loss.
 pub const IGNORE_INDEX: i64 = -100;
 
+/// The token `mask_token_type: "mask"` masks with (added to the tokenizer when it lacks it).
+pub const MASK_TOKEN: &str = "<mask>";
+
 /// The id of the mask token the reference would use for `kind`.
 pub fn mask_token_id(
     kind: MaskTokenType,
@@ -20,7 +23,7 @@ pub fn mask_token_id(
     let (token, found) = match kind {
         MaskTokenType::Blank => ("_", tokenizer.token_to_id("_")),
         MaskTokenType::Eos => ("eos", eos_id),
-        MaskTokenType::Mask => ("<mask>", tokenizer.token_to_id("<mask>")),
+        MaskTokenType::Mask => (MASK_TOKEN, tokenizer.token_to_id(MASK_TOKEN)),
     };
     found.ok_or_else(|| {
         TrainError::Invalid(format!(

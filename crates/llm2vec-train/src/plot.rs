@@ -52,6 +52,7 @@ pub fn loss_curve_svg(title: &str, steps: &[StepRecord]) -> String {
     svg + "</svg>\n"
 }
 
-fn escape(s: &str) -> String {
+/// `s` with the characters XML reserves escaped, for SVG text.
+pub fn escape(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }

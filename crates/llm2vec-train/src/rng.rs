@@ -75,13 +75,13 @@ impl Rng {
         lo + (hi - lo) * self.uniform()
     }
 
-    /// True with probability `p` (clamped to [0, 1]).
     /// A standard normal draw (Box-Muller).
     pub fn normal(&mut self) -> f64 {
         let u = 1.0 - self.uniform();
         (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * self.uniform()).cos()
     }
 
+    /// True with probability `p` (clamped to [0, 1]).
     pub fn bernoulli(&mut self, p: f64) -> bool {
         self.uniform() < p
     }

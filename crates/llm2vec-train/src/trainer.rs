@@ -5,6 +5,7 @@
 use crate::checkpoint::{self, EvalRecord, StepRecord, TrainerState};
 use crate::config::{MaskTokenType, Stage, TrainConfig};
 use crate::lora::{LoraModel, LoraSettings};
+use crate::mask::MASK_TOKEN;
 use crate::optim::{clip_grad_norm, linear_schedule, AdamW, AdamWConfig};
 use crate::rng::{Purpose, Rng};
 use crate::stage::contrastive::{SimCse, Supervised};
@@ -128,9 +129,8 @@ pub fn stage_name(stage: Stage) -> &'static str {
     }
 }
 
-/// The token `mask_token_type: "mask"` masks with, and the standard deviation of the embedding row it gets when
-/// the tokenizer lacks it (transformers' `initializer_range` default).
-const MASK_TOKEN: &str = "<mask>";
+/// The standard deviation of the embedding row `<mask>` gets when the tokenizer lacks it (transformers'
+/// `initializer_range` default).
 const NEW_ROW_STD: f64 = 0.02;
 
 /// The frozen encoder (the base with `peft_model_name_or_path` merged) and fresh LoRA updates.
