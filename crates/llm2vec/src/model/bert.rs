@@ -185,7 +185,7 @@ impl Backbone for Model {
         let (b, l, h) = x.dims3()?;
         let hd = h / self.heads;
         let qkv = blk.qkv.apply(x, i, pass)?;
-        let heads_of = |t: &Tensor| -> Result<Tensor> { Ok(t.reshape((b, l, self.heads, hd))?.transpose(1, 2)?.contiguous()?) };
+        let heads_of = |t: &Tensor| -> Result<Tensor> { Ok(t.reshape((b, l, self.heads, hd))?.transpose(1, 2)?) };
         let attn = attention(&heads_of(&qkv[0])?, &heads_of(&qkv[1])?, &heads_of(&qkv[2])?, &ctx.global.bias, 1.0 / (hd as f64).sqrt(), None, pass)?;
         let x = blk.attention_norm.forward(&(x + blk.attention_out.apply_one(&attn, i, pass)?)?)?;
         let inner = blk.intermediate.apply_one(&x, i, pass)?.gelu_erf()?;

@@ -253,7 +253,7 @@ impl Backbone for Model {
         };
         let q = apply_rotary(&split(0, heads, &blk.q_norm)?, cos, sin, pass)?;
         let k = apply_rotary(&split(1, kv, &blk.k_norm)?, cos, sin, pass)?;
-        let v = split(2, kv, &None)?.contiguous()?;
+        let v = split(2, kv, &None)?;
         let attn = attention(&q, &k, &v, bias, self.attn_scale, self.attn_softcap, pass)?;
         let attn = blk.o_proj.apply_one(&attn, i, pass)?;
         let attn = match &blk.post_attention_norm {

@@ -2,7 +2,9 @@
 //! attention masks and grouped-query attention.
 
 use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Module, Shape, Tensor, D};
+use rayon::prelude::*;
 
+use super::cpu;
 use super::trainable::{self, Pass, Projection, Site, Tuning};
 use crate::error::Result;
 use crate::load::weights::Weights;
@@ -115,6 +117,9 @@ impl Linear {
 
 impl Module for Linear {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        if let Some(y) = cpu::linear::linear(x, &self.weight_t, self.bias.as_ref())? {
+            return Ok(y);
+        }
         let dims = x.dims().to_vec();
         let (rows, inp) = (dims[..dims.len() - 1].iter().product::<usize>(), dims[dims.len() - 1]);
         let y = x.reshape((rows, inp))?.matmul(&self.weight_t)?;
@@ -227,10 +232,16 @@ fn scale_frequency(f: f64, scaling: &RopeScaling) -> f64 {
     }
 }
 
-/// Applies rotary embeddings (the rotate-half convention) to `x: [batch, heads, seq, head_dim]`.
+/// Applies rotary embeddings (the rotate-half convention) to `x: [batch, heads, seq, head_dim]`. For
+/// inference, a view of a contiguous `[batch, seq, heads, head_dim]` tensor is rotated in that layout
+/// (no transposed copy) and comes back as the same kind of view.
 pub fn apply_rotary(x: &Tensor, cos: &Tensor, sin: &Tensor, pass: Pass) -> Result<Tensor> {
     if pass.is_train() {
         return trainable::rotary(x, cos, sin);
+    }
+    let seq_major = x.transpose(1, 2)?;
+    if seq_major.is_contiguous() {
+        return Ok(candle_nn::rotary_emb::rope_thd(&seq_major, cos, sin)?.transpose(1, 2)?);
     }
     Ok(candle_nn::rotary_emb::rope(&x.contiguous()?, cos, sin)?)
 }
@@ -290,8 +301,14 @@ pub fn attention(
     softcap: Option<f64>,
     pass: Pass,
 ) -> Result<Tensor> {
+    if !pass.is_train() {
+        if let Some(out) = cpu::attention::attention(q, k, v, bias, scale, softcap)? {
+            return Ok(out);
+        }
+    }
     let (b, heads, l, d) = q.dims4()?;
     let groups = heads / k.dim(1)?;
+    let q = q.contiguous()?;
     let k = repeat_kv(k, groups)?;
     let v = repeat_kv(v, groups)?;
     let mut scores = (q.matmul(&k.t()?)? * scale)?;
@@ -362,24 +379,24 @@ impl CustomOp1 for Gated {
             candle_core::bail!("gated-activation: expects contiguous f32");
         };
         let n = self.n;
-        let rows = data[start..end].chunks_exact(2 * n);
-        let mut out = Vec::with_capacity((end - start) / 2);
-        for row in rows {
+        let mut out = vec![0f32; (end - start) / 2];
+        let row = |(row, dst): (&[f32], &mut [f32])| {
             let (gate, up) = row.split_at(n);
-            out.extend(gate.iter().zip(up).map(|(&g, &u)| activate(g, self.act) * u));
-        }
+            match self.act {
+                Activation::Silu => cpu::simd::silu_mul(gate, up, dst),
+                Activation::GeluTanh => dst.iter_mut().zip(gate.iter().zip(up)).for_each(|(o, (&g, &u))| *o = gelu_tanh(g) * u),
+            }
+        };
+        let rows = data[start..end].par_chunks_exact(2 * n).zip(out.par_chunks_exact_mut(n));
+        rows.with_min_len(16).for_each(row);
         let mut dims = layout.shape().dims().to_vec();
         *dims.last_mut().expect("non-empty dims") = n;
         Ok((CpuStorage::F32(out), Shape::from(dims)))
     }
 }
 
-fn activate(x: f32, act: Activation) -> f32 {
-    match act {
-        Activation::Silu => x / (1.0 + (-x).exp()),
-        Activation::GeluTanh => {
-            let inner = (2.0f32 / std::f32::consts::PI).sqrt() * (x + 0.044715 * x * x * x);
-            0.5 * x * (1.0 + inner.tanh())
-        }
-    }
+/// GELU with the tanh approximation.
+fn gelu_tanh(x: f32) -> f32 {
+    let inner = (2.0f32 / std::f32::consts::PI).sqrt() * (x + 0.044715 * x * x * x);
+    0.5 * x * (1.0 + inner.tanh())
 }

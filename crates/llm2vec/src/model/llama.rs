@@ -199,7 +199,7 @@ impl Backbone for Model {
         let heads_of = |t: &Tensor, n: usize| -> Result<Tensor> { Ok(t.reshape((b, l, n, hd))?.transpose(1, 2)?) };
         let q = apply_rotary(&heads_of(&qkv[0], heads)?, cos, sin, pass)?;
         let k = apply_rotary(&heads_of(&qkv[1], kv)?, cos, sin, pass)?;
-        let v = heads_of(&qkv[2], kv)?.contiguous()?;
+        let v = heads_of(&qkv[2], kv)?;
         let attn = attention(&q, &k, &v, bias, 1.0 / (hd as f64).sqrt(), None, pass)?;
         let x = (x + blk.o_proj.apply_one(&attn, i, pass)?)?;
         let normed = blk.post_attention_norm.apply(&x, pass)?;

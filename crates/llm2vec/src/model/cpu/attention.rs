@@ -1,0 +1,125 @@
+//! Inference attention on the CPU in f32 as one op: per (sequence, head) one product for the scores,
+//! softmax in place, one product written straight into the `[b, l, heads * d]` output. Grouped k/v heads
+//! are read where they are (no repeated copies) and q/k/v may be strided views, so the layer does not
+//! materialise score, probability or transposed tensors; the many tiny per-head products of short
+//! sequences skip candle's per-op overhead.
+
+use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Storage, Tensor};
+use gemm::{gemm, Parallelism};
+use rayon::prelude::*;
+
+use crate::error::Result;
+
+/// `q: [b, heads, l, d]`, `k, v: [b, kv_heads, l, d]` (f32, CPU, last dimension contiguous), `bias:
+/// [b, 1, l, l]`; returns `[b, l, heads * d]`. `None` when the inputs do not fit this op.
+pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, bias: &Tensor, scale: f64, softcap: Option<f64>) -> Result<Option<Tensor>> {
+    let fits = |t: &Tensor| t.device().is_cpu() && t.dtype() == candle_core::DType::F32 && t.stride().last() == Some(&1);
+    if ![q, k, v, bias].into_iter().all(fits) {
+        return Ok(None);
+    }
+    let (guard, layout) = bias.storage_and_layout();
+    let (Storage::Cpu(CpuStorage::F32(data)), Some((start, end))) = (&*guard, layout.contiguous_offsets()) else {
+        return Ok(None);
+    };
+    let op = Attention { bias: &data[start..end], scale: scale as f32, softcap: softcap.map(|c| c as f32) };
+    Ok(Some(q.apply_op3_no_bwd(k, v, &op)?))
+}
+
+struct Attention<'a> {
+    /// `[b, l, l]`, added to the scores.
+    bias: &'a [f32],
+    scale: f32,
+    softcap: Option<f32>,
+}
+
+/// A `[b, n, l, d]` operand: its data from the storage offset and its strides.
+struct Operand<'a> {
+    data: &'a [f32],
+    batch: usize,
+    head: usize,
+    row: usize,
+}
+
+impl<'a> Operand<'a> {
+    fn new(storage: &'a CpuStorage, layout: &Layout) -> candle_core::Result<Self> {
+        let CpuStorage::F32(data) = storage else { candle_core::bail!("cpu-attention: expects f32") };
+        let s = layout.stride();
+        if s.len() != 4 || s[3] != 1 {
+            candle_core::bail!("cpu-attention: expects [b, heads, l, d] with contiguous rows, got strides {s:?}");
+        }
+        Ok(Self { data: &data[layout.start_offset()..], batch: s[0], head: s[1], row: s[2] })
+    }
+
+    fn at(&self, b: usize, h: usize) -> *const f32 {
+        self.data[b * self.batch + h * self.head..].as_ptr()
+    }
+}
+
+/// The output buffer, shared by the tasks; each writes only its own (sequence, head) columns.
+#[derive(Clone, Copy)]
+struct Out(*mut f32);
+// SAFETY: tasks write disjoint elements (see `Attention::head`) and the buffer outlives them.
+unsafe impl Send for Out {}
+unsafe impl Sync for Out {}
+
+impl Attention<'_> {
+    /// Scores, softmax and weighted values of head `h` of sequence `b` into `out`.
+    ///
+    /// SAFETY: `q`, `k`, `v` address `[l, d]` matrices with row strides `q.row`, `k.row`, `v.row`;
+    /// `out` holds `b_total * l * heads * d` elements; no other task writes head `h` of sequence `b`.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn head(&self, q: *const f32, k: *const f32, v: *const f32, rows: [isize; 3], b: usize, l: usize, d: usize, width: usize, out: Out, h: usize, scores: &mut [f32]) {
+        let [q_rs, k_rs, v_rs] = rows;
+        let s = scores.as_mut_ptr();
+        // scores[i, j] = scale * q_i . k_j
+        gemm(l, l, d, s, 1, l as isize, false, q, 1, q_rs, k, k_rs, 1, 0.0, self.scale, false, false, false, Parallelism::None);
+        let bias = &self.bias[b * l * l..(b + 1) * l * l];
+        for (row, bias) in scores.chunks_exact_mut(l).zip(bias.chunks_exact(l)) {
+            if let Some(cap) = self.softcap {
+                row.iter_mut().for_each(|x| *x = (*x / cap).tanh() * cap);
+            }
+            row.iter_mut().zip(bias).for_each(|(x, b)| *x += b);
+            softmax(row);
+        }
+        let dst = out.0.add(b * l * width + h * d);
+        gemm(l, d, l, dst, 1, width as isize, false, s, 1, l as isize, v, 1, v_rs, 0.0, 1.0, false, false, false, Parallelism::None);
+    }
+}
+
+fn softmax(row: &mut [f32]) {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0.0;
+    for x in row.iter_mut() {
+        *x = (*x - max).exp();
+        sum += *x;
+    }
+    row.iter_mut().for_each(|x| *x /= sum);
+}
+
+impl CustomOp3 for Attention<'_> {
+    fn name(&self) -> &'static str {
+        "cpu-attention"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout, s3: &CpuStorage, l3: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (b, heads, l, d) = l1.shape().dims4()?;
+        let (kb, kv, kl, kd) = l2.shape().dims4()?;
+        if (kb, kl, kd) != (b, l, d) || l3.shape() != l2.shape() || kv == 0 || heads % kv != 0 || self.bias.len() != b * l * l {
+            candle_core::bail!("cpu-attention: shapes q {:?}, k {:?}, v {:?}, bias of {} do not agree", l1.shape(), l2.shape(), l3.shape(), self.bias.len());
+        }
+        let (q, k, v) = (Operand::new(s1, l1)?, Operand::new(s2, l2)?, Operand::new(s3, l3)?);
+        let rows = [q.row as isize, k.row as isize, v.row as isize];
+        let width = heads * d;
+        let mut out = vec![0f32; b * l * width];
+        let ptr = Out(out.as_mut_ptr());
+        let group = heads / kv;
+        let task = |scores: &mut Vec<f32>, task: usize| {
+            let (bi, h) = (task / heads, task % heads);
+            // SAFETY: the operands' strides come from their layouts and the task owns head `h` of
+            // sequence `bi` in `out` (see `Attention::head`).
+            unsafe { self.head(q.at(bi, h), k.at(bi, h / group), v.at(bi, h / group), rows, bi, l, d, width, ptr, h, scores) }
+        };
+        (0..b * heads).into_par_iter().for_each_init(|| vec![0f32; l * l], task);
+        Ok((CpuStorage::F32(out), Shape::from((b, l, width))))
+    }
+}

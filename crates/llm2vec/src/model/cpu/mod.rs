@@ -1,0 +1,70 @@
+//! Fused f32 kernels for inference on the CPU. Each takes over one step of the layers in `layers.rs`
+//! when its inputs are f32 CPU tensors in a layout it reads, and answers `None` otherwise, so the
+//! composed candle ops remain the path for other devices, dtypes and training.
+
+pub mod attention;
+pub mod linear;
+pub mod simd;
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{DType, Device, Module, Tensor};
+
+    use crate::model::layers::{attention, attention_bias, AttentionMode, Linear};
+    use crate::model::{Pass, Projection};
+
+    /// Deterministic values in [-1, 1).
+    fn values(shape: &[usize], seed: usize) -> Tensor {
+        let n: usize = shape.iter().product();
+        let data: Vec<f32> = (0..n).map(|i| (((i * 7919 + seed * 104_729) % 2003) as f32 / 1001.5) - 1.0).collect();
+        Tensor::from_vec(data, shape, &Device::Cpu).unwrap()
+    }
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+        let d = (a.to_dtype(DType::F64).unwrap() - b.to_dtype(DType::F64).unwrap()).unwrap();
+        d.abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f64>().unwrap() as f32
+    }
+
+    /// The fused op (f32) against the composed candle ops (f64, which the op does not take):
+    /// grouped heads, padding, both attention modes, a sliding window, soft-capping and a strided v,
+    /// compared on the real tokens' rows.
+    #[test]
+    fn attention_matches_the_composed_ops() {
+        let (b, heads, kv, l, d) = (3, 6, 2, 9, 8);
+        for (mode, window, softcap) in
+            [(AttentionMode::Bidirectional, None, None), (AttentionMode::Causal, Some(3), None), (AttentionMode::Causal, None, Some(2.0))]
+        {
+            let q = values(&[b, heads, l, d], 1);
+            let k = values(&[b, kv, l, d], 2);
+            let v = values(&[b, l, kv, d], 3).transpose(1, 2).unwrap();
+            let lengths = [9, 4, 1];
+            let bias = attention_bias(&lengths, l, mode, window, DType::F32, &Device::Cpu).unwrap();
+            let fused = attention(&q, &k, &v, &bias, 0.3, softcap, Pass::Infer).unwrap();
+            let f64s = |t: &Tensor| t.to_dtype(DType::F64).unwrap();
+            let composed = attention(&f64s(&q), &f64s(&k), &f64s(&v), &f64s(&bias), 0.3, softcap, Pass::Infer).unwrap();
+            assert_eq!(fused.dims(), &[b, l, heads * d]);
+            // Padding rows see nothing but blocked keys; their values differ between dtypes and are never used.
+            for (i, &len) in lengths.iter().enumerate() {
+                let (f, c) = (fused.get(i).unwrap().narrow(0, 0, len).unwrap(), composed.get(i).unwrap().narrow(0, 0, len).unwrap());
+                assert!(max_diff(&f, &c) < 1e-5, "{mode:?} {window:?} {softcap:?}, sequence {i}: {}", max_diff(&f, &c));
+            }
+        }
+    }
+
+    #[test]
+    fn linear_matches_the_composed_ops() {
+        for bias in [None, Some(values(&[5], 4))] {
+            let weight = values(&[5, 7], 5);
+            let x = values(&[2, 3, 7], 6);
+            let lin = Linear::new(Projection::Q, weight.clone(), bias.clone()).unwrap();
+            let want = x.broadcast_matmul(&weight.t().unwrap()).unwrap();
+            let want = match &bias {
+                Some(b) => want.broadcast_add(b).unwrap(),
+                None => want,
+            };
+            let got = lin.forward(&x).unwrap();
+            assert_eq!(got.dims(), &[2, 3, 5]);
+            assert!(max_diff(&got, &want) < 1e-5);
+        }
+    }
+}

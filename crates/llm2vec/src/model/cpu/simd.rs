@@ -1,0 +1,88 @@
+//! Element-wise CPU kernels that the compiler vectorises: `silu(gate) * up` with a branch-free
+//! polynomial exp (relative error about 2e-7), compiled for AVX-512 and AVX2 and picked at run time.
+
+/// `out[i] = silu(gate[i]) * up[i]`.
+pub fn silu_mul(gate: &[f32], up: &[f32], out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F.
+            return unsafe { silu_mul_avx512(gate, up, out) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            // SAFETY: the CPU has AVX2 and FMA.
+            return unsafe { silu_mul_avx2(gate, up, out) };
+        }
+    }
+    silu_mul_portable(gate, up, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn silu_mul_avx512(gate: &[f32], up: &[f32], out: &mut [f32]) {
+    silu_mul_portable(gate, up, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn silu_mul_avx2(gate: &[f32], up: &[f32], out: &mut [f32]) {
+    silu_mul_portable(gate, up, out)
+}
+
+#[inline(always)]
+fn silu_mul_portable(gate: &[f32], up: &[f32], out: &mut [f32]) {
+    for ((o, &g), &u) in out.iter_mut().zip(gate).zip(up) {
+        *o = g / (1.0 + exp(-g)) * u;
+    }
+}
+
+/// `e^x` for f32 without branches: `2^n * p(r)` with `x = n ln2 + r`, `|r| <= ln2 / 2`, and `p` the
+/// degree-6 Taylor polynomial. Inputs are clamped to the finite range of the result.
+#[inline(always)]
+pub fn exp(x: f32) -> f32 {
+    const LN2_HI: f32 = 0.693_145_75;
+    const LN2_LO: f32 = 1.428_606_8e-6;
+    // 1.5 * 2^23: adding it rounds to an integer n, which then sits in the low mantissa bits
+    // (0x4B40_0000 + n), so 2^n is built with integer operations alone (no float-to-int cast, which
+    // the compiler does not vectorise).
+    const ROUND: f32 = 12_582_912.0;
+    let x = x.clamp(-87.3, 88.0);
+    let t = x * std::f32::consts::LOG2_E + ROUND;
+    let n = t - ROUND;
+    let r = (x - n * LN2_HI) - n * LN2_LO;
+    let p = 1.0 + r * (1.0 + r * (0.5 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
+    p * f32::from_bits(t.to_bits().wrapping_sub(0x4B40_0000 - 127) << 23)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exp_is_close_to_std_over_the_range() {
+        let mut worst = 0f64;
+        let mut x = -87.0f32;
+        while x < 88.0 {
+            let (ours, std) = (exp(x) as f64, (x as f64).exp());
+            worst = worst.max(((ours - std) / std).abs());
+            x += 0.001;
+        }
+        assert!(worst < 5e-7, "worst relative error {worst}");
+        assert_eq!(exp(-1000.0), exp(-87.3));
+        assert!(exp(1000.0).is_finite());
+    }
+
+    #[test]
+    fn silu_mul_matches_the_formula_at_every_length() {
+        for len in [0, 1, 7, 16, 33, 100] {
+            let gate: Vec<f32> = (0..len).map(|i| (i as f32 - 50.0) * 0.37).collect();
+            let up: Vec<f32> = (0..len).map(|i| 1.0 + i as f32 * 0.01).collect();
+            let mut out = vec![0f32; len];
+            silu_mul(&gate, &up, &mut out);
+            for i in 0..len {
+                let want = gate[i] as f64 / (1.0 + (-gate[i] as f64).exp()) * up[i] as f64;
+                assert!((out[i] as f64 - want).abs() <= 1e-6 * want.abs().max(1.0), "at {i}: {} vs {want}", out[i]);
+            }
+        }
+    }
+}
