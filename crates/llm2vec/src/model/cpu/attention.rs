@@ -113,13 +113,13 @@ impl CustomOp3 for Attention<'_> {
         let mut out = vec![0f32; b * l * width];
         let ptr = Out(out.as_mut_ptr());
         let group = heads / kv;
-        let task = |scores: &mut Vec<f32>, task: usize| {
+        let run = |scores: &mut Vec<f32>, task: usize| {
             let (bi, h) = (task / heads, task % heads);
             // SAFETY: the operands' strides come from their layouts and the task owns head `h` of
             // sequence `bi` in `out` (see `Attention::head`).
             unsafe { self.head(q.at(bi, h), k.at(bi, h / group), v.at(bi, h / group), rows, bi, l, d, width, ptr, h, scores) }
         };
-        (0..b * heads).into_par_iter().for_each_init(|| vec![0f32; l * l], task);
+        (0..b * heads).into_par_iter().for_each_init(|| vec![0f32; l * l], run);
         Ok((CpuStorage::F32(out), Shape::from((b, l, width))))
     }
 }
