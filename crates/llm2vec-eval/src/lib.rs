@@ -154,7 +154,9 @@ fn evaluate_all(opts: &EvalOptions, tasks: Vec<Prepared>, encoder: &dyn TextEnco
     for task in tasks {
         results.push(evaluate_task(opts, task, &mut embedder)?);
     }
-    let markdown = report::markdown(&results, encoder.description());
+    let names: Vec<String> = results.iter().map(|r| r.name.clone()).collect();
+    let earlier = report::earlier_results(&opts.output_dir, &opts.data_dir, encoder.description(), &names)?;
+    let markdown = report::markdown(&results, &earlier, encoder.description());
     let markdown_path = opts.output_dir.join("summary.md");
     report::write_text(&markdown_path, &markdown)?;
     Ok(Summary { encoded: embedder.encoded, cached: embedder.cached, results, markdown, markdown_path })

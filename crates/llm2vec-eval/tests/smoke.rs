@@ -76,3 +76,35 @@ fn also_poolings_are_cached_as_their_own_runs() {
     assert!((a - b).abs() < 1e-9, "{a} vs {b}");
     assert!((first.results[0].main_score - a).abs() > 1e-9, "mean and weighted mean differ");
 }
+
+/// Tasks evaluated one run at a time into one folder: the summary covers them all while the model and
+/// settings stay the same, and leaves out (and counts) results made otherwise.
+#[test]
+fn summary_covers_earlier_runs_with_the_same_settings() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (data, out) = (tmp.path().join("data"), tmp.path().join("results"));
+    common::head("STSBenchmark", "test", 8, &data);
+    common::classification(3, 6, 3, &data);
+    common::retrieval(3, 12, &data);
+    let opts = |task: &str| {
+        let mut o = EvalOptions::new(tiny_model().to_string_lossy(), vec![task.to_string()], &data, &out);
+        o.cache = CacheDir::At(tmp.path().join("cache"));
+        o.encoder.max_length = Some(64);
+        o
+    };
+    let sts = run(&opts("STSBenchmark")).expect("STS run");
+    let banking = run(&opts("Banking77Classification")).expect("classification run");
+    let summary = std::fs::read_to_string(out.join("summary.md")).expect("summary");
+    assert_eq!(summary, banking.markdown);
+    assert!(summary.contains("| STSBenchmark | STS |") && summary.contains("| Banking77Classification | Classification |"), "{summary}");
+    assert!(summary.contains("From earlier runs into this folder with the same model and settings: STSBenchmark."), "{summary}");
+    let mean = (sts.results[0].main_score + banking.results[0].main_score) / 2.0 * 100.0;
+    assert!(summary.contains(&format!("| **Overall** (mean over data sets) | 2 | **{mean:.2}** |")), "{summary}");
+
+    let mut other = opts("SciFact");
+    other.encoder.doc_max_length = Some(16);
+    let scifact = run(&other).expect("retrieval run, other settings");
+    assert!(scifact.markdown.contains("| **Overall** (mean over data sets) | 1 |"), "{}", scifact.markdown);
+    assert!(scifact.markdown.contains("Left out: 2 result file(s)"), "{}", scifact.markdown);
+    assert!(!scifact.markdown.contains("| STSBenchmark |"), "{}", scifact.markdown);
+}
