@@ -181,7 +181,7 @@ fn read_result(file: &Value, path: &Path, spec: crate::task::TaskSpec) -> Option
         kind: spec.kind,
         split: split.clone(),
         main_metric: spec.main_score,
-        main_score: entries.get(0)?["main_score"].as_f64()?,
+        main_score: entries.as_array()?.first()?["main_score"].as_f64()?,
         scores: serde_json::Map::new(),
         seconds: file["evaluation_time"].as_f64().unwrap_or(f64::NAN),
         encoded: file["encoding"]["encoded"].as_u64().unwrap_or(0) as usize,
