@@ -81,7 +81,7 @@ fn average(values: &[f64]) -> f64 {
 }
 
 /// Results from earlier runs into the same folder, for the summary.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Earlier {
     /// Made with the same model and settings, for tasks the current run did not evaluate.
     pub results: Vec<TaskResult>,

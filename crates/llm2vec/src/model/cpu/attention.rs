@@ -4,7 +4,7 @@
 //! materialise score, probability or transposed tensors; the many tiny per-head products of short
 //! sequences skip candle's per-op overhead.
 
-use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Storage, Tensor};
+use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
 
@@ -18,10 +18,10 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, bias: &Tensor, scale: f64, 
         return Ok(None);
     }
     let (guard, layout) = bias.storage_and_layout();
-    let (Storage::Cpu(CpuStorage::F32(data)), Some((start, end))) = (&*guard, layout.contiguous_offsets()) else {
+    let Some(bias) = super::cpu_f32(&guard, layout) else {
         return Ok(None);
     };
-    let op = Attention { bias: &data[start..end], scale: scale as f32, softcap: softcap.map(|c| c as f32) };
+    let op = Attention { bias, scale: scale as f32, softcap: softcap.map(|c| c as f32) };
     Ok(Some(q.apply_op3_no_bwd(k, v, &op)?))
 }
 

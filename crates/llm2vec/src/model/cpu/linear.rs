@@ -4,36 +4,29 @@
 //! the residual's scale once per block of the inner dimension, which makes results depend on the
 //! batch more than the separate add does.)
 
-use candle_core::{CpuStorage, CustomOp1, DType, Layout, Shape, Storage, Tensor};
+use candle_core::{CpuStorage, CustomOp1, DType, Layout, Shape, Tensor};
 use gemm::{gemm, Parallelism};
 
 /// `x: [.., in]`, `weight_t: [in, out]`, `bias: [out]`. `None` when the inputs are not contiguous f32
 /// CPU tensors of those shapes.
 pub fn linear(x: &Tensor, weight_t: &Tensor, bias: Option<&Tensor>) -> candle_core::Result<Option<Tensor>> {
-    let fits = |t: &Tensor| t.device().is_cpu() && t.dtype() == DType::F32 && t.is_contiguous();
-    if !fits(x) || !fits(weight_t) || !bias.is_none_or(fits) {
+    if !(x.device().is_cpu() && x.dtype() == DType::F32 && x.is_contiguous()) {
         return Ok(None);
     }
     let (inp, out) = weight_t.dims2()?;
     if x.dims().last() != Some(&inp) || bias.is_some_and(|b| b.elem_count() != out) {
         return Ok(None);
     }
-    let weight_guard = weight_t.storage_and_layout();
+    let (weight_guard, weight_layout) = weight_t.storage_and_layout();
     let bias_guard = bias.map(|b| b.storage_and_layout());
-    let op = Linear {
-        weight: data(&weight_guard.0, weight_guard.1),
-        bias: bias_guard.as_ref().map(|(s, l)| data(s, l)),
-        out,
+    let Some(weight) = super::cpu_f32(&weight_guard, weight_layout) else {
+        return Ok(None);
     };
-    Ok(Some(x.apply_op1_no_bwd(&op)?))
-}
-
-/// The elements of a contiguous f32 CPU tensor (checked by the caller).
-fn data<'a>(storage: &'a Storage, layout: &Layout) -> &'a [f32] {
-    match (storage, layout.contiguous_offsets()) {
-        (Storage::Cpu(CpuStorage::F32(d)), Some((start, end))) => &d[start..end],
-        _ => &[],
-    }
+    let bias = match bias_guard.as_ref().map(|(s, l)| super::cpu_f32(s, l)) {
+        Some(None) => return Ok(None),
+        bias => bias.flatten(),
+    };
+    Ok(Some(x.apply_op1_no_bwd(&Linear { weight, bias, out })?))
 }
 
 struct Linear<'a> {

@@ -2,9 +2,20 @@
 //! when its inputs are f32 CPU tensors in a layout it reads, and answers `None` otherwise, so the
 //! composed candle ops remain the path for other devices, dtypes and training.
 
+use candle_core::{CpuStorage, Layout, Storage};
+
 pub mod attention;
 pub mod linear;
 pub mod simd;
+
+/// The elements of a tensor's storage (from `Tensor::storage_and_layout`) when they are contiguous f32
+/// data on the CPU; `None` for anything else.
+fn cpu_f32<'a>(storage: &'a Storage, layout: &Layout) -> Option<&'a [f32]> {
+    match (storage, layout.contiguous_offsets()) {
+        (Storage::Cpu(CpuStorage::F32(d)), Some((start, end))) => Some(&d[start..end]),
+        _ => None,
+    }
+}
 
 #[cfg(test)]
 mod tests {
