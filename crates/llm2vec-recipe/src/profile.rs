@@ -82,8 +82,8 @@ impl Profile {
             (Profile::Quick, Stage::Mntp) => Training { max_train_samples: Some(64), eval_steps: None, ..t(8, 4, 64, 1e-3, 0) },
             (Profile::Quick, Stage::SimCse) => Training { max_train_samples: Some(128), eval_steps: None, ..t(8, 8, 32, 5e-4, 0) },
             (Profile::Quick, Stage::Supervised) => Training { max_train_samples: Some(64), eval_steps: None, ..t(8, 4, 32, 5e-4, 0) },
-            (Profile::Full, Stage::Mntp) => t(600, 8, 128, 1e-4, 30),
-            (Profile::Full, Stage::SimCse) => t(500, 16, 128, 1e-4, 25),
+            (Profile::Full, Stage::Mntp) => t(1000, 8, 128, 1e-4, 50),
+            (Profile::Full, Stage::SimCse) => t(740, 16, 128, 1e-4, 37),
             (Profile::Full, Stage::Supervised) => t(300, 16, 128, 2e-4, 15),
             (Profile::Gpu, Stage::Mntp) => Training { gradient_checkpointing: true, save_steps: 200, ..t(1000, 32, 512, 5e-5, 0) },
             (Profile::Gpu, Stage::SimCse) => {

@@ -4,7 +4,8 @@ use candle_core::{Device, Tensor};
 mod common;
 
 use common::LoraLinear;
-use llm2vec::model::{Projection, Site};
+use llm2vec::model::trainable::{lora_linear, Part};
+use llm2vec::model::{LowRank, Projection, Site};
 use llm2vec_train::lora::{load_adapter, AdapterConfig, LoraModel, LoraSettings};
 use llm2vec_train::rng::Rng;
 
@@ -73,9 +74,19 @@ fn init_matches_peft_and_dropout_is_seeded() {
             .to_vec2::<f32>()
             .unwrap()
     );
-    let drop = |seed| llm2vec::model::trainable::dropout(&x, 0.5, seed).unwrap().to_vec2::<f32>().unwrap();
+    // Dropout masks depend only on their seed. With x and A all ones, each output's update is the sum of
+    // the kept inputs scaled by 1 / (1 - p) = 2: an even number.
+    let ones = |shape: (usize, usize)| Tensor::ones(shape, candle_core::DType::F32, &Device::Cpu).unwrap();
+    let update = LowRank { a: ones((1, 16)), b: ones((3, 1)), scale: 1.0, dropout: 0.5 };
+    let drop = |seed| {
+        let part = Part { width: 3, update: Some((update.clone(), Some(seed))) };
+        lora_linear(&x, &weight(3, 16).t().unwrap(), None, &[part]).unwrap().to_vec2::<f32>().unwrap()
+    };
     let (d1, d2) = (drop(3), drop(3));
     assert_eq!(d1, d2);
     assert_ne!(d1, drop(4));
-    assert!(d1.iter().flatten().all(|&v| v == 0.0 || v == 2.0));
+    for (row, base) in d1.iter().zip(&base) {
+        let even = |u: f32| (u / 2.0 - (u / 2.0).round()).abs() < 1e-4 && (-1e-4..=32.0001).contains(&u);
+        assert!(row.iter().zip(base).all(|(v, b)| even(v - b)), "{row:?} over {base:?}");
+    }
 }

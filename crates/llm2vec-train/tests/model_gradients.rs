@@ -1,11 +1,12 @@
 //! Training-mode gradients in f64 against central finite differences: each fused training op of the
-//! model code, then whole tiny models (Llama; Gemma 2 with soft-capping, GELU and sandwich norms) with
+//! model code, then whole tiny models (Llama; Gemma 2 with soft-capping, GELU and sandwich norms; Gemma 3
+//! with per-head q/k norms) with
 //! bidirectional attention over padded rows, LoRA and attention dropout on. Also: the frozen weights never
 //! get a gradient, every LoRA parameter does, checkpointed backprop equals plain backprop, the training
 //! forward equals the inference forward, and the MNTP loss equals a hand-computed shifted cross-entropy.
 
 use candle_core::{DType, Device, Tensor, Var};
-use llm2vec::model::trainable::{dropout, gated, lora_linear, masked_softmax, rms_norm, rotary, LowRank};
+use llm2vec::model::trainable::{attention, gated, lora_linear, rms_norm, AttentionSpec, LowRank, Part};
 use llm2vec::model::{AttentionMode, Backbone, Pass, Projection};
 use llm2vec_train::backprop::{loss_and_grads, Batch};
 use llm2vec_train::lora::{LoraModel, LoraSettings};
@@ -53,28 +54,53 @@ fn rms_norm_gradient() {
     check(&random(&[2, 3, 6], &mut rng), &|x| weighted(&rms_norm(x, &scale, 1e-5).unwrap(), 2), 1e-6);
 }
 
-#[test]
-fn rotary_gradient() {
-    let mut rng = Rng::new(3);
-    let (cos, sin) = (random(&[5, 4], &mut rng), random(&[5, 4], &mut rng));
-    check(&random(&[2, 3, 5, 8], &mut rng), &|x| weighted(&rotary(x, &cos, &sin).unwrap(), 4), 1e-6);
+/// A `[b, 1, l, l]` bias that hides the last `hidden[i]` keys of sequence `i` (padding).
+fn padding_bias(b: usize, l: usize, hidden: &[usize]) -> Tensor {
+    let mut bias = vec![0f64; b * l * l];
+    for (i, &n) in hidden.iter().enumerate() {
+        for q in 0..l {
+            bias[(i * l + q) * l + l - n..(i * l + q + 1) * l].iter_mut().for_each(|v| *v = -1e9);
+        }
+    }
+    Tensor::from_vec(bias, (b, 1, l, l), &Device::Cpu).unwrap()
 }
 
+/// The attention op's gradients for q, k and v (side by side in its input): grouped heads, padding, rotary tables, with and
+/// without soft-capping and dropout on the probabilities.
 #[test]
-fn masked_softmax_gradient_and_mask() {
-    let mut rng = Rng::new(5);
-    // Row 1 of the batch has its last two keys masked out (padding).
-    let mut bias = vec![0f64; 2 * 4 * 4];
-    for q in 0..4 {
-        bias[16 + q * 4 + 2] = -1e9;
-        bias[16 + q * 4 + 3] = -1e9;
+fn attention_gradients() {
+    let mut rng = Rng::new(3);
+    let (b, l, heads, kv, d) = (2, 4, 4, 2, 6);
+    let (cos, sin) = (random(&[l, d / 2], &mut rng), random(&[l, d / 2], &mut rng));
+    let bias = padding_bias(b, l, &[0, 2]);
+    let qkv = random(&[b, l, (heads + 2 * kv) * d], &mut rng);
+    for (softcap, dropout) in [(None, None), (Some(2.0), Some((0.3, 11)))] {
+        let spec = AttentionSpec { heads, kv_heads: kv, head_dim: d, scale: 0.4, softcap };
+        check(&qkv, &|qkv| weighted(&attention(qkv, &cos, &sin, &bias, spec, dropout).unwrap(), 4), 1e-6);
     }
-    let bias = Tensor::from_vec(bias, (2, 1, 4, 4), &Device::Cpu).unwrap();
-    let scores = random(&[2, 3, 4, 4], &mut rng);
-    let probs = masked_softmax(&scores, &bias).unwrap();
-    let padded: Vec<f64> = values(&probs.narrow(0, 1, 1).unwrap().narrow(3, 2, 2).unwrap());
+}
+
+/// With one-hot value rows and no rotation the output rows are the probabilities: dropout zeroes about
+/// `p` of them and scales the rest by `1 / (1 - p)`; padded keys get none.
+#[test]
+fn attention_dropout_and_mask() {
+    let (b, l, heads) = (2, 8, 2);
+    let (cos, sin) = (Tensor::ones((l, l / 2), DType::F64, &Device::Cpu).unwrap(), Tensor::zeros((l, l / 2), DType::F64, &Device::Cpu).unwrap());
+    let bias = padding_bias(b, l, &[0, 3]);
+    let mut rng = Rng::new(5);
+    let qk = random(&[b, l, (heads + 1) * l], &mut rng);
+    let v = Tensor::eye(l, DType::F64, &Device::Cpu).unwrap().unsqueeze(0).unwrap().repeat((b, 1, 1)).unwrap();
+    let qkv = Tensor::cat(&[qk, v], 2).unwrap();
+    let spec = AttentionSpec { heads, kv_heads: 1, head_dim: l, scale: 1.0, softcap: None };
+    let out = attention(&qkv, &cos, &sin, &bias, spec, None).unwrap();
+    let (probs, dropped) = (values(&out), values(&attention(&qkv, &cos, &sin, &bias, spec, Some((0.3, 7))).unwrap()));
+    let padded = values(&out.get(1).unwrap().reshape((l, heads, l)).unwrap().narrow(2, l - 3, 3).unwrap());
     assert!(padded.iter().all(|&p| p == 0.0));
-    check(&scores, &|s| weighted(&masked_softmax(s, &bias).unwrap(), 6), 1e-6);
+    let zeroed = dropped.iter().filter(|&&p| p == 0.0).count() - probs.iter().filter(|&&p| p == 0.0).count();
+    assert!((40..120).contains(&zeroed), "about 30% of 256 probabilities dropped, got {zeroed}");
+    for (p, d) in probs.iter().zip(&dropped) {
+        assert!(*d == 0.0 || (d - p / 0.7).abs() < 1e-12, "{d} vs {p} / 0.7");
+    }
 }
 
 #[test]
@@ -82,31 +108,69 @@ fn gated_activation_gradients() {
     let mut rng = Rng::new(7);
     let (gate, up) = (random(&[3, 5], &mut rng), random(&[3, 5], &mut rng));
     for gelu in [false, true] {
-        check(&gate, &|g| weighted(&gated(g, &up, gelu).unwrap(), 8), 1e-6);
-        check(&up, &|u| weighted(&gated(&gate, u, gelu).unwrap(), 8), 1e-6);
+        let run = |g: &Tensor, u: &Tensor| weighted(&gated(&Tensor::cat(&[g, u], 1).unwrap(), gelu).unwrap(), 8);
+        check(&gate, &|g| run(g, &up), 1e-6);
+        check(&up, &|u| run(&gate, u), 1e-6);
     }
 }
 
+/// The ops in f32 (the training dtype; the SiLU gate takes a vectorised kernel there) agree with f64,
+/// outputs and input gradients.
 #[test]
-fn dropout_gradient_uses_the_same_mask() {
-    let x = random(&[4, 50], &mut Rng::new(9));
-    let kept = values(&dropout(&x, 0.3, 11).unwrap()).iter().filter(|v| **v != 0.0).count();
-    assert!((100..180).contains(&kept), "about 70% of 200 kept, got {kept}");
-    check(&x, &|x| weighted(&dropout(x, 0.3, 11).unwrap(), 10), 1e-6);
+fn f32_ops_agree_with_f64() {
+    let mut rng = Rng::new(21);
+    let (gate, up) = (random(&[3, 40], &mut rng).affine(6.0, 0.0).unwrap(), random(&[3, 40], &mut rng));
+    let (cos, sin) = (random(&[5, 4], &mut rng), random(&[5, 4], &mut rng));
+    let (qkv, bias) = (random(&[2, 5, 32], &mut rng), padding_bias(2, 5, &[0, 2]));
+    let spec = AttentionSpec { heads: 2, kv_heads: 1, head_dim: 8, scale: 0.3, softcap: Some(3.0) };
+    let (w_t, a, b) = (random(&[40, 6], &mut rng), random(&[2, 40], &mut rng), random(&[6, 2], &mut rng));
+    type Op<'a> = Box<dyn Fn(&Tensor) -> Tensor + 'a>;
+    let cases: Vec<(Tensor, Op)> = vec![
+        (gate.clone(), Box::new(|g: &Tensor| gated(&Tensor::cat(&[g, &up.to_dtype(g.dtype()).unwrap()], 1).unwrap(), false).unwrap())),
+        (gate.clone(), Box::new(|g: &Tensor| gated(&Tensor::cat(&[g, &up.to_dtype(g.dtype()).unwrap()], 1).unwrap(), true).unwrap())),
+        (gate.clone(), Box::new(|x: &Tensor| rms_norm(x, &up.get(0).unwrap(), 1e-6).unwrap())),
+        (qkv.clone(), Box::new(|qkv: &Tensor| attention(qkv, &cos, &sin, &bias, spec, Some((0.2, 3))).unwrap())),
+        (up.clone(), Box::new(|x: &Tensor| {
+            let lr = LowRank { a: a.to_dtype(x.dtype()).unwrap(), b: b.to_dtype(x.dtype()).unwrap(), scale: 2.0, dropout: 0.25 };
+            lora_linear(x, &w_t, None, &[Part { width: 6, update: Some((lr, Some(5))) }]).unwrap()
+        })),
+    ];
+    for (i, (x, f)) in cases.iter().enumerate() {
+        let run = |dtype: DType| {
+            let var = Var::from_tensor(&x.to_dtype(dtype).unwrap()).unwrap();
+            let y = f(var.as_tensor());
+            let grad = weighted(&y, 7).backward().unwrap().get(var.as_tensor()).unwrap().clone();
+            (values(&y), values(&grad))
+        };
+        let ((y32, g32), (y64, g64)) = (run(DType::F32), run(DType::F64));
+        for (a, b) in y32.iter().zip(&y64).chain(g32.iter().zip(&g64)) {
+            assert!((a - b).abs() < 1e-5 * (1.0 + b.abs()), "case {i}: f32 {a} vs f64 {b}");
+        }
+    }
 }
 
+/// A fused projection of three parts: LoRA with dropout on the first, none on the second, LoRA without
+/// dropout on the third.
 #[test]
 fn lora_linear_gradients_with_dropout() {
     let mut rng = Rng::new(12);
-    let (w_t, bias) = (random(&[6, 4], &mut rng), random(&[4], &mut rng));
-    let (a, b, x) = (random(&[2, 6], &mut rng), random(&[4, 2], &mut rng), random(&[2, 3, 6], &mut rng));
-    let run = |x: &Tensor, a: &Tensor, b: &Tensor| {
-        let lr = LowRank { a: a.clone(), b: b.clone(), scale: 2.0, dropout: 0.25 };
-        weighted(&lora_linear(x, &w_t, Some(&bias), &lr, Some(13)).unwrap(), 14)
+    let (w_t, bias) = (random(&[6, 9], &mut rng), random(&[9], &mut rng));
+    let (a0, b0, a2, b2) = (random(&[2, 6], &mut rng), random(&[4, 2], &mut rng), random(&[3, 6], &mut rng), random(&[2, 3], &mut rng));
+    let x = random(&[2, 3, 6], &mut rng);
+    let run = |x: &Tensor, [a0, b0, a2, b2]: [&Tensor; 4]| {
+        let update = |a: &Tensor, b: &Tensor, dropout, seed| Some((LowRank { a: a.clone(), b: b.clone(), scale: 2.0, dropout }, seed));
+        let parts = [
+            Part { width: 4, update: update(a0, b0, 0.25, Some(13)) },
+            Part { width: 3, update: None },
+            Part { width: 2, update: update(a2, b2, 0.0, None) },
+        ];
+        weighted(&lora_linear(x, &w_t, Some(&bias), &parts).unwrap(), 14)
     };
-    check(&x, &|x| run(x, &a, &b), 1e-6);
-    check(&a, &|a| run(&x, a, &b), 1e-6);
-    check(&b, &|b| run(&x, &a, b), 1e-6);
+    check(&x, &|x| run(x, [&a0, &b0, &a2, &b2]), 1e-6);
+    check(&a0, &|a| run(&x, [a, &b0, &a2, &b2]), 1e-6);
+    check(&b0, &|b| run(&x, [&a0, b, &a2, &b2]), 1e-6);
+    check(&a2, &|a| run(&x, [&a0, &b0, a, &b2]), 1e-6);
+    check(&b2, &|b| run(&x, [&a0, &b0, &a2, b]), 1e-6);
 }
 
 fn fixture(family: &str) -> PathBuf {
@@ -143,8 +207,36 @@ fn model_loss(backbone: &dyn Backbone, lora: &LoraModel, batch: &Batch, checkpoi
     (out.loss, out.grads)
 }
 
-fn check_model(family: &str) {
-    let backbone = tiny(family, DType::F64);
+/// A tiny Gemma 3 (per-head RMSNorm on q and k, alternating local layers, no soft-capping) made from
+/// the Gemma 2 fixture: its weights plus q/k norm scales, in a temporary folder.
+fn tiny_gemma3(dtype: DType) -> (tempfile::TempDir, Box<dyn Backbone>) {
+    let dir = tempfile::tempdir().unwrap();
+    let src = fixture("gemma2");
+    for file in ["tokenizer.json", "tokenizer_config.json"] {
+        std::fs::copy(src.join(file), dir.path().join(file)).unwrap();
+    }
+    let mut config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(src.join("config.json")).unwrap()).unwrap();
+    config["model_type"] = "gemma3_text".into();
+    config["architectures"] = serde_json::json!(["Gemma3ForCausalLM"]);
+    config["sliding_window_pattern"] = 2.into();
+    config["rope_local_base_freq"] = 1000.0.into();
+    config["attn_logit_softcapping"] = serde_json::Value::Null;
+    config["final_logit_softcapping"] = serde_json::Value::Null;
+    std::fs::write(dir.path().join("config.json"), config.to_string()).unwrap();
+    let mut weights = candle_core::safetensors::load(src.join("model.safetensors"), &Device::Cpu).unwrap();
+    let mut rng = Rng::new(8);
+    for layer in 0..4 {
+        for norm in ["q_norm", "k_norm"] {
+            weights.insert(format!("model.layers.{layer}.self_attn.{norm}.weight"), random(&[16], &mut rng).to_dtype(DType::F32).unwrap());
+        }
+    }
+    candle_core::safetensors::save(&weights, dir.path().join("model.safetensors")).unwrap();
+    let loaded = llm2vec::load::load(dir.path().to_str().unwrap(), &Device::Cpu).unwrap();
+    let backbone = loaded.config.build(&loaded.weights, dtype, &Device::Cpu).unwrap();
+    (dir, backbone)
+}
+
+fn check_model(family: &str, backbone: Box<dyn Backbone>) {
     let lora = lora(backbone.as_ref(), 0.2);
     let batch = batch();
     let (_, grads) = model_loss(backbone.as_ref(), &lora, &batch, false);
@@ -173,12 +265,17 @@ fn check_model(family: &str) {
 
 #[test]
 fn llama_model_gradients_match_finite_differences() {
-    check_model("llama");
+    check_model("llama", tiny("llama", DType::F64));
 }
 
 #[test]
 fn gemma2_model_gradients_match_finite_differences() {
-    check_model("gemma2");
+    check_model("gemma2", tiny("gemma2", DType::F64));
+}
+
+#[test]
+fn gemma3_model_gradients_match_finite_differences() {
+    check_model("gemma3", tiny_gemma3(DType::F64).1);
 }
 
 #[test]
@@ -222,8 +319,10 @@ fn frozen_weights_never_get_a_gradient() {
 
 #[test]
 fn training_forward_equals_inference_forward() {
-    for family in ["llama", "gemma2", "qwen2", "mistral", "gemma"] {
-        let backbone = tiny(family, DType::F32);
+    let (_dir, gemma3) = tiny_gemma3(DType::F32);
+    let mut backbones: Vec<(&str, Box<dyn Backbone>)> = vec![("gemma3", gemma3)];
+    backbones.extend(["llama", "gemma2", "qwen2", "mistral", "gemma"].map(|f| (f, tiny(f, DType::F32))));
+    for (family, backbone) in backbones {
         let fresh = LoraModel::new(&backbone.sites(), &Projection::ALL, &LoraSettings { r: 2, lora_alpha: 4.0, lora_dropout: 0.1 }, 1, DType::F32, &Device::Cpu).unwrap();
         let batch = batch();
         for mode in [AttentionMode::Bidirectional, AttentionMode::Causal] {

@@ -2,7 +2,7 @@
 #![allow(dead_code)] // each test file uses part of it
 
 use candle_core::{Tensor, Var};
-use llm2vec::model::trainable::{frozen_matmul, lora_linear};
+use llm2vec::model::trainable::{frozen_matmul, lora_linear, Part};
 use llm2vec_train::lora::{Lora, LoraSettings};
 use llm2vec_train::rng::Rng;
 
@@ -41,6 +41,7 @@ impl LoraLinear {
 
     /// Forward; a dropout seed means training.
     pub fn forward(&self, x: &Tensor, seed: Option<u64>) -> llm2vec::Result<Tensor> {
-        lora_linear(x, &self.weight.t()?, None, &self.lora.low_rank(), seed)
+        let part = Part { width: self.weight.dim(0)?, update: Some((self.lora.low_rank(), seed)) };
+        lora_linear(x, &self.weight.t()?, None, &[part])
     }
 }

@@ -186,10 +186,10 @@ impl Backbone for Model {
         let hd = h / self.heads;
         let qkv = blk.qkv.apply(x, i, pass)?;
         let heads_of = |t: &Tensor| -> Result<Tensor> { Ok(t.reshape((b, l, self.heads, hd))?.transpose(1, 2)?) };
-        let attn = attention(&heads_of(&qkv[0])?, &heads_of(&qkv[1])?, &heads_of(&qkv[2])?, &ctx.global.bias, 1.0 / (hd as f64).sqrt(), None, pass)?;
-        let x = blk.attention_norm.forward(&(x + blk.attention_out.apply_one(&attn, i, pass)?)?)?;
-        let inner = blk.intermediate.apply_one(&x, i, pass)?.gelu_erf()?;
-        blk.output_norm.forward(&(&x + blk.output.apply_one(&inner, i, pass)?)?)
+        let attn = attention(&heads_of(&qkv[0])?, &heads_of(&qkv[1])?, &heads_of(&qkv[2])?, &ctx.global.bias, 1.0 / (hd as f64).sqrt(), None)?;
+        let x = blk.attention_norm.forward(&(x + blk.attention_out.output(&attn, i, pass)?)?)?;
+        let inner = blk.intermediate.output(&x, i, pass)?.gelu_erf()?;
+        blk.output_norm.forward(&(&x + blk.output.output(&inner, i, pass)?)?)
     }
 
     fn final_norm(&self, x: &Tensor, pass: Pass) -> Result<Tensor> {

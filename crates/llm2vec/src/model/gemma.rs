@@ -1,14 +1,14 @@
 //! The Gemma family: Gemma, Gemma 2 (logit soft-capping, sandwich norms, alternating sliding windows)
 //! and Gemma 3 (query/key norms, local and global rotary bases).
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device, Tensor, D};
 use serde::Deserialize;
 
 use super::layers::{
-    apply_rotary, attention, attention_bias, gated_mlp, Activation, Attend, AttentionMode, Context, Linear, RmsNorm,
+    attention_bias, gated_mlp, rotary_attention, Activation, Attend, AttentionMode, Context, Linear, RmsNorm,
     RopeScaling, Rotary,
 };
-use super::trainable::{frozen_matmul, Pass, Projection, Site};
+use super::trainable::{frozen_matmul, AttentionSpec, Pass, Projection, Site};
 use super::{parse_rope_scaling, Backbone};
 use crate::error::{Error, Result};
 use crate::load::weights::Weights;
@@ -241,21 +241,25 @@ impl Backbone for Model {
         let blk = &self.blocks[i];
         let (b, l, _) = x.dims3()?;
         let (hd, heads, kv) = (self.head_dim, self.heads, self.kv_heads);
-        let Attend { cos, sin, bias } = if blk.sliding { &ctx.local } else { &ctx.global };
-        let qkv = blk.qkv.apply(&blk.input_norm.apply(x, pass)?, i, pass)?;
-        let split = |part: usize, n: usize, norm: &Option<RmsNorm>| -> Result<Tensor> {
-            let t = qkv[part].reshape((b, l, n, hd))?;
-            let t = match norm {
-                Some(norm) => norm.apply(&t, pass)?,
-                None => t,
-            };
-            Ok(t.transpose(1, 2)?)
+        let attend = if blk.sliding { &ctx.local } else { &ctx.global };
+        let qkv = blk.qkv.output(&blk.input_norm.apply(x, pass)?, i, pass)?;
+        let qkv = match (&blk.q_norm, &blk.k_norm) {
+            (None, None) => qkv,
+            (q_norm, k_norm) => {
+                // Per-head RMSNorm on q and k (Gemma 3), then the parts side by side again.
+                let part = |first: usize, n: usize, norm: &Option<RmsNorm>| -> Result<Tensor> {
+                    let t = qkv.narrow(D::Minus1, first * hd, n * hd)?;
+                    match norm {
+                        Some(norm) => Ok(norm.apply(&t.reshape((b, l, n, hd))?, pass)?.reshape((b, l, n * hd))?),
+                        None => Ok(t),
+                    }
+                };
+                Tensor::cat(&[part(0, heads, q_norm)?, part(heads, kv, k_norm)?, part(heads + kv, kv, &None)?], D::Minus1)?
+            }
         };
-        let q = apply_rotary(&split(0, heads, &blk.q_norm)?, cos, sin, pass)?;
-        let k = apply_rotary(&split(1, kv, &blk.k_norm)?, cos, sin, pass)?;
-        let v = split(2, kv, &None)?;
-        let attn = attention(&q, &k, &v, bias, self.attn_scale, self.attn_softcap, pass)?;
-        let attn = blk.o_proj.apply_one(&attn, i, pass)?;
+        let spec = AttentionSpec { heads, kv_heads: kv, head_dim: hd, scale: self.attn_scale, softcap: self.attn_softcap };
+        let attn = rotary_attention(&qkv, attend, spec, pass)?;
+        let attn = blk.o_proj.output(&attn, i, pass)?;
         let attn = match &blk.post_attention_norm {
             Some(n) => n.apply(&attn, pass)?,
             None => attn,
@@ -263,7 +267,7 @@ impl Backbone for Model {
         let x = (x + attn)?;
         let normed = blk.pre_mlp_norm.apply(&x, pass)?;
         let act = gated_mlp(&blk.gate_up, &normed, i, self.intermediate, Activation::GeluTanh, pass)?;
-        let mlp = blk.down_proj.apply_one(&act, i, pass)?;
+        let mlp = blk.down_proj.output(&act, i, pass)?;
         let mlp = match &blk.post_mlp_norm {
             Some(n) => n.apply(&mlp, pass)?,
             None => mlp,

@@ -5,7 +5,7 @@ use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Module, Shape, T
 use rayon::prelude::*;
 
 use super::cpu;
-use super::trainable::{self, Pass, Projection, Site, Tuning};
+use super::trainable::{self, AttentionSpec, Part, Pass, Projection, Site};
 use crate::error::Result;
 use crate::load::weights::Weights;
 
@@ -68,50 +68,40 @@ impl Linear {
         self.parts.iter().map(move |&(proj, out)| (Site { layer, proj }, inp, out))
     }
 
-    /// Each part's projection with its offset and width in the fused output.
-    fn spans(&self) -> impl Iterator<Item = (Projection, usize, usize)> + '_ {
-        self.parts.iter().scan(0, |offset, &(proj, out)| {
+    /// Each part's offset and width in the fused output.
+    fn spans(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
+        self.parts.iter().scan(0, |offset, &(_, out)| {
             let start = *offset;
             *offset += out;
-            Some((proj, start, out))
+            Some((start, out))
         })
     }
 
-    /// The outputs of block `layer`'s projections, one per part: views of one fused product for
-    /// inference; for training one op per part, the frozen product plus the tuning's LoRA update.
+    /// The whole output, every part side by side: one product for inference; for training one op, the
+    /// frozen product plus the tuning's LoRA updates of the tuned parts.
+    pub fn output(&self, x: &Tensor, layer: usize, pass: Pass) -> Result<Tensor> {
+        let Pass::Train(tuning) = pass else {
+            return Ok(self.forward(x)?);
+        };
+        let update = |proj| tuning.low_rank(Site { layer, proj }).map(|lr| (lr, tuning.dropout_seed()));
+        let parts: Vec<Part> = self.parts.iter().map(|&(proj, width)| Part { width, update: update(proj) }).collect();
+        if parts.iter().any(|p| p.update.is_some()) {
+            return trainable::lora_linear(x, &self.weight_t, self.bias.as_ref(), &parts);
+        }
+        let y = trainable::frozen_matmul(x, &self.weight_t)?;
+        Ok(match &self.bias {
+            Some(b) => y.broadcast_add(b)?,
+            None => y,
+        })
+    }
+
+    /// The outputs of the parts, as views of `output`.
     pub fn apply(&self, x: &Tensor, layer: usize, pass: Pass) -> Result<Vec<Tensor>> {
-        match pass {
-            Pass::Infer => {
-                let y = self.forward(x)?;
-                if self.parts.len() == 1 {
-                    return Ok(vec![y]);
-                }
-                self.spans().map(|(_, start, out)| Ok(y.narrow(D::Minus1, start, out)?)).collect()
-            }
-            Pass::Train(tuning) => {
-                self.spans().map(|(proj, start, out)| self.train_part(x, start, out, tuning, Site { layer, proj })).collect()
-            }
+        let y = self.output(x, layer, pass)?;
+        if self.parts.len() == 1 {
+            return Ok(vec![y]);
         }
-    }
-
-    fn train_part(&self, x: &Tensor, offset: usize, out: usize, tuning: &dyn Tuning, site: Site) -> Result<Tensor> {
-        let weight_t = if self.parts.len() == 1 { self.weight_t.clone() } else { self.weight_t.narrow(1, offset, out)? };
-        let bias = self.bias.as_ref().map(|b| b.narrow(0, offset, out)).transpose()?;
-        match tuning.low_rank(site) {
-            Some(lr) => trainable::lora_linear(x, &weight_t, bias.as_ref(), &lr, tuning.dropout_seed()),
-            None => {
-                let y = trainable::frozen_matmul(x, &weight_t)?;
-                Ok(match bias {
-                    Some(b) => y.broadcast_add(&b)?,
-                    None => y,
-                })
-            }
-        }
-    }
-
-    /// The output of a single projection.
-    pub fn apply_one(&self, x: &Tensor, layer: usize, pass: Pass) -> Result<Tensor> {
-        Ok(self.apply(x, layer, pass)?.remove(0))
+        self.spans().map(|(start, out)| Ok(y.narrow(D::Minus1, start, out)?)).collect()
     }
 }
 
@@ -232,18 +222,32 @@ fn scale_frequency(f: f64, scaling: &RopeScaling) -> f64 {
     }
 }
 
-/// Applies rotary embeddings (the rotate-half convention) to `x: [batch, heads, seq, head_dim]`. For
-/// inference, a view of a contiguous `[batch, seq, heads, head_dim]` tensor is rotated in that layout
-/// (no transposed copy) and comes back as the same kind of view.
-pub fn apply_rotary(x: &Tensor, cos: &Tensor, sin: &Tensor, pass: Pass) -> Result<Tensor> {
-    if pass.is_train() {
-        return trainable::rotary(x, cos, sin);
-    }
+/// Applies rotary embeddings (the rotate-half convention) to `x: [batch, heads, seq, head_dim]`. A view
+/// of a contiguous `[batch, seq, heads, head_dim]` tensor is rotated in that layout (no transposed
+/// copy) and comes back as the same kind of view.
+fn apply_rotary(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
     let seq_major = x.transpose(1, 2)?;
     if seq_major.is_contiguous() {
         return Ok(candle_nn::rotary_emb::rope_thd(&seq_major, cos, sin)?.transpose(1, 2)?);
     }
     Ok(candle_nn::rotary_emb::rope(&x.contiguous()?, cos, sin)?)
+}
+
+/// Self-attention of one block from its fused projection `qkv: [b, l, (heads + 2 kv_heads) * d]`: rotary
+/// embeddings on q and k, then attention over v with the context's mask; returns `[b, l, heads * d]`.
+/// Training takes one op with its own backward (and the tuning's attention dropout).
+pub(crate) fn rotary_attention(qkv: &Tensor, attend: &Attend, spec: AttentionSpec, pass: Pass) -> Result<Tensor> {
+    let Attend { cos, sin, bias } = attend;
+    if let Pass::Train(tuning) = pass {
+        let dropout = tuning.dropout_seed().map(|seed| (tuning.attention_dropout(), seed));
+        return trainable::attention(qkv, cos, sin, bias, spec, dropout);
+    }
+    let (b, l, _) = qkv.dims3()?;
+    let AttentionSpec { heads, kv_heads, head_dim: d, .. } = spec;
+    let part = |first: usize, n: usize| -> Result<Tensor> { Ok(qkv.narrow(D::Minus1, first * d, n * d)?.reshape((b, l, n, d))?.transpose(1, 2)?) };
+    let q = apply_rotary(&part(0, heads)?, cos, sin)?;
+    let k = apply_rotary(&part(heads, kv_heads)?, cos, sin)?;
+    attention(&q, &k, &part(heads + kv_heads, kv_heads)?, bias, spec.scale, spec.softcap)
 }
 
 /// The tensors every block of one batch reads: rotary tables and the attention bias, for global layers
@@ -290,21 +294,11 @@ pub fn attention_bias(
     Ok(Tensor::from_vec(bias, (lengths.len(), 1, seq_len, seq_len), device)?.to_dtype(dtype)?)
 }
 
-/// Scaled dot-product attention with grouped-query heads.
+/// Scaled dot-product attention with grouped-query heads, for inference.
 /// `q: [b, heads, l, d]`, `k, v: [b, kv_heads, l, d]`, `bias: [b, 1, l, l]`; returns `[b, l, heads * d]`.
-pub fn attention(
-    q: &Tensor,
-    k: &Tensor,
-    v: &Tensor,
-    bias: &Tensor,
-    scale: f64,
-    softcap: Option<f64>,
-    pass: Pass,
-) -> Result<Tensor> {
-    if !pass.is_train() {
-        if let Some(out) = cpu::attention::attention(q, k, v, bias, scale, softcap)? {
-            return Ok(out);
-        }
+pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, bias: &Tensor, scale: f64, softcap: Option<f64>) -> Result<Tensor> {
+    if let Some(out) = cpu::attention::attention(q, k, v, bias, scale, softcap)? {
+        return Ok(out);
     }
     let (b, heads, l, d) = q.dims4()?;
     let groups = heads / k.dim(1)?;
@@ -315,16 +309,7 @@ pub fn attention(
     if let Some(cap) = softcap {
         scores = ((scores / cap)?.tanh()? * cap)?;
     }
-    let probs = match pass {
-        Pass::Infer => candle_nn::ops::softmax_last_dim(&scores.broadcast_add(bias)?)?,
-        Pass::Train(tuning) => {
-            let probs = trainable::masked_softmax(&scores, bias)?;
-            match tuning.dropout_seed() {
-                Some(seed) if tuning.attention_dropout() > 0.0 => trainable::dropout(&probs, tuning.attention_dropout(), seed)?,
-                _ => probs,
-            }
-        }
-    };
+    let probs = candle_nn::ops::softmax_last_dim(&scores.broadcast_add(bias)?)?;
     let out = probs.matmul(&v)?;
     Ok(out.transpose(1, 2)?.reshape((b, l, heads * d))?)
 }
@@ -340,11 +325,10 @@ fn repeat_kv(x: &Tensor, groups: usize) -> Result<Tensor> {
 /// The gated MLP: `act(gate) * up` from the fused gate/up projection. For inference on the CPU in f32 the
 /// activation is one pass without intermediate tensors; training takes an op with its own backward.
 pub fn gated_mlp(gate_up: &Linear, x: &Tensor, layer: usize, n: usize, act: Activation, pass: Pass) -> Result<Tensor> {
+    let gate_up = gate_up.output(x, layer, pass)?;
     if pass.is_train() {
-        let parts = gate_up.apply(x, layer, pass)?;
-        return trainable::gated(&parts[0], &parts[1], act == Activation::GeluTanh);
+        return trainable::gated(&gate_up, act == Activation::GeluTanh);
     }
-    let gate_up = gate_up.forward(x)?;
     if gate_up.device().is_cpu() && gate_up.dtype() == DType::F32 {
         return Ok(gate_up.contiguous()?.apply_op1_no_bwd(&Gated { n, act })?);
     }

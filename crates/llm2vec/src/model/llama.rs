@@ -5,9 +5,9 @@ use candle_core::{DType, Device, Tensor};
 use serde::Deserialize;
 
 use super::layers::{
-    apply_rotary, attention, attention_bias, gated_mlp, Activation, Attend, AttentionMode, Context, Linear, RmsNorm, Rotary,
+    attention_bias, gated_mlp, rotary_attention, Activation, Attend, AttentionMode, Context, Linear, RmsNorm, Rotary,
 };
-use super::trainable::{frozen_matmul, Pass, Projection, Site};
+use super::trainable::{frozen_matmul, AttentionSpec, Pass, Projection, Site};
 use super::{parse_rope_scaling, Backbone};
 use crate::error::{Error, Result};
 use crate::load::weights::Weights;
@@ -192,19 +192,14 @@ impl Backbone for Model {
 
     fn block(&self, i: usize, x: &Tensor, ctx: &Context, pass: Pass) -> Result<Tensor> {
         let blk = &self.blocks[i];
-        let (b, l, _) = x.dims3()?;
         let (hd, heads, kv) = (self.head_dim, self.heads, self.kv_heads);
-        let Attend { cos, sin, bias } = &ctx.global;
-        let qkv = blk.qkv.apply(&blk.input_norm.apply(x, pass)?, i, pass)?;
-        let heads_of = |t: &Tensor, n: usize| -> Result<Tensor> { Ok(t.reshape((b, l, n, hd))?.transpose(1, 2)?) };
-        let q = apply_rotary(&heads_of(&qkv[0], heads)?, cos, sin, pass)?;
-        let k = apply_rotary(&heads_of(&qkv[1], kv)?, cos, sin, pass)?;
-        let v = heads_of(&qkv[2], kv)?;
-        let attn = attention(&q, &k, &v, bias, 1.0 / (hd as f64).sqrt(), None, pass)?;
-        let x = (x + blk.o_proj.apply_one(&attn, i, pass)?)?;
+        let qkv = blk.qkv.output(&blk.input_norm.apply(x, pass)?, i, pass)?;
+        let spec = AttentionSpec { heads, kv_heads: kv, head_dim: hd, scale: 1.0 / (hd as f64).sqrt(), softcap: None };
+        let attn = rotary_attention(&qkv, &ctx.global, spec, pass)?;
+        let x = (x + blk.o_proj.output(&attn, i, pass)?)?;
         let normed = blk.post_attention_norm.apply(&x, pass)?;
         let act = gated_mlp(&blk.gate_up, &normed, i, self.intermediate, Activation::Silu, pass)?;
-        Ok((x + blk.down_proj.apply_one(&act, i, pass)?)?)
+        Ok((x + blk.down_proj.output(&act, i, pass)?)?)
     }
 
     fn final_norm(&self, x: &Tensor, pass: Pass) -> Result<Tensor> {

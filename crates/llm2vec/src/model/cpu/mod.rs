@@ -22,7 +22,7 @@ mod tests {
     use candle_core::{DType, Device, Module, Tensor};
 
     use crate::model::layers::{attention, attention_bias, AttentionMode, Linear};
-    use crate::model::{Pass, Projection};
+    use crate::model::Projection;
 
     /// Deterministic values in [-1, 1).
     fn values(shape: &[usize], seed: usize) -> Tensor {
@@ -50,9 +50,9 @@ mod tests {
             let v = values(&[b, l, kv, d], 3).transpose(1, 2).unwrap();
             let lengths = [9, 4, 1];
             let bias = attention_bias(&lengths, l, mode, window, DType::F32, &Device::Cpu).unwrap();
-            let fused = attention(&q, &k, &v, &bias, 0.3, softcap, Pass::Infer).unwrap();
+            let fused = attention(&q, &k, &v, &bias, 0.3, softcap).unwrap();
             let f64s = |t: &Tensor| t.to_dtype(DType::F64).unwrap();
-            let composed = attention(&f64s(&q), &f64s(&k), &f64s(&v), &f64s(&bias), 0.3, softcap, Pass::Infer).unwrap();
+            let composed = attention(&f64s(&q), &f64s(&k), &f64s(&v), &f64s(&bias), 0.3, softcap).unwrap();
             assert_eq!(fused.dims(), &[b, l, heads * d]);
             // Padding rows see nothing but blocked keys; their values differ between dtypes and are never used.
             for (i, &len) in lengths.iter().enumerate() {

@@ -1,5 +1,6 @@
-//! Element-wise CPU kernels that the compiler vectorises: `silu(gate) * up` with a branch-free
-//! polynomial exp (relative error below 5e-7, tested), compiled for AVX-512 and AVX2 and picked at run time.
+//! Element-wise CPU kernels that the compiler vectorises: `silu(gate) * up` and its gradients (for
+//! training) with a branch-free polynomial exp (relative error below 5e-7, tested), compiled for
+//! AVX-512 and AVX2 and picked at run time.
 
 /// `out[i] = silu(gate[i]) * up[i]`.
 pub fn silu_mul(gate: &[f32], up: &[f32], out: &mut [f32]) {
@@ -33,6 +34,46 @@ unsafe fn silu_mul_avx2(gate: &[f32], up: &[f32], out: &mut [f32]) {
 fn silu_mul_portable(gate: &[f32], up: &[f32], out: &mut [f32]) {
     for ((o, &g), &u) in out.iter_mut().zip(gate).zip(up) {
         *o = g / (1.0 + exp(-g)) * u;
+    }
+}
+
+/// The gradients of `out = silu(gate) * up` for the output gradient `grad`:
+/// `d_gate = grad * up * s * (1 + gate * (1 - s))` and `d_up = grad * silu(gate)`, `s = sigmoid(gate)`.
+pub fn silu_mul_backward(gate: &[f32], up: &[f32], grad: &[f32], d_gate: &mut [f32], d_up: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F.
+            return unsafe { silu_mul_backward_avx512(gate, up, grad, d_gate, d_up) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            // SAFETY: the CPU has AVX2 and FMA.
+            return unsafe { silu_mul_backward_avx2(gate, up, grad, d_gate, d_up) };
+        }
+    }
+    silu_mul_backward_portable(gate, up, grad, d_gate, d_up)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn silu_mul_backward_avx512(gate: &[f32], up: &[f32], grad: &[f32], d_gate: &mut [f32], d_up: &mut [f32]) {
+    silu_mul_backward_portable(gate, up, grad, d_gate, d_up)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn silu_mul_backward_avx2(gate: &[f32], up: &[f32], grad: &[f32], d_gate: &mut [f32], d_up: &mut [f32]) {
+    silu_mul_backward_portable(gate, up, grad, d_gate, d_up)
+}
+
+#[inline(always)]
+fn silu_mul_backward_portable(gate: &[f32], up: &[f32], grad: &[f32], d_gate: &mut [f32], d_up: &mut [f32]) {
+    let n = gate.len().min(up.len()).min(grad.len()).min(d_gate.len()).min(d_up.len());
+    for i in 0..n {
+        let (g, u, d) = (gate[i], up[i], grad[i]);
+        let s = 1.0 / (1.0 + exp(-g));
+        d_gate[i] = d * u * s * (1.0 + g * (1.0 - s));
+        d_up[i] = d * g * s;
     }
 }
 
@@ -82,6 +123,24 @@ mod tests {
             for i in 0..len {
                 let want = gate[i] as f64 / (1.0 + (-gate[i] as f64).exp()) * up[i] as f64;
                 assert!((out[i] as f64 - want).abs() <= 1e-6 * want.abs().max(1.0), "at {i}: {} vs {want}", out[i]);
+            }
+        }
+    }
+
+    #[test]
+    fn silu_mul_backward_matches_the_formula_at_every_length() {
+        for len in [0, 1, 7, 16, 33, 100] {
+            let gate: Vec<f32> = (0..len).map(|i| (i as f32 - 50.0) * 0.37).collect();
+            let up: Vec<f32> = (0..len).map(|i| 1.0 + i as f32 * 0.01).collect();
+            let grad: Vec<f32> = (0..len).map(|i| 0.5 - i as f32 * 0.02).collect();
+            let (mut d_gate, mut d_up) = (vec![0f32; len], vec![0f32; len]);
+            silu_mul_backward(&gate, &up, &grad, &mut d_gate, &mut d_up);
+            for i in 0..len {
+                let (g, u, d) = (gate[i] as f64, up[i] as f64, grad[i] as f64);
+                let s = 1.0 / (1.0 + (-g).exp());
+                let (want_gate, want_up) = (d * u * s * (1.0 + g * (1.0 - s)), d * g * s);
+                assert!((d_gate[i] as f64 - want_gate).abs() <= 1e-6 * want_gate.abs().max(1.0), "d gate at {i}: {} vs {want_gate}", d_gate[i]);
+                assert!((d_up[i] as f64 - want_up).abs() <= 1e-6 * want_up.abs().max(1.0), "d up at {i}: {} vs {want_up}", d_up[i]);
             }
         }
     }

@@ -1,0 +1,311 @@
+//! Attention for training as one op with its own backward, computed per (sequence, key/value head) on
+//! the CPU: rotary embedding of q and k, scaled scores (soft-capped where the family does), the
+//! additive mask, softmax, dropout on the probabilities and the weighted values. q, k and v are read
+//! where the fused projection wrote them (no split, transposed or repeated copies), and backward
+//! recomputes a head's probabilities instead of keeping them.
+
+use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor};
+use rayon::prelude::*;
+
+use super::{by_float, elements, product, tensor_elements, Mask, Matrix, Real};
+use crate::error::{Error, Result};
+
+/// The attention of one family: head counts and size, the scores' scale and soft cap.
+#[derive(Debug, Clone, Copy)]
+pub struct AttentionSpec {
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub head_dim: usize,
+    pub scale: f64,
+    pub softcap: Option<f64>,
+}
+
+/// `qkv: [b, l, (heads + 2 kv_heads) * d]` (q, k and v side by side, as the fused projection writes
+/// them), rotary tables `cos, sin: [l, d / 2]` (rotate-half), additive `bias: [b, 1, l, l]`; `dropout` is
+/// `(p, seed)` for the probabilities. Returns `[b, l, heads * d]`.
+pub fn attention(qkv: &Tensor, cos: &Tensor, sin: &Tensor, bias: &Tensor, spec: AttentionSpec, dropout: Option<(f64, u64)>) -> Result<Tensor> {
+    let (b, l, width) = qkv.dims3()?;
+    let AttentionSpec { heads, kv_heads, head_dim: d, .. } = spec;
+    if kv_heads == 0 || heads % kv_heads != 0 || d % 2 != 0 || width != (heads + 2 * kv_heads) * d {
+        return Err(Error::Input(format!("attention: {width} values per token for {heads} heads and {kv_heads} key/value heads of {d}")));
+    }
+    let dtype = qkv.dtype();
+    let table = |t: &Tensor| t.detach().to_dtype(dtype)?.contiguous();
+    let op = Attention {
+        cos: table(cos)?,
+        sin: table(sin)?,
+        bias: table(bias)?,
+        dims: Dims { b, l, heads, kv: kv_heads, d },
+        spec,
+        dropout: dropout.filter(|(p, _)| *p > 0.0).map(|(p, seed)| Mask::new(seed, p, b * heads * l * l)),
+    };
+    Ok(qkv.contiguous()?.apply_op1(op)?)
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Dims {
+    b: usize,
+    l: usize,
+    heads: usize,
+    kv: usize,
+    d: usize,
+}
+
+impl Dims {
+    fn group(&self) -> usize {
+        self.heads / self.kv
+    }
+
+    /// Values per token in the fused input.
+    fn width(&self) -> usize {
+        (self.heads + 2 * self.kv) * self.d
+    }
+
+    /// Offset in the fused input of the first row of sequence `bi`'s q head `h`.
+    fn q(&self, bi: usize, h: usize) -> usize {
+        bi * self.l * self.width() + h * self.d
+    }
+
+    /// The same for k head `g`.
+    fn k(&self, bi: usize, g: usize) -> usize {
+        self.q(bi, self.heads + g)
+    }
+
+    /// The same for v head `g`.
+    fn v(&self, bi: usize, g: usize) -> usize {
+        self.q(bi, self.heads + self.kv + g)
+    }
+}
+
+struct Attention {
+    cos: Tensor,
+    sin: Tensor,
+    bias: Tensor,
+    dims: Dims,
+    spec: AttentionSpec,
+    dropout: Option<Mask>,
+}
+
+/// The op's tables as slices: `cos, sin: [l, d / 2]`, `bias: [b, l, l]`.
+struct Tables<'a, T> {
+    cos: &'a [T],
+    sin: &'a [T],
+    bias: &'a [T],
+}
+
+/// One task's share of backward: `dq` for the group's heads `[l, group * d]`, `dk`, `dv` `[l, d]`.
+struct Grads<T> {
+    dq: Vec<T>,
+    dk: Vec<T>,
+    dv: Vec<T>,
+}
+
+impl Attention {
+    /// Rotates the `[l, d]` rows of `src` (one every `src_rs` elements) into `dst` (one every `dst_rs`);
+    /// `back` applies the inverse rotation.
+    fn rotate<T: Real>(&self, t: &Tables<T>, src: (&[T], usize), dst: (&mut [T], usize), back: bool) {
+        let Dims { l, d, .. } = self.dims;
+        let half = d / 2;
+        for i in 0..l {
+            let x = &src.0[i * src.1..][..d];
+            let y = &mut dst.0[i * dst.1..][..d];
+            let (cos, sin) = (&t.cos[i * half..][..half], &t.sin[i * half..][..half]);
+            for j in 0..half {
+                let s = if back { -sin[j] } else { sin[j] };
+                y[j] = x[j] * cos[j] - x[j + half] * s;
+                y[j + half] = x[j + half] * cos[j] + x[j] * s;
+            }
+        }
+    }
+
+    /// The rotated `[l, d]` rows of the q or k head that starts at `offset` in the fused input.
+    fn rotated<T: Real>(&self, t: &Tables<T>, qkv: &[T], offset: usize) -> Vec<T> {
+        let Dims { l, d, .. } = self.dims;
+        let mut out = vec![T::of(0.0); l * d];
+        self.rotate(t, (&qkv[offset..], self.dims.width()), (&mut out, d), false);
+        out
+    }
+
+    /// The `[l, d]` rows of v head `g` of sequence `bi` inside the fused input.
+    fn values<T: Real>(&self, qkv: &[T], bi: usize, g: usize) -> Matrix<T> {
+        Matrix { ptr: qkv[self.dims.v(bi, g)..].as_ptr(), cs: 1, rs: self.dims.width() as isize }
+    }
+
+    /// The probabilities `[l, l]` of one head of sequence `bi` from its rotated `qr` and `kr` into `p`;
+    /// with soft-capping, `cap_grad` (when given) receives the cap's derivative `1 - tanh^2`.
+    fn probs<T: Real>(&self, t: &Tables<T>, bi: usize, (qr, kr): (&[T], &[T]), p: &mut [T], cap_grad: Option<&mut [T]>) {
+        let Dims { l, d, .. } = self.dims;
+        // SAFETY: `qr` and `kr` are `[l, d]` row-major.
+        unsafe { product(p, l, (l, l, d), Matrix::rows(qr, d), Matrix::rows(kr, d).t(), self.spec.scale, false) };
+        if let Some(cap) = self.spec.softcap {
+            let cap = T::of(cap);
+            match cap_grad {
+                Some(grad) => p.iter_mut().zip(grad).for_each(|(x, g)| {
+                    let th = (*x / cap).tanh();
+                    *x = th * cap;
+                    *g = T::of(1.0) - th * th;
+                }),
+                None => p.iter_mut().for_each(|x| *x = (*x / cap).tanh() * cap),
+            }
+        }
+        for (row, bias) in p.chunks_exact_mut(l).zip(t.bias[bi * l * l..][..l * l].chunks_exact(l)) {
+            row.iter_mut().zip(bias).for_each(|(x, &b)| *x += b);
+            let max = row.iter().copied().fold(row[0], |m, x| if x > m { x } else { m });
+            let mut sum = T::of(0.0);
+            row.iter_mut().for_each(|x| {
+                *x = (*x - max).exp();
+                sum += *x;
+            });
+            row.iter_mut().for_each(|x| *x /= sum);
+        }
+    }
+
+    /// Dropout on the probabilities `p` of head `h` of sequence `bi`.
+    fn drop<T: Real>(&self, p: &mut [T], bi: usize, h: usize) {
+        if let Some(mask) = &self.dropout {
+            let l = self.dims.l;
+            mask.apply(p, (bi * self.dims.heads + h) * l * l);
+        }
+    }
+
+    /// The outputs `[l, group * d]` of the heads that share key/value head `g` of sequence `bi`.
+    fn forward_task<T: Real>(&self, t: &Tables<T>, qkv: &[T], bi: usize, g: usize) -> Vec<T> {
+        let Dims { l, d, .. } = self.dims;
+        let group = self.dims.group();
+        let kr = self.rotated(t, qkv, self.dims.k(bi, g));
+        let values = self.values(qkv, bi, g);
+        let mut out = vec![T::of(0.0); l * group * d];
+        let mut p = vec![T::of(0.0); l * l];
+        for j in 0..group {
+            let h = g * group + j;
+            let qr = self.rotated(t, qkv, self.dims.q(bi, h));
+            self.probs(t, bi, (&qr, &kr), &mut p, None);
+            self.drop(&mut p, bi, h);
+            // SAFETY: `p` is `[l, l]`; `values` addresses the `[l, d]` rows of v head `g` inside `qkv`.
+            unsafe { product(&mut out[j * d..], group * d, (l, d, l), Matrix::rows(&p, l), values, 1.0, false) };
+        }
+        out
+    }
+
+    fn backward_task<T: Real>(&self, t: &Tables<T>, (qkv, grad): (&[T], &[T]), bi: usize, g: usize) -> Grads<T> {
+        let Dims { l, heads, d, .. } = self.dims;
+        let (group, zero, scale) = (self.dims.group(), T::of(0.0), self.spec.scale);
+        let kr = self.rotated(t, qkv, self.dims.k(bi, g));
+        let values = self.values(qkv, bi, g);
+        let (mut dkr, mut dv, mut dqr) = (vec![zero; l * d], vec![zero; l * d], vec![zero; l * d]);
+        let mut dq = vec![zero; l * group * d];
+        let (mut p, mut kept, mut dp) = (vec![zero; l * l], vec![zero; l * l], vec![zero; l * l]);
+        let mut cap_grad = vec![zero; if self.spec.softcap.is_some() { l * l } else { 0 }];
+        for j in 0..group {
+            let h = g * group + j;
+            let qr = self.rotated(t, qkv, self.dims.q(bi, h));
+            self.probs(t, bi, (&qr, &kr), &mut p, self.spec.softcap.map(|_| &mut cap_grad[..]));
+            kept.copy_from_slice(&p);
+            self.drop(&mut kept, bi, h);
+            let dout = Matrix { ptr: grad[(bi * l * heads + h) * d..].as_ptr(), cs: 1, rs: (heads * d) as isize };
+            // SAFETY: `dout` addresses head `h`'s `[l, d]` rows inside `grad`, `values` v head `g`'s inside
+            // `qkv`; the other operands are `[l, l]` or `[l, d]` row-major.
+            unsafe {
+                product(&mut dv, d, (l, d, l), Matrix::rows(&kept, l).t(), dout, 1.0, true);
+                product(&mut dp, l, (l, l, d), dout, values.t(), 1.0, false);
+            }
+            self.drop(&mut dp, bi, h);
+            for (dp, p) in dp.chunks_exact_mut(l).zip(p.chunks_exact(l)) {
+                let mut dot = zero;
+                dp.iter().zip(p).for_each(|(&a, &b)| dot += a * b);
+                dp.iter_mut().zip(p).for_each(|(a, &b)| *a = b * (*a - dot));
+            }
+            if self.spec.softcap.is_some() {
+                dp.iter_mut().zip(&cap_grad).for_each(|(a, &c)| *a *= c);
+            }
+            // SAFETY: all operands are `[l, l]` or `[l, d]` row-major.
+            unsafe {
+                product(&mut dqr, d, (l, d, l), Matrix::rows(&dp, l), Matrix::rows(&kr, d), scale, false);
+                product(&mut dkr, d, (l, d, l), Matrix::rows(&dp, l).t(), Matrix::rows(&qr, d), scale, true);
+            }
+            self.rotate(t, (&dqr, d), (&mut dq[j * d..], group * d), true);
+        }
+        let mut dk = vec![zero; l * d];
+        self.rotate(t, (&dkr, d), (&mut dk, d), true);
+        Grads { dq, dk, dv }
+    }
+
+    /// Runs `f` with the op's tables as `T` slices.
+    fn with_tables<T: Real, R>(&self, f: impl FnOnce(&Tables<T>) -> candle_core::Result<R>) -> candle_core::Result<R> {
+        let [(cg, cl), (sg, sl), (bg, bl)] = [&self.cos, &self.sin, &self.bias].map(Tensor::storage_and_layout);
+        let t = Tables { cos: tensor_elements::<T>(&cg, cl)?, sin: tensor_elements::<T>(&sg, sl)?, bias: tensor_elements::<T>(&bg, bl)? };
+        let Dims { b, l, d, .. } = self.dims;
+        if t.cos.len() != l * d / 2 || t.sin.len() != l * d / 2 || t.bias.len() != b * l * l {
+            candle_core::bail!("attention: rotary tables of {} values or a bias of {} for {b} sequences of {l}, heads of {d}", t.cos.len(), t.bias.len());
+        }
+        f(&t)
+    }
+
+    fn forward<T: Real>(&self, qkv: &[T]) -> candle_core::Result<Vec<T>> {
+        let Dims { b, l, heads, kv, d } = self.dims;
+        if qkv.len() != b * l * self.dims.width() {
+            candle_core::bail!("attention: {} values for {b} x {l} tokens of {}", qkv.len(), self.dims.width());
+        }
+        let group = self.dims.group();
+        self.with_tables::<T, _>(|t| {
+            let parts: Vec<Vec<T>> = (0..b * kv).into_par_iter().map(|task| self.forward_task(t, qkv, task / kv, task % kv)).collect();
+            let mut out = vec![T::of(0.0); b * l * heads * d];
+            for (task, part) in parts.iter().enumerate() {
+                let (bi, g) = (task / kv, task % kv);
+                scatter(part, group * d, &mut out[(bi * l * heads + g * group) * d..], heads * d, l);
+            }
+            Ok(out)
+        })
+    }
+
+    fn backward<T: Real>(&self, qkv: &[T], grad: &[T]) -> candle_core::Result<Vec<T>> {
+        let Dims { b, l, heads, kv, d } = self.dims;
+        if qkv.len() != b * l * self.dims.width() || grad.len() != b * l * heads * d {
+            candle_core::bail!("attention: {} input and {} gradient values for {b} x {l} tokens", qkv.len(), grad.len());
+        }
+        let (group, width) = (self.dims.group(), self.dims.width());
+        self.with_tables::<T, _>(|t| {
+            let parts: Vec<Grads<T>> = (0..b * kv).into_par_iter().map(|task| self.backward_task(t, (qkv, grad), task / kv, task % kv)).collect();
+            let mut dqkv = vec![T::of(0.0); qkv.len()];
+            for (task, part) in parts.iter().enumerate() {
+                let (bi, g) = (task / kv, task % kv);
+                scatter(&part.dq, group * d, &mut dqkv[self.dims.q(bi, g * group)..], width, l);
+                scatter(&part.dk, d, &mut dqkv[self.dims.k(bi, g)..], width, l);
+                scatter(&part.dv, d, &mut dqkv[self.dims.v(bi, g)..], width, l);
+            }
+            Ok(dqkv)
+        })
+    }
+}
+
+/// Copies `l` rows of `width` elements from `src` into `dst`, whose rows start every `dst_rs` elements.
+fn scatter<T: Copy>(src: &[T], width: usize, dst: &mut [T], dst_rs: usize, l: usize) {
+    for i in 0..l {
+        dst[i * dst_rs..][..width].copy_from_slice(&src[i * width..][..width]);
+    }
+}
+
+impl CustomOp1 for Attention {
+    fn name(&self) -> &'static str {
+        "attention"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        use candle_core::backend::BackendStorage;
+        fn run<T: Real>(op: &Attention, s: &CpuStorage, l: &Layout) -> candle_core::Result<CpuStorage> {
+            Ok(T::to_cpu_storage_owned(op.forward(elements::<T>(s, l)?)?))
+        }
+        let Dims { b, l: len, heads, d, .. } = self.dims;
+        Ok((by_float!(s.dtype(), run(self, s, l))?, Shape::from((b, len, heads * d))))
+    }
+
+    fn bwd(&self, qkv: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        fn run<T: Real>(op: &Attention, qkv: &Tensor, grad: &Tensor) -> candle_core::Result<Tensor> {
+            let grad = grad.contiguous()?;
+            let [(xg, xl), (gg, gl)] = [qkv, &grad].map(Tensor::storage_and_layout);
+            let dqkv = op.backward(tensor_elements::<T>(&xg, xl)?, tensor_elements::<T>(&gg, gl)?)?;
+            Tensor::from_vec(dqkv, qkv.shape(), qkv.device())
+        }
+        Ok(Some(by_float!(qkv.dtype(), run(self, qkv, grad))?))
+    }
+}
