@@ -235,12 +235,16 @@ fn apply_rotary(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
 
 /// Self-attention of one block from its fused projection `qkv: [b, l, (heads + 2 kv_heads) * d]`: rotary
 /// embeddings on q and k, then attention over v with the context's mask; returns `[b, l, heads * d]`.
-/// Training takes one op with its own backward (and the tuning's attention dropout).
+/// Training, and inference on the CPU in f32, take one op that reads q, k and v where they are (with its
+/// own backward, and the tuning's attention dropout); other devices and dtypes compose candle's ops.
 pub(crate) fn rotary_attention(qkv: &Tensor, attend: &Attend, spec: AttentionSpec, pass: Pass) -> Result<Tensor> {
     let Attend { cos, sin, bias } = attend;
     if let Pass::Train(tuning) = pass {
         let dropout = tuning.dropout_seed().map(|seed| (tuning.attention_dropout(), seed));
         return trainable::attention(qkv, cos, sin, bias, spec, dropout);
+    }
+    if qkv.device().is_cpu() && qkv.dtype() == DType::F32 {
+        return trainable::attention(qkv, cos, sin, bias, spec, None);
     }
     let (b, l, _) = qkv.dims3()?;
     let AttentionSpec { heads, kv_heads, head_dim: d, .. } = spec;

@@ -1,6 +1,8 @@
 //! Fused f32 kernels for inference on the CPU. Each takes over one step of the layers in `layers.rs`
 //! when its inputs are f32 CPU tensors in a layout it reads, and answers `None` otherwise, so the
-//! composed candle ops remain the path for other devices, dtypes and training.
+//! composed candle ops remain the path for other devices and dtypes. (The decoder families' attention
+//! takes the training op of `trainable::attention` for inference too: it reads the fused q/k/v with its
+//! rotary embedding; the attention here serves BERT.)
 
 use candle_core::{CpuStorage, Layout, Storage};
 
@@ -21,8 +23,9 @@ fn cpu_f32<'a>(storage: &'a Storage, layout: &Layout) -> Option<&'a [f32]> {
 mod tests {
     use candle_core::{DType, Device, Module, Tensor};
 
-    use crate::model::layers::{attention, attention_bias, AttentionMode, Linear};
-    use crate::model::Projection;
+    use crate::model::layers::{attention, attention_bias, rotary_attention, Attend, AttentionMode, Linear, RopeScaling, Rotary};
+    use crate::model::trainable::AttentionSpec;
+    use crate::model::{Pass, Projection};
 
     /// Deterministic values in [-1, 1).
     fn values(shape: &[usize], seed: usize) -> Tensor {
@@ -55,6 +58,31 @@ mod tests {
             let composed = attention(&f64s(&q), &f64s(&k), &f64s(&v), &f64s(&bias), 0.3, softcap).unwrap();
             assert_eq!(fused.dims(), &[b, l, heads * d]);
             // Padding rows see nothing but blocked keys; their values differ between dtypes and are never used.
+            for (i, &len) in lengths.iter().enumerate() {
+                let (f, c) = (fused.get(i).unwrap().narrow(0, 0, len).unwrap(), composed.get(i).unwrap().narrow(0, 0, len).unwrap());
+                assert!(max_diff(&f, &c) < 1e-5, "{mode:?} {window:?} {softcap:?}, sequence {i}: {}", max_diff(&f, &c));
+            }
+        }
+    }
+
+    /// Inference attention of the decoder families on the CPU in f32 (one op reading the fused q/k/v with
+    /// its rotary embedding) against the composed candle ops in f64: grouped heads, padding, causal with a
+    /// window, soft-capping, compared on the real tokens' rows.
+    #[test]
+    fn rotary_attention_matches_the_composed_ops() {
+        let (b, heads, kv, l, d) = (3, 6, 2, 9, 8);
+        let rotary = Rotary::new(d, 100.0, &RopeScaling::None);
+        for (mode, window, softcap) in [(AttentionMode::Bidirectional, None, None), (AttentionMode::Causal, Some(3), Some(2.0))] {
+            let qkv = values(&[b, l, (heads + 2 * kv) * d], 7);
+            let lengths = [9, 4, 1];
+            let spec = AttentionSpec { heads, kv_heads: kv, head_dim: d, scale: 0.3, softcap };
+            let run = |dtype: DType| {
+                let (cos, sin) = rotary.tables(l, dtype, &Device::Cpu).unwrap();
+                let bias = attention_bias(&lengths, l, mode, window, dtype, &Device::Cpu).unwrap();
+                rotary_attention(&qkv.to_dtype(dtype).unwrap(), &Attend { cos, sin, bias }, spec, Pass::Infer).unwrap()
+            };
+            let (fused, composed) = (run(DType::F32), run(DType::F64));
+            assert_eq!(fused.dims(), &[b, l, heads * d]);
             for (i, &len) in lengths.iter().enumerate() {
                 let (f, c) = (fused.get(i).unwrap().narrow(0, 0, len).unwrap(), composed.get(i).unwrap().narrow(0, 0, len).unwrap());
                 assert!(max_diff(&f, &c) < 1e-5, "{mode:?} {window:?} {softcap:?}, sequence {i}: {}", max_diff(&f, &c));

@@ -2,7 +2,8 @@
 //! the CPU: rotary embedding of q and k, scaled scores (soft-capped where the family does), the
 //! additive mask, softmax, dropout on the probabilities and the weighted values. q, k and v are read
 //! where the fused projection wrote them (no split, transposed or repeated copies), and backward
-//! recomputes a head's probabilities instead of keeping them.
+//! recomputes a head's probabilities instead of keeping them. Inference on the CPU in f32 takes the same
+//! op (without a graph to record, it costs nothing more).
 
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor};
 use rayon::prelude::*;
@@ -247,15 +248,18 @@ impl Attention {
             candle_core::bail!("attention: {} values for {b} x {l} tokens of {}", qkv.len(), self.dims.width());
         }
         let group = self.dims.group();
+        let mut out = vec![T::of(0.0); b * l * heads * d];
+        let shared = Shared::new(&mut out);
         self.with_tables::<T, _>(|t| {
-            let parts: Vec<Vec<T>> = (0..b * kv).into_par_iter().map(|task| self.forward_task(t, qkv, task / kv, task % kv)).collect();
-            let mut out = vec![T::of(0.0); b * l * heads * d];
-            for (task, part) in parts.iter().enumerate() {
+            (0..b * kv).into_par_iter().for_each(|task| {
                 let (bi, g) = (task / kv, task % kv);
-                scatter(part, group * d, &mut out[(bi * l * heads + g * group) * d..], heads * d, l);
-            }
-            Ok(out)
-        })
+                let part = self.forward_task(t, qkv, bi, g);
+                // SAFETY: task (bi, g) alone writes the columns of g's heads in sequence bi's rows.
+                unsafe { shared.write_rows(&part, group * d, (bi * l * heads + g * group) * d, heads * d, l) };
+            });
+            Ok(())
+        })?;
+        Ok(out)
     }
 
     fn backward<T: Real>(&self, qkv: &[T], grad: &[T]) -> candle_core::Result<Vec<T>> {
@@ -264,24 +268,52 @@ impl Attention {
             candle_core::bail!("attention: {} input and {} gradient values for {b} x {l} tokens", qkv.len(), grad.len());
         }
         let (group, width) = (self.dims.group(), self.dims.width());
+        let mut dqkv = vec![T::of(0.0); qkv.len()];
+        let shared = Shared::new(&mut dqkv);
         self.with_tables::<T, _>(|t| {
-            let parts: Vec<Grads<T>> = (0..b * kv).into_par_iter().map(|task| self.backward_task(t, (qkv, grad), task / kv, task % kv)).collect();
-            let mut dqkv = vec![T::of(0.0); qkv.len()];
-            for (task, part) in parts.iter().enumerate() {
+            (0..b * kv).into_par_iter().for_each(|task| {
                 let (bi, g) = (task / kv, task % kv);
-                scatter(&part.dq, group * d, &mut dqkv[self.dims.q(bi, g * group)..], width, l);
-                scatter(&part.dk, d, &mut dqkv[self.dims.k(bi, g)..], width, l);
-                scatter(&part.dv, d, &mut dqkv[self.dims.v(bi, g)..], width, l);
-            }
-            Ok(dqkv)
-        })
+                let part = self.backward_task(t, (qkv, grad), bi, g);
+                // SAFETY: task (bi, g) alone writes the columns of g's q heads, k head and v head in
+                // sequence bi's rows.
+                unsafe {
+                    shared.write_rows(&part.dq, group * d, self.dims.q(bi, g * group), width, l);
+                    shared.write_rows(&part.dk, d, self.dims.k(bi, g), width, l);
+                    shared.write_rows(&part.dv, d, self.dims.v(bi, g), width, l);
+                }
+            });
+            Ok(())
+        })?;
+        Ok(dqkv)
     }
 }
 
-/// Copies `l` rows of `width` elements from `src` into `dst`, whose rows start every `dst_rs` elements.
-fn scatter<T: Copy>(src: &[T], width: usize, dst: &mut [T], dst_rs: usize, l: usize) {
-    for i in 0..l {
-        dst[i * dst_rs..][..width].copy_from_slice(&src[i * width..][..width]);
+/// A buffer whose parts the parallel tasks write, each its own.
+struct Shared<T> {
+    ptr: *mut T,
+    len: usize,
+}
+
+// SAFETY: tasks write disjoint elements (see `write_rows`) while the buffer outlives them.
+unsafe impl<T: Send> Send for Shared<T> {}
+unsafe impl<T: Send> Sync for Shared<T> {}
+
+impl<T: Copy> Shared<T> {
+    fn new(buffer: &mut [T]) -> Self {
+        Self { ptr: buffer.as_mut_ptr(), len: buffer.len() }
+    }
+
+    /// Copies `l` rows of `width` elements from `src` into the buffer, row `i` at `offset + i * rs`.
+    ///
+    /// SAFETY: no other task reads or writes those elements meanwhile.
+    unsafe fn write_rows(&self, src: &[T], width: usize, offset: usize, rs: usize, l: usize) {
+        if l == 0 {
+            return;
+        }
+        assert!(src.len() >= l * width && width <= rs && offset + (l - 1) * rs + width <= self.len, "attention: rows out of range");
+        for i in 0..l {
+            std::ptr::copy_nonoverlapping(src.as_ptr().add(i * width), self.ptr.add(offset + i * rs), width);
+        }
     }
 }
 
