@@ -23,8 +23,9 @@ pub struct Part {
 /// `out` in order; the updates' A and B are trainable variables. Returns `[.., out]`.
 pub fn lora_linear(x: &Tensor, weight_t: &Tensor, bias: Option<&Tensor>, parts: &[Part]) -> Result<Tensor> {
     let (in_dim, out_dim) = weight_t.dims2()?;
-    if x.dims().last() != Some(&in_dim) || parts.iter().map(|p| p.width).sum::<usize>() != out_dim {
-        return Err(Error::Input(format!("lora linear: input {:?} and parts of {out_dim} values against a [{in_dim}, {out_dim}] weight", x.dims())));
+    let widths = parts.iter().map(|p| p.width).sum::<usize>();
+    if x.dims().last() != Some(&in_dim) || widths != out_dim || bias.is_some_and(|b| b.elem_count() != out_dim) {
+        return Err(Error::Input(format!("lora linear: input {:?}, parts of {widths} values and a bias against a [{in_dim}, {out_dim}] weight", x.dims())));
     }
     let (mut ops, mut a_flat, mut b_flat) = (Vec::with_capacity(parts.len()), Vec::new(), Vec::new());
     let (mut offset, mut a_at, mut b_at) = (0, 0, 0);
@@ -104,8 +105,7 @@ impl LoraLinear {
         let data = T::cpu_storage_as_slice(storage)?;
         let (rows, cols) = layout.shape().dims2()?;
         let (rs, cs) = (layout.stride()[0], layout.stride()[1]);
-        let last = layout.start_offset() + (rows - 1) * rs + (cols - 1) * cs;
-        if rows == 0 || cols == 0 || last >= data.len() {
+        if rows == 0 || cols == 0 || layout.start_offset() + (rows - 1) * rs + (cols - 1) * cs >= data.len() {
             candle_core::bail!("lora-linear: weight layout out of range");
         }
         f(Matrix { ptr: data[layout.start_offset()..].as_ptr(), cs: cs as isize, rs: rs as isize })
