@@ -9,6 +9,7 @@ use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
 
 use crate::error::Result;
+use crate::model::trainable::softmax;
 
 /// `q: [b, heads, l, d]`, `k, v: [b, kv_heads, l, d]` (f32, CPU, last dimension contiguous), `bias:
 /// [b, 1, l, l]`; returns `[b, l, heads * d]`. `None` when the inputs do not fit this op.
@@ -18,7 +19,7 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, bias: &Tensor, scale: f64, 
         return Ok(None);
     }
     let (guard, layout) = bias.storage_and_layout();
-    let Some(bias) = super::cpu_f32(&guard, layout) else {
+    let Some(bias) = super::cpu_data::<f32>(&guard, layout) else {
         return Ok(None);
     };
     let op = Attention { bias, scale: scale as f32, softcap: softcap.map(|c| c as f32) };
@@ -84,16 +85,6 @@ impl Attention<'_> {
         let dst = out.0.add(b * l * width + h * d);
         gemm(l, d, l, dst, 1, width as isize, false, s, 1, l as isize, v, 1, v_rs, 0.0, 1.0, false, false, false, Parallelism::None);
     }
-}
-
-fn softmax(row: &mut [f32]) {
-    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let mut sum = 0.0;
-    for x in row.iter_mut() {
-        *x = (*x - max).exp();
-        sum += *x;
-    }
-    row.iter_mut().for_each(|x| *x /= sum);
 }
 
 impl CustomOp3 for Attention<'_> {

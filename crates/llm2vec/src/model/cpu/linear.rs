@@ -19,10 +19,10 @@ pub fn linear(x: &Tensor, weight_t: &Tensor, bias: Option<&Tensor>) -> candle_co
     }
     let (weight_guard, weight_layout) = weight_t.storage_and_layout();
     let bias_guard = bias.map(|b| b.storage_and_layout());
-    let Some(weight) = super::cpu_f32(&weight_guard, weight_layout) else {
+    let Some(weight) = super::cpu_data::<f32>(&weight_guard, weight_layout) else {
         return Ok(None);
     };
-    let bias = match bias_guard.as_ref().map(|(s, l)| super::cpu_f32(s, l)) {
+    let bias = match bias_guard.as_ref().map(|(s, l)| super::cpu_data::<f32>(s, l)) {
         Some(None) => return Ok(None),
         bias => bias.flatten(),
     };

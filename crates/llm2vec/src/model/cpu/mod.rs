@@ -4,17 +4,23 @@
 //! takes the training op of `trainable::attention` for inference too: it reads the fused q/k/v with its
 //! rotary embedding; the attention here serves BERT.)
 
-use candle_core::{CpuStorage, Layout, Storage};
+use candle_core::{CpuStorage, Layout, Storage, WithDType};
 
 pub mod attention;
 pub mod linear;
 pub mod simd;
 
-/// The elements of a tensor's storage (from `Tensor::storage_and_layout`) when they are contiguous f32
-/// data on the CPU; `None` for anything else.
-fn cpu_f32<'a>(storage: &'a Storage, layout: &Layout) -> Option<&'a [f32]> {
-    match (storage, layout.contiguous_offsets()) {
-        (Storage::Cpu(CpuStorage::F32(d)), Some((start, end))) => Some(&d[start..end]),
+/// The elements a layout views in a CPU storage when they are contiguous data of type `T`; `None`
+/// for anything else.
+pub(super) fn contiguous<'a, T: WithDType>(storage: &'a CpuStorage, layout: &Layout) -> Option<&'a [T]> {
+    let (start, end) = layout.contiguous_offsets()?;
+    T::cpu_storage_as_slice(storage).ok().map(|v| &v[start..end])
+}
+
+/// The same for a tensor's storage (from `Tensor::storage_and_layout`); `None` off the CPU.
+fn cpu_data<'a, T: WithDType>(storage: &'a Storage, layout: &Layout) -> Option<&'a [T]> {
+    match storage {
+        Storage::Cpu(s) => contiguous(s, layout),
         _ => None,
     }
 }

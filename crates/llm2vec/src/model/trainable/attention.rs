@@ -8,7 +8,7 @@
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::{by_float, elements, product, tensor_elements, Mask, Matrix, Real};
+use super::{by_float, elements, product, softmax, tensor_elements, Mask, Matrix, Real};
 use crate::error::{Error, Result};
 
 /// The attention of one family: head counts and size, the scores' scale and soft cap.
@@ -151,18 +151,12 @@ impl Attention {
         }
         for (row, bias) in p.chunks_exact_mut(l).zip(t.bias[bi * l * l..][..l * l].chunks_exact(l)) {
             row.iter_mut().zip(bias).for_each(|(x, &b)| *x += b);
-            let max = row.iter().copied().fold(row[0], |m, x| if x > m { x } else { m });
-            let mut sum = T::of(0.0);
-            row.iter_mut().for_each(|x| {
-                *x = (*x - max).exp();
-                sum += *x;
-            });
-            row.iter_mut().for_each(|x| *x /= sum);
+            softmax(row);
         }
     }
 
     /// Dropout on the probabilities `p` of head `h` of sequence `bi`.
-    fn drop<T: Real>(&self, p: &mut [T], bi: usize, h: usize) {
+    fn drop_probs<T: Real>(&self, p: &mut [T], bi: usize, h: usize) {
         if let Some(mask) = &self.dropout {
             let l = self.dims.l;
             mask.apply(p, (bi * self.dims.heads + h) * l * l);
@@ -181,7 +175,7 @@ impl Attention {
             let h = g * group + j;
             let qr = self.rotated(t, qkv, self.dims.q(bi, h));
             self.probs(t, bi, (&qr, &kr), &mut p, None);
-            self.drop(&mut p, bi, h);
+            self.drop_probs(&mut p, bi, h);
             // SAFETY: `p` is `[l, l]`; `values` addresses the `[l, d]` rows of v head `g` inside `qkv`.
             unsafe { product(&mut out[j * d..], group * d, (l, d, l), Matrix::rows(&p, l), values, 1.0, false) };
         }
@@ -202,7 +196,7 @@ impl Attention {
             let qr = self.rotated(t, qkv, self.dims.q(bi, h));
             self.probs(t, bi, (&qr, &kr), &mut p, self.spec.softcap.map(|_| &mut cap_grad[..]));
             kept.copy_from_slice(&p);
-            self.drop(&mut kept, bi, h);
+            self.drop_probs(&mut kept, bi, h);
             let dout = Matrix { ptr: grad[(bi * l * heads + h) * d..].as_ptr(), cs: 1, rs: (heads * d) as isize };
             // SAFETY: `dout` addresses head `h`'s `[l, d]` rows inside `grad`, `values` v head `g`'s inside
             // `qkv`; the other operands are `[l, l]` or `[l, d]` row-major.
@@ -210,7 +204,7 @@ impl Attention {
                 product(&mut dv, d, (l, d, l), Matrix::rows(&kept, l).t(), dout, 1.0, true);
                 product(&mut dp, l, (l, l, d), dout, values.t(), 1.0, false);
             }
-            self.drop(&mut dp, bi, h);
+            self.drop_probs(&mut dp, bi, h);
             for (dp, p) in dp.chunks_exact_mut(l).zip(p.chunks_exact(l)) {
                 let mut dot = zero;
                 dp.iter().zip(p).for_each(|(&a, &b)| dot += a * b);

@@ -237,7 +237,7 @@ fn mix(seed: u64, i: u64) -> u64 {
 }
 
 /// The float types the training kernels run in: f32, and f64 for the gradient checks.
-trait Real:
+pub(super) trait Real:
     candle_core::WithDType
     + Sync
     + PartialOrd
@@ -297,12 +297,24 @@ impl Real for f64 {
     }
 }
 
+/// Softmax of one row in place (the maximum subtracted first).
+pub(super) fn softmax<T: Real>(row: &mut [T]) {
+    let Some(&first) = row.first() else { return };
+    let max = row.iter().copied().fold(first, |m, x| if x > m { x } else { m });
+    let mut sum = T::of(0.0);
+    row.iter_mut().for_each(|x| {
+        *x = (*x - max).exp();
+        sum += *x;
+    });
+    row.iter_mut().for_each(|x| *x /= sum);
+}
+
 /// The contiguous elements a layout views in a CPU storage, as `T`.
 fn elements<'a, T: Real>(storage: &'a CpuStorage, layout: &Layout) -> candle_core::Result<&'a [T]> {
-    match (T::cpu_storage_as_slice(storage), layout.contiguous_offsets()) {
-        (Ok(v), Some((start, end))) => Ok(&v[start..end]),
-        _ => candle_core::bail!("training op: expected contiguous {} data on the CPU", std::any::type_name::<T>()),
-    }
+    let Some(data) = cpu::contiguous(storage, layout) else {
+        candle_core::bail!("training op: expected contiguous {} data on the CPU", std::any::type_name::<T>());
+    };
+    Ok(data)
 }
 
 /// The same for a tensor's storage (from `Tensor::storage_and_layout`).
