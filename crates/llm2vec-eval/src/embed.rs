@@ -81,7 +81,8 @@ fn describe(model: &str, path: &Path, encoder: &Encoder, options: &Options, pool
     })
 }
 
-/// Canonical path, size and modification time of a file, or of each file directly in a folder.
+/// Canonical path, size and modification time of a file, or of each file directly in a folder but its
+/// logs and notes (a training run's `metrics.jsonl` and `loss.svg`, a `README.md`), which change no weight.
 fn file_stats(path: &Path) -> Value {
     let stat = |p: &Path| {
         let meta = std::fs::metadata(p).ok();
@@ -96,10 +97,14 @@ fn file_stats(path: &Path) -> Value {
         return stat(path);
     }
     let mut files: Vec<PathBuf> = std::fs::read_dir(path)
-        .map(|entries| entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_file()).collect())
+        .map(|entries| entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_file() && !is_log(p)).collect())
         .unwrap_or_default();
     files.sort();
     Value::Array(files.iter().map(|p| stat(p)).collect())
+}
+
+fn is_log(path: &Path) -> bool {
+    matches!(path.extension().and_then(|e| e.to_str()), Some("jsonl" | "svg" | "md"))
 }
 
 impl TextEncoder for LlmEncoder {

@@ -108,3 +108,22 @@ fn summary_covers_earlier_runs_with_the_same_settings() {
     assert!(scifact.markdown.contains("Left out: 2 result file(s)"), "{}", scifact.markdown);
     assert!(!scifact.markdown.contains("| STSBenchmark |"), "{}", scifact.markdown);
 }
+
+#[test]
+fn the_cache_key_follows_the_weights_not_the_training_logs() {
+    use llm2vec_eval::embed::{LlmEncoder, TextEncoder};
+    let tmp = tempfile::tempdir().expect("tempdir");
+    for entry in std::fs::read_dir(tiny_model()).unwrap() {
+        let from = entry.unwrap().path();
+        std::fs::copy(&from, tmp.path().join(from.file_name().unwrap())).unwrap();
+    }
+    let model = tmp.path().to_string_lossy().into_owned();
+    let fingerprint = || LlmEncoder::load(&model, llm2vec::Options::default(), &[]).unwrap().fingerprint().to_string();
+    let first = fingerprint();
+    std::fs::write(tmp.path().join("metrics.jsonl"), "{}\n").unwrap();
+    std::fs::write(tmp.path().join("loss.svg"), "<svg/>").unwrap();
+    assert_eq!(fingerprint(), first, "logs beside the weights");
+    let weights = tmp.path().join("model.safetensors");
+    std::fs::write(&weights, std::fs::read(&weights).unwrap()).unwrap();
+    assert_ne!(fingerprint(), first, "rewritten weights");
+}

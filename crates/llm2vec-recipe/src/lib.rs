@@ -116,57 +116,62 @@ pub struct TrainingRecord {
     pub loss_svg: PathBuf,
 }
 
-/// Runs every stage not yet finished, then writes the results page. Returns the stages' records.
+/// Runs every stage not yet finished, writing the results page after each (the rows still to run named
+/// on it), so an interrupted run leaves a page of what it finished. Returns the stages' records.
 pub fn run(opts: &RecipeOptions) -> Result<Vec<StageRecord>> {
     let started = Instant::now();
     std::fs::create_dir_all(&opts.output_dir).map_err(|e| RecipeError::io(&opts.output_dir, e))?;
     let (eval_data, sts_dev) = profile::eval_data(opts.profile, &opts.data_dir, &opts.output_dir)?;
     let model = base_model(opts)?;
     let mut records: Vec<StageRecord> = Vec::new();
-    for row in ROWS {
-        let dir = opts.output_dir.join(row.slug);
-        let record_path = dir.join("stage.json");
-        if !opts.restart && record_path.exists() {
-            let record = read_record(&record_path)?;
-            if record.profile != opts.profile.name() {
-                return Err(RecipeError::format(
-                    &record_path,
-                    format!("a stage of the {} profile; use another output folder, or --restart", record.profile),
-                ));
-            }
-            note(opts, &format!("{}: finished earlier ({})", row.slug, record_path.display()));
-            records.push(record);
-            continue;
-        }
-        let base: Vec<PathBuf> = match row.on_top_of {
-            Some(slug) => vec![adapter_of(&records, slug)?],
-            None => Vec::new(),
-        };
-        let training = match row.train {
-            Some(stage) => Some(train(opts, row, stage, &dir, base.first(), &sts_dev)?),
-            None => None,
-        };
-        let mut adapters = base;
-        adapters.extend(training.as_ref().map(|t| t.adapter.clone()));
-        let (scores, eval_seconds, eval_command) = evaluate(opts, row, &model, &adapters, &eval_data, &dir)?;
-        let record = StageRecord {
-            slug: row.slug.into(),
-            title: row.title.into(),
-            profile: opts.profile.name().into(),
-            scores,
-            eval_seconds,
-            eval_command,
-            training,
-        };
-        let json = serde_json::to_string_pretty(&record).map_err(|e| RecipeError::format(&record_path, e))?;
-        llm2vec::io::write_atomic(&record_path, json.as_bytes())?;
+    for (i, row) in ROWS.iter().enumerate() {
+        let record = stage(opts, *row, &records, &model, &eval_data, &sts_dev)?;
         records.push(record);
+        let pending: Vec<&str> = ROWS[i + 1..].iter().map(|r| r.title).collect();
+        report::write(opts, &records, &pending, started.elapsed().as_secs_f64())?;
     }
-    report::write(opts, &records, started.elapsed().as_secs_f64())?;
     if opts.profile == Profile::Quick {
         report::check_losses_fall(&records)?;
     }
     Ok(records)
+}
+
+/// One row: read from its `stage.json` if an earlier run finished it, else trained (if it has a training
+/// stage), evaluated and recorded.
+fn stage(opts: &RecipeOptions, row: Row, records: &[StageRecord], model: &str, eval_data: &Path, sts_dev: &Path) -> Result<StageRecord> {
+    let dir = opts.output_dir.join(row.slug);
+    let record_path = dir.join("stage.json");
+    if !opts.restart && record_path.exists() {
+        let record = read_record(&record_path)?;
+        if record.profile != opts.profile.name() {
+            return Err(RecipeError::format(&record_path, format!("a stage of the {} profile; use another output folder, or --restart", record.profile)));
+        }
+        note(opts, &format!("{}: finished earlier ({})", row.slug, record_path.display()));
+        return Ok(record);
+    }
+    let base: Vec<PathBuf> = match row.on_top_of {
+        Some(slug) => vec![adapter_of(records, slug)?],
+        None => Vec::new(),
+    };
+    let training = match row.train {
+        Some(stage) => Some(train(opts, row, stage, &dir, base.first(), sts_dev)?),
+        None => None,
+    };
+    let mut adapters = base;
+    adapters.extend(training.as_ref().map(|t| t.adapter.clone()));
+    let (scores, eval_seconds, eval_command) = evaluate(opts, row, model, &adapters, eval_data, &dir)?;
+    let record = StageRecord {
+        slug: row.slug.into(),
+        title: row.title.into(),
+        profile: opts.profile.name().into(),
+        scores,
+        eval_seconds,
+        eval_command,
+        training,
+    };
+    let json = serde_json::to_string_pretty(&record).map_err(|e| RecipeError::format(&record_path, e))?;
+    llm2vec::io::write_atomic(&record_path, json.as_bytes())?;
+    Ok(record)
 }
 
 /// The base model: the MNTP config's `model_name_or_path`.

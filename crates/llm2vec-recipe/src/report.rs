@@ -14,8 +14,9 @@ use crate::{RecipeOptions, StageRecord};
 const UNSUPERVISED_TARGET: f64 = 76.5;
 const SUPERVISED_TARGET: f64 = 82.0;
 
-/// Writes the results page and its pictures (in a folder named after the page, next to it).
-pub fn write(opts: &RecipeOptions, records: &[StageRecord], seconds: f64) -> Result<()> {
+/// Writes the results page and its pictures (in a folder named after the page, next to it); `pending`
+/// names the rows still to run.
+pub fn write(opts: &RecipeOptions, records: &[StageRecord], pending: &[&str], seconds: f64) -> Result<()> {
     let pictures = pictures_dir(&opts.results);
     std::fs::create_dir_all(&pictures).map_err(|e| RecipeError::io(&pictures, e))?;
     let folder = pictures.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
@@ -30,7 +31,7 @@ pub fn write(opts: &RecipeOptions, records: &[StageRecord], seconds: f64) -> Res
             links.push(format!("![{} loss]({folder}/{name})", record.title));
         }
     }
-    let page = markdown(opts, records, &tasks, seconds, &links);
+    let page = markdown(opts, records, pending, &tasks, seconds, &links);
     llm2vec::io::write_atomic(&opts.results, page.as_bytes())?;
     Ok(())
 }
@@ -56,7 +57,7 @@ fn score(record: &StageRecord, task: &str) -> Option<f64> {
     record.scores.iter().find(|s| s.task == task).map(|s| 100.0 * s.score)
 }
 
-fn markdown(opts: &RecipeOptions, records: &[StageRecord], tasks: &[String], seconds: f64, links: &[String]) -> String {
+fn markdown(opts: &RecipeOptions, records: &[StageRecord], pending: &[&str], tasks: &[String], seconds: f64, links: &[String]) -> String {
     let mut md = String::new();
     let _ = writeln!(md, "# Results: the LLM2Vec recipe, profile `{}`\n", opts.profile.name());
     let _ = writeln!(
@@ -69,6 +70,14 @@ fn markdown(opts: &RecipeOptions, records: &[StageRecord], tasks: &[String], sec
         machine(),
         duration(seconds)
     );
+    if !pending.is_empty() {
+        let _ = writeln!(
+            md,
+            "**In progress:** these are the stages finished so far; still to run: {}. Running the same command \
+             again continues where this run stopped.\n",
+            pending.join("; ")
+        );
+    }
     let _ = writeln!(md, "| Stage | {} | STS avg | Overall |", tasks.join(" | "));
     let _ = writeln!(md, "|---|{}---|---|", "---|".repeat(tasks.len()));
     for r in records {
@@ -76,7 +85,12 @@ fn markdown(opts: &RecipeOptions, records: &[StageRecord], tasks: &[String], sec
         let (sts, overall) = averages(r);
         let _ = writeln!(md, "| {} | {} | {} | {} |", r.title, cells.join(" | "), fmt(sts), fmt(Some(overall)));
     }
-    md += "\n## Training\n\n| Stage | Steps | Batch x max tokens | Learning rate | Tokens | Wall time | Loss, first -> last third | During training |\n|---|---|---|---|---|---|---|---|\n";
+    md += "\n## Training\n\n";
+    if records.iter().all(|r| r.training.is_none()) {
+        md += "No training stage has finished yet.\n";
+    } else {
+        md += "| Stage | Steps | Batch x max tokens | Learning rate | Tokens | Wall time | Loss, first -> last third | During training |\n|---|---|---|---|---|---|---|---|\n";
+    }
     for r in records {
         if let Some(t) = &r.training {
             let (first, last) = thirds(&t.losses);
@@ -130,10 +144,9 @@ fn shape(records: &[StageRecord]) -> String {
         ("mntp-simcse", UNSUPERVISED_TARGET, "unsupervised SimCSE on BERT-base, a 110M encoder"),
         ("mntp-supervised", SUPERVISED_TARGET, "all-MiniLM-L6-v2"),
     ] {
-        if let Some(r) = find(slug) {
-            let got = score(r, "STSBenchmark");
-            let _ = writeln!(md, "- {}: {} (target {target:.1}, {whom})", r.title, fmt(got));
-        }
+        let title = crate::ROWS.iter().find(|r| r.slug == slug).map_or(slug, |r| r.title);
+        let got = find(slug).map_or_else(|| "not run yet".into(), |r| fmt(score(r, "STSBenchmark")));
+        let _ = writeln!(md, "- {title}: {got} (target {target:.1}, {whom})");
     }
     md
 }
@@ -302,8 +315,12 @@ mod tests {
             record("causal-mean", &[("STSBenchmark", "STS", 0.5)], None),
             record("bidirectional-mean", &[("STSBenchmark", "STS", 0.3)], None),
         ];
-        let page = markdown(&opts(), &records, &task_names(&records), 5.0, &[]);
+        let page = markdown(&opts(), &records, &[], &task_names(&records), 5.0, &[]);
         assert!(page.contains("| causal-mean | 50.00 | 50.00 | 50.00 |"), "{page}");
+        assert!(!page.contains("In progress"), "{page}");
+        let partial = markdown(&opts(), &records[..1], &["bidirectional-mean"], &task_names(&records), 5.0, &[]);
+        assert!(partial.contains("still to run: bidirectional-mean."), "{partial}");
+        assert!(partial.contains("No training stage has finished yet.") && partial.contains("MNTP + supervised: not run yet"), "{partial}");
         assert!(page.contains("30.00 vs 50.00 overall, lower (-20.00)"), "{page}");
         assert!(bar_chart(&records, &task_names(&records)).matches("<rect x=").count() >= 6);
     }

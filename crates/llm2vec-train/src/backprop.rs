@@ -19,7 +19,7 @@ impl Batch {
         let t = rows.iter().map(|r| r.len()).max().unwrap_or(0);
         let mut ids = Vec::with_capacity(rows.len() * t);
         for r in rows {
-            ids.extend(r.iter().copied().chain(std::iter::repeat(0).take(t - r.len())));
+            ids.extend(r.iter().copied().chain(std::iter::repeat_n(0, t - r.len())));
         }
         Ok(Self { ids: Tensor::from_vec(ids, (rows.len(), t), device)?, lengths: rows.iter().map(|r| r.len()).collect() })
     }

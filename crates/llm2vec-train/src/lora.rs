@@ -143,11 +143,10 @@ impl LoraModel {
             })
             .collect::<Result<Vec<_>>>()?;
         let bytes = safetensors::serialize(views, None).map_err(|e| TrainError::Adapter(e.to_string()))?;
-        llm2vec::io::write_atomic(&dir.join("adapter_model.safetensors"), &bytes)?;
+        write_if_changed(&dir.join("adapter_model.safetensors"), &bytes)?;
         let config = AdapterConfig::new(&self.settings, self.target_modules(), base);
         let json = serde_json::to_vec_pretty(&config).map_err(|e| TrainError::Adapter(e.to_string()))?;
-        llm2vec::io::write_atomic(&dir.join("adapter_config.json"), &json)?;
-        Ok(())
+        write_if_changed(&dir.join("adapter_config.json"), &json)
     }
 
     /// Replaces every update's A and B with those of the adapter in `dir` (a checkpoint of this model).
@@ -231,6 +230,15 @@ fn key(module: &str, part: &str) -> String {
 fn f32_bytes(t: &Tensor) -> Result<Vec<u8>> {
     let v: Vec<f32> = t.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
     Ok(v.iter().flat_map(|x| x.to_le_bytes()).collect())
+}
+
+/// Writes `bytes` atomically unless `path` already holds them: a resumed run that has nothing left
+/// to train leaves its adapter's files (and their times, which embedding caches key on) as they were.
+pub(crate) fn write_if_changed(path: &Path, bytes: &[u8]) -> Result<()> {
+    if std::fs::read(path).is_ok_and(|old| old == bytes) {
+        return Ok(());
+    }
+    Ok(llm2vec::io::write_atomic(path, bytes)?)
 }
 
 /// A loaded adapter: its config and (A, B) per module name.

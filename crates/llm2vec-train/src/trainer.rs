@@ -53,12 +53,14 @@ pub fn run(stage: Stage, config: &TrainConfig, config_path: &Path, opts: &RunOpt
     let last_step = planned.min(config.stop_after_n_steps);
     let mut optimizer = AdamW::new(&model.lora.vars(), AdamWConfig { weight_decay: config.weight_decay, ..Default::default() })?;
     let mut state = TrainerState { stage: stage_name(stage).into(), planned_steps: planned, ..Default::default() };
+    let mut last_saved = None;
     if !opts.restart {
         if let Some(resumed) = resume(stage, &output_dir, &mut model, &mut optimizer, opts)? {
+            last_saved = Some(resumed.step);
             state = resumed;
         }
     }
-    let mut run = Run { stage, config, opts, model: &model, objective: objective.as_ref(), output_dir: &output_dir, last_saved: None };
+    let mut run = Run { stage, config, opts, model: &model, objective: objective.as_ref(), output_dir: &output_dir, last_saved };
     if state.step == 0 {
         run.evaluate(&mut state)?;
     }
@@ -76,11 +78,11 @@ pub fn run(stage: Stage, config: &TrainConfig, config_path: &Path, opts: &RunOpt
         let elapsed = elapsed_before + started.elapsed().as_secs_f64();
         state.steps.push(StepRecord { step: state.step, loss, learning_rate: lr, grad_norm, tokens, elapsed_seconds: elapsed });
         run.progress(&state, last_step, started, elapsed_before);
-        if config.eval_steps.is_some_and(|n| n > 0 && state.step % n == 0) {
+        if config.eval_steps.is_some_and(|n| n > 0 && state.step.is_multiple_of(n)) {
             run.evaluate(&mut state)?;
         }
         let stopping = opts.stop.load(Ordering::SeqCst);
-        if (config.save_steps > 0 && state.step % config.save_steps == 0) || stopping {
+        if (config.save_steps > 0 && state.step.is_multiple_of(config.save_steps)) || stopping {
             let dir = run.save(&optimizer, &state)?;
             if stopping {
                 return Err(TrainError::Interrupted { step: state.step, checkpoint: dir });
@@ -226,7 +228,7 @@ impl Run<'_> {
         }
         let terminal = std::io::stderr().is_terminal();
         let every = self.config.logging_steps.max(1);
-        if !terminal && state.step % every != 0 && state.step != last_step {
+        if !terminal && !state.step.is_multiple_of(every) && state.step != last_step {
             return;
         }
         let recent = &state.steps[state.steps.len().saturating_sub(every)..];
@@ -288,7 +290,7 @@ impl Run<'_> {
     fn write_final(&self, state: &TrainerState) -> Result<()> {
         let base = self.config.model_name_or_path.clone();
         self.model.lora.save(self.output_dir, base)?;
-        llm2vec::io::write_atomic(&self.output_dir.join("llm2vec_config.json"), &self.llm2vec_config())?;
+        crate::lora::write_if_changed(&self.output_dir.join("llm2vec_config.json"), &self.llm2vec_config())?;
         self.write_logs(state)
     }
 }

@@ -128,6 +128,20 @@ fn resume_is_exact() {
 }
 
 #[test]
+fn rerunning_a_finished_run_leaves_its_weights_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), Stage::Mntp, &mntp_data(dir.path()), json!({"stop_after_n_steps": 4, "save_steps": 2}));
+    train(Stage::Mntp, &cfg, &RunOptions::default()).unwrap();
+    let out = dir.path().join("out");
+    let files = ["adapter_model.safetensors", "adapter_config.json", "llm2vec_config.json", "checkpoint-4/adapter_model.safetensors"];
+    let times = || files.map(|f| std::fs::metadata(out.join(f)).unwrap().modified().unwrap());
+    let before = times();
+    let again = train(Stage::Mntp, &cfg, &RunOptions::default()).unwrap();
+    assert_eq!(again.state.step, 4);
+    assert_eq!(times(), before, "an embedding cache keyed on these files' times stays valid");
+}
+
+#[test]
 fn ctrl_c_saves_a_checkpoint_and_the_run_resumes() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), Stage::Mntp, &mntp_data(dir.path()), json!({"stop_after_n_steps": 4}));

@@ -244,7 +244,7 @@ impl Encoder {
         let lengths: Vec<usize> = items.iter().map(|t| t.ids.len()).collect();
         let mut ids = Vec::with_capacity(items.len() * seq_len);
         for t in items {
-            ids.extend(t.ids.iter().copied().chain(std::iter::repeat(0).take(seq_len - t.ids.len())));
+            ids.extend(t.ids.iter().copied().chain(std::iter::repeat_n(0, seq_len - t.ids.len())));
         }
         let ids = Tensor::from_vec(ids, (items.len(), seq_len), device)?;
         let hidden = self.backbone.forward(&ids, &lengths, self.settings.attention)?;

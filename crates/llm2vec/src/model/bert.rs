@@ -47,7 +47,7 @@ impl Config {
     /// Checks the numbers that the shapes depend on.
     pub fn validate(&self, path: &std::path::Path) -> Result<()> {
         let err = |field: &str, msg: String| Error::Config { path: path.into(), field: field.into(), msg };
-        if self.num_attention_heads == 0 || self.hidden_size % self.num_attention_heads != 0 {
+        if self.num_attention_heads == 0 || !self.hidden_size.is_multiple_of(self.num_attention_heads) {
             return Err(err(
                 "num_attention_heads",
                 format!("{} must be positive and divide hidden_size {}", self.num_attention_heads, self.hidden_size),

@@ -83,20 +83,20 @@ impl Config {
         }
         match self.version() {
             Version::One => false,
-            Version::Two => layer % 2 == 0,
-            Version::Three => (layer + 1) % self.sliding_window_pattern.unwrap_or(6) != 0,
+            Version::Two => layer.is_multiple_of(2),
+            Version::Three => !(layer + 1).is_multiple_of(self.sliding_window_pattern.unwrap_or(6)),
         }
     }
 
     pub fn validate(&self, path: &std::path::Path) -> Result<()> {
         let err = |field: &str, msg: String| Error::Config { path: path.into(), field: field.into(), msg };
-        if self.num_attention_heads == 0 || self.kv_heads() == 0 || self.num_attention_heads % self.kv_heads() != 0 {
+        if self.num_attention_heads == 0 || self.kv_heads() == 0 || !self.num_attention_heads.is_multiple_of(self.kv_heads()) {
             return Err(err(
                 "num_key_value_heads",
                 format!("{} must be positive and divide num_attention_heads {}", self.kv_heads(), self.num_attention_heads),
             ));
         }
-        if self.head_dim == 0 || self.head_dim % 2 != 0 {
+        if self.head_dim == 0 || !self.head_dim.is_multiple_of(2) {
             return Err(err("head_dim", format!("{} must be even and positive", self.head_dim)));
         }
         if let Some(act) = &self.hidden_activation {

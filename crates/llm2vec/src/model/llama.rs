@@ -80,13 +80,13 @@ impl Config {
         if self.num_attention_heads == 0 || self.kv_heads() == 0 {
             return Err(err("num_attention_heads", "must be positive".into()));
         }
-        if self.num_attention_heads % self.kv_heads() != 0 {
+        if !self.num_attention_heads.is_multiple_of(self.kv_heads()) {
             return Err(err(
                 "num_key_value_heads",
                 format!("{} does not divide num_attention_heads {}", self.kv_heads(), self.num_attention_heads),
             ));
         }
-        if self.head_dim() % 2 != 0 || self.head_dim() == 0 {
+        if !self.head_dim().is_multiple_of(2) || self.head_dim() == 0 {
             return Err(err("head_dim", format!("{} must be even and positive", self.head_dim())));
         }
         if self.hidden_act != "silu" {

@@ -348,7 +348,7 @@ pub fn restore(arch: Arch, hp: &Hparams, hf_name: &str, data: Vec<f32>) -> Resul
 
 /// Inverts convert_hf_to_gguf's `permute`: per head, GGUF row `2i + j` is Hugging Face row `j * head_dim/2 + i`.
 pub fn unpermute_rows(data: &[f32], n_head: usize, head_dim: usize) -> Result<Vec<f32>, String> {
-    let rows = n_head.checked_mul(head_dim).unwrap_or(usize::MAX);
+    let rows = n_head.saturating_mul(head_dim);
     if !head_dim.is_multiple_of(2) || rows == 0 || rows > data.len() || !data.len().is_multiple_of(rows) {
         return Err(format!("{} values are not {n_head} heads of {head_dim} (even) rows", data.len()));
     }
