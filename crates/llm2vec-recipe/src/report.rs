@@ -110,7 +110,9 @@ fn markdown(opts: &RecipeOptions, records: &[StageRecord], pending: &[&str], tas
         }
     }
     md += &shape(records);
-    md += "\n## Commands\n\nEach row, reproduced stage by stage (the recipe wrote each training config it used):\n\n";
+    md += "\n## Commands\n\nEach row, reproduced stage by stage (the recipe wrote each training config it used). The time \
+           after an evaluation is that of the run that finished it: texts already in the embedding cache (from an \
+           earlier run, or a stopped one, with the same model and settings) were not encoded again.\n\n";
     for r in records {
         let _ = writeln!(md, "- {}:", r.title);
         if let Some(t) = &r.training {
