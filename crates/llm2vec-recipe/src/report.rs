@@ -320,11 +320,11 @@ mod tests {
         let page = markdown(&opts(), &records, &[], &task_names(&records), 5.0, &[]);
         assert!(page.contains("| causal-mean | 50.00 | 50.00 | 50.00 |"), "{page}");
         assert!(!page.contains("In progress"), "{page}");
+        assert!(page.contains("30.00 vs 50.00 overall, lower (-20.00)"), "{page}");
+        assert!(bar_chart(&records, &task_names(&records)).matches("<rect x=").count() >= 6);
         let partial = markdown(&opts(), &records[..1], &["bidirectional-mean"], &task_names(&records), 5.0, &[]);
         assert!(partial.contains("still to run: bidirectional-mean."), "{partial}");
         assert!(partial.contains("No training stage has finished yet.") && partial.contains("MNTP + supervised: not run yet"), "{partial}");
-        assert!(page.contains("30.00 vs 50.00 overall, lower (-20.00)"), "{page}");
-        assert!(bar_chart(&records, &task_names(&records)).matches("<rect x=").count() >= 6);
     }
 
     fn opts() -> RecipeOptions {
