@@ -52,9 +52,12 @@ def test_other_threads_run_while_encoding(tiny_model, monkeypatch):
 
 
 CHILD = """
-import sys, time
+import signal, sys
 import llm2vec_rs.encoder
 from llm2vec_rs import LLM2Vec
+
+# A background job of a non-interactive shell starts with SIGINT ignored; Ctrl-C is what this child tests.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 class Progress:
     done = 0
