@@ -1,13 +1,14 @@
 //! `POST /embed`, the LLM2Vec-style endpoint: `inputs` is a string or a list whose items are texts or
 //! `[instruction, text]` pairs; `instruction` applies to the plain texts (attended to, not pooled);
-//! `normalize` (default true) L2-normalises; `truncate` (default false) cuts inputs over max_length instead of
-//! refusing them. The answer is a list of embeddings, one per input, in order.
+//! `normalize` (default true) L2-normalises; `truncate` (default false) cuts inputs over the token limits
+//! instead of refusing them. The answer is a list of embeddings, one per input, in order; the
+//! `x-truncated-inputs` header counts the inputs cut.
 
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
+use axum::http::HeaderName;
 use axum::Json;
 use llm2vec::Input;
 use serde::Deserialize;
@@ -46,12 +47,14 @@ enum Item {
     Pair(String, String),
 }
 
+const TRUNCATED_INPUTS: HeaderName = HeaderName::from_static("x-truncated-inputs");
+
 /// The handler.
 pub async fn embed(
     State(state): State<Arc<AppState>>,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Vec<Vec<f32>>>, ApiError> {
-    let request: Request = embedding::parse_body(body, state.config.max_body_bytes)?;
+    body: Bytes,
+) -> Result<([(HeaderName, String); 1], Json<Vec<Vec<f32>>>), ApiError> {
+    let request: Request = embedding::parse_body(&body)?;
     let items = match request.inputs {
         Inputs::One(text) => vec![Item::Text(text)],
         Inputs::Many(items) => items,
@@ -64,10 +67,11 @@ pub async fn embed(
             Item::Pair(instruction, text) => Input::new(instruction, text),
         })
         .collect();
-    let tokens = embedding::tokenize(state.encoder.clone(), inputs, request.truncate).await?;
+    let tokens = embedding::tokenize(state.encoder.clone(), inputs, request.truncate, state.max_text_bytes).await?;
     let mut embeddings = embedding::run(&state.batcher, tokens, state.encoder.dim()).await?;
     if request.normalize {
         embeddings.normalize();
     }
-    Ok(Json((0..embeddings.rows).map(|i| embeddings.row(i).to_vec()).collect()))
+    let rows = (0..embeddings.rows).map(|i| embeddings.row(i).to_vec()).collect();
+    Ok(([(TRUNCATED_INPUTS, embeddings.truncated.len().to_string())], Json(rows)))
 }

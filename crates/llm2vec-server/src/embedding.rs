@@ -1,12 +1,15 @@
-//! What both embedding endpoints share: reading the JSON body, checking the number of inputs, tokenizing on
-//! arrival (off the async workers; over-length inputs refused unless truncation is asked for), waiting for
-//! the rows from the inference queue, and cutting dimensions.
+//! What both embedding endpoints share: reading and parsing the JSON body, checking the number of inputs,
+//! tokenizing on arrival (off the async workers; over-length inputs refused unless truncation is asked for),
+//! waiting for the rows from the inference queue, and cutting dimensions.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::header::CONTENT_LENGTH;
 use axum::http::StatusCode;
+use http_body_util::LengthLimitError;
 use llm2vec::tokenize::{TokenizeOptions, Tokenized};
 use llm2vec::{Embeddings, Encoder, Input, Pooling};
 use serde::de::DeserializeOwned;
@@ -15,16 +18,33 @@ use serde_json::error::Category;
 use crate::batcher::Batcher;
 use crate::error::ApiError;
 
-/// Parses a request body: 413 over the size limit, 400 when it is not UTF-8 or not JSON, 422 when the
-/// JSON does not fit the schema.
-pub fn parse_body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>, limit: usize) -> Result<T, ApiError> {
-    let body = body.map_err(|rejection| match rejection.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => {
-            ApiError::too_large(format!("request body is larger than the limit of {limit} bytes"))
+/// Reads the whole body of `request`: 413 over `limit` bytes (before reading any of it when Content-Length
+/// says so, so that an `Expect: 100-continue` client is not asked to send it), 408 when it takes longer than
+/// `timeout`, 400 when the client breaks it off. The request comes back with the body in memory.
+pub async fn read_body(request: Request, limit: usize, timeout: Duration) -> Result<Request, ApiError> {
+    let too_large = || ApiError::too_large(format!("request body is larger than the limit of {limit} bytes"));
+    let declared = request.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    let (parts, body) = request.into_parts();
+    let bytes = match tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(e)) if std::error::Error::source(&e).is_some_and(|s| s.is::<LengthLimitError>()) => {
+            return Err(too_large())
         }
-        status => ApiError::new(status, rejection.body_text()),
-    })?;
-    let text = std::str::from_utf8(&body).map_err(|e| {
+        Ok(Err(e)) => return Err(ApiError::bad_request(format!("cannot read the request body: {e}"))),
+        Err(_) => {
+            let message = format!("the request body took more than {} s to arrive", timeout.as_secs_f64());
+            return Err(ApiError::new(StatusCode::REQUEST_TIMEOUT, message));
+        }
+    };
+    Ok(Request::from_parts(parts, Body::from(bytes)))
+}
+
+/// Parses a request body: 400 when it is not UTF-8 or not JSON, 422 when the JSON does not fit the schema.
+pub fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let text = std::str::from_utf8(body).map_err(|e| {
         ApiError::bad_request(format!("request body is not valid UTF-8 (invalid byte at offset {})", e.valid_up_to()))
     })?;
     serde_json::from_str(text).map_err(|e| match e.classify() {
@@ -44,40 +64,75 @@ pub fn check_count(count: usize, field: &str, max: usize) -> Result<(), ApiError
     }
 }
 
-/// Tokenizes every input on the blocking pool. With `truncate` false, an input longer than max_length is
-/// refused (413, with its token count).
-pub async fn tokenize(encoder: Arc<Encoder>, inputs: Vec<Input>, truncate: bool) -> Result<Vec<Tokenized>, ApiError> {
+/// The longest text, in bytes, that can have no more tokens than the limit for a text's own tokens
+/// (doc_max_length, or max_length if lower): that many of the vocabulary's longest token, twice over for
+/// normalisation. A longer text is over the limit for certain, and is refused without tokenizing it.
+pub fn max_text_bytes(encoder: &Encoder) -> usize {
+    let settings = encoder.settings();
+    let longest = encoder.tokenizer().inner().get_vocab(true).keys().map(String::len).max().unwrap_or(1);
+    settings.doc_max_length.min(settings.max_length).saturating_mul(longest).saturating_mul(2)
+}
+
+/// Tokenizes every input on the blocking pool. With `truncate` false, an input that `llm2vec encode` would cut
+/// is refused (413, naming the input and its length): one over `max_text_bytes`, one whose text has more than
+/// doc_max_length tokens, or one over max_length in all. With `truncate` true it is cut as `encode` cuts it,
+/// and marked truncated.
+pub async fn tokenize(
+    encoder: Arc<Encoder>,
+    inputs: Vec<Input>,
+    truncate: bool,
+    max_text_bytes: usize,
+) -> Result<Vec<Tokenized>, ApiError> {
     tokio::task::spawn_blocking(move || {
-        inputs.iter().enumerate().map(|(i, input)| tokenize_one(&encoder, i, input, truncate)).collect()
+        let one = |(i, input)| tokenize_one(&encoder, i, input, truncate, max_text_bytes);
+        inputs.iter().enumerate().map(one).collect()
     })
     .await
     .map_err(|e| ApiError::internal(format!("tokenization failed: {e}")))?
 }
 
-fn tokenize_one(encoder: &Encoder, i: usize, input: &Input, truncate: bool) -> Result<Tokenized, ApiError> {
-    let tokens = encoder.tokenize(input).map_err(|e| input_error(i, e))?;
-    if tokens.truncated && !truncate {
-        let count = full_length(encoder, input).map_err(|e| input_error(i, e))?;
-        let max_length = encoder.settings().max_length;
+fn tokenize_one(
+    encoder: &Encoder,
+    i: usize,
+    input: &Input,
+    truncate: bool,
+    max_text_bytes: usize,
+) -> Result<Tokenized, ApiError> {
+    let settings = encoder.settings();
+    let n = i + 1;
+    if !truncate && input.text.len() > max_text_bytes {
+        let limit = settings.doc_max_length.min(settings.max_length);
+        let bytes = input.text.len();
+        return Err(ApiError::too_large(format!("input {n} is {bytes} bytes, too long to fit in {limit} tokens")));
+    }
+    // The word cut to doc_max_length that `encode` makes first (see `TextTokenizer::shorten_document`).
+    let count = encoder.tokenizer().count(&input.text).map_err(|e| input_error(i, e))?;
+    let shortened = count.min(settings.max_length) > settings.doc_max_length;
+    if shortened && !truncate {
+        let doc_max_length = settings.doc_max_length;
         return Err(ApiError::too_large(format!(
-            "input {} has {count} tokens, more than max_length {max_length}",
-            i + 1
+            "input {n} has {count} tokens of text, more than doc_max_length {doc_max_length}"
         )));
     }
+    let mut tokens = encoder.tokenize(input).map_err(|e| input_error(i, e))?;
+    if tokens.truncated && !truncate {
+        let count = full_length(encoder, input).map_err(|e| input_error(i, e))?;
+        let max_length = settings.max_length;
+        return Err(ApiError::too_large(format!("input {n} has {count} tokens, more than max_length {max_length}")));
+    }
+    tokens.truncated |= shortened;
     Ok(tokens)
 }
 
-/// The token count of `input` without the max_length cut (what an over-length error reports).
+/// The token count of `input` (not shortened to doc_max_length) without the max_length cut.
 fn full_length(encoder: &Encoder, input: &Input) -> llm2vec::Result<usize> {
     let settings = encoder.settings();
-    let opts = TokenizeOptions {
-        max_length: settings.max_length,
+    let uncut = TokenizeOptions {
+        max_length: usize::MAX,
         doc_max_length: settings.doc_max_length,
         append_eos: settings.pooling == Pooling::EosToken,
     };
-    let text = encoder.tokenizer().shorten_document(&input.text, &opts)?;
-    let uncut = TokenizeOptions { max_length: usize::MAX, ..opts };
-    Ok(encoder.tokenizer().tokenize(&input.instruction, &text, &uncut)?.ids.len())
+    Ok(encoder.tokenizer().tokenize(&input.instruction, &input.text, &uncut)?.ids.len())
 }
 
 /// 422 for what is wrong with the input itself (empty text, untokenizable), 500 for anything else.

@@ -68,7 +68,7 @@ impl ApiError {
     fn kind(&self) -> &'static str {
         match self.status {
             StatusCode::TOO_MANY_REQUESTS => "overloaded_error",
-            StatusCode::GATEWAY_TIMEOUT => "timeout_error",
+            StatusCode::REQUEST_TIMEOUT | StatusCode::GATEWAY_TIMEOUT => "timeout_error",
             s if s.is_server_error() => "server_error",
             _ => "invalid_request_error",
         }

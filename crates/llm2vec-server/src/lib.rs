@@ -4,12 +4,14 @@
 //! `GET /health`, `GET /info`, `GET /metrics` (Prometheus). Requests are tokenized on arrival; their inputs
 //! join one queue that a dedicated inference thread drains in batches bounded by a padded-token budget.
 //!
-//! Modules in request order: [`config`] (flags and limits), [`routes`] (router and middleware),
-//! [`openai`] and [`embed`] (the two schemas), [`embedding`] (shared request steps), [`batcher`] (queue and
-//! inference thread), [`metrics`], [`server`] (binding, signals, graceful shutdown), [`error`].
+//! Modules in request order: [`config`] (flags and limits), [`server`] (binding, accept loop, signals,
+//! graceful shutdown), [`connection`] (one client's connection and its timeouts), [`routes`] (router and
+//! middleware), [`openai`] and [`embed`] (the two schemas), [`embedding`] (shared request steps), [`batcher`]
+//! (queue and inference thread), [`metrics`], [`error`].
 
 pub mod batcher;
 pub mod config;
+pub mod connection;
 pub mod embed;
 pub mod embedding;
 pub mod error;

@@ -1,12 +1,12 @@
 //! `POST /v1/embeddings`, the OpenAI embeddings API: `input` (a string or a list of strings), `model`,
 //! `encoding_format` (float or base64: little-endian float32), `dimensions` (the first N values, then
-//! re-normalised); `user` and other OpenAI fields are ignored. Embeddings are unit length, as OpenAI's are,
-//! and inputs over max_length are refused, not truncated.
+//! re-normalised), `truncate` (TEI's field, default false); `user` and other OpenAI fields are ignored.
+//! Embeddings are unit length, as OpenAI's are. Inputs over the token limits are refused, as OpenAI refuses
+//! them, unless `truncate` is true; `usage.truncated_inputs` counts the inputs cut.
 
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
 use axum::Json;
 use base64::Engine;
@@ -23,6 +23,8 @@ struct Request {
     #[serde(default)]
     encoding_format: EncodingFormat,
     dimensions: Option<usize>,
+    #[serde(default)]
+    truncate: bool,
 }
 
 #[derive(Deserialize)]
@@ -66,14 +68,16 @@ enum Vector {
 struct Usage {
     prompt_tokens: usize,
     total_tokens: usize,
+    /// Inputs cut to the token limits (only with `truncate`).
+    truncated_inputs: usize,
 }
 
 /// The handler.
 pub async fn embeddings(
     State(state): State<Arc<AppState>>,
-    body: Result<Bytes, BytesRejection>,
+    body: Bytes,
 ) -> Result<Json<Response>, ApiError> {
-    let request: Request = embedding::parse_body(body, state.config.max_body_bytes)?;
+    let request: Request = embedding::parse_body(&body)?;
     let texts = match request.input {
         Texts::One(text) => vec![text],
         Texts::Many(texts) => texts,
@@ -81,7 +85,7 @@ pub async fn embeddings(
     embedding::check_count(texts.len(), "input", state.config.max_client_batch_size)?;
     let dims = check_dimensions(request.dimensions, state.encoder.dim())?;
     let inputs = texts.into_iter().map(Input::text).collect();
-    let tokens = embedding::tokenize(state.encoder.clone(), inputs, false).await?;
+    let tokens = embedding::tokenize(state.encoder.clone(), inputs, request.truncate, state.max_text_bytes).await?;
     let mut embeddings =
         embedding::cut_dimensions(embedding::run(&state.batcher, tokens, state.encoder.dim()).await?, dims);
     embeddings.normalize();
@@ -108,7 +112,8 @@ fn response(embeddings: &Embeddings, format: EncodingFormat, model: &str) -> Res
             EmbeddingObject { object: "embedding", index, embedding }
         })
         .collect();
-    let usage = Usage { prompt_tokens: embeddings.tokens, total_tokens: embeddings.tokens };
+    let tokens = embeddings.tokens;
+    let usage = Usage { prompt_tokens: tokens, total_tokens: tokens, truncated_inputs: embeddings.truncated.len() };
     Response { object: "list", data, model: model.to_string(), usage }
 }
 

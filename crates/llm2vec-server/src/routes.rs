@@ -1,12 +1,13 @@
-//! The HTTP surface: the router, the shared state, the middleware that bounds embedding requests
-//! (shutdown, concurrency, timeout) and records metrics, and the small endpoints (/health, /info, /metrics,
-//! JSON 404 and 405).
+//! The HTTP surface: the router, the shared state, the middleware that checks the API key, bounds embedding
+//! requests (shutdown, concurrency, body size and read time, timeout) and records metrics, and the small
+//! endpoints (/health, /info, /metrics, JSON 404 and 405).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
 use axum::http::{header, Method, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -14,13 +15,15 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use llm2vec::Encoder;
 use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 use tokio::sync::Semaphore;
 
 use crate::batcher::Batcher;
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
-use crate::{embed, openai};
+use crate::{embed, embedding, openai};
 
 const EMBEDDING_ROUTES: [&str; 2] = ["/v1/embeddings", "/embed"];
 
@@ -31,8 +34,12 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub config: Config,
     pub model_name: String,
+    /// Longest text in bytes that can be within the token limits (see [`embedding::max_text_bytes`]).
+    pub max_text_bytes: usize,
     limiter: Arc<Semaphore>,
     shutting_down: AtomicBool,
+    /// SHA-256 of --api-key: keys are compared as digests, in constant time.
+    key_digest: Option<[u8; 32]>,
 }
 
 impl AppState {
@@ -45,7 +52,19 @@ impl AppState {
         model_name: String,
     ) -> Self {
         let limiter = Arc::new(Semaphore::new(config.max_concurrent_requests));
-        Self { encoder, batcher, metrics, config, model_name, limiter, shutting_down: AtomicBool::new(false) }
+        let key_digest = config.api_key.as_deref().map(digest);
+        let max_text_bytes = embedding::max_text_bytes(&encoder);
+        Self {
+            encoder,
+            batcher,
+            metrics,
+            config,
+            model_name,
+            max_text_bytes,
+            limiter,
+            shutting_down: AtomicBool::new(false),
+            key_digest,
+        }
     }
 
     /// From now on embedding requests get 503 and /health reports shutting_down.
@@ -73,13 +92,44 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), authorize))
         .layer(middleware::from_fn_with_state(state.clone(), record))
-        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        // `limits` has read the body within --max-body-bytes before a handler sees it.
+        .layer(DefaultBodyLimit::disable())
         .with_state(state)
 }
 
+/// With --api-key, every route but /health needs `Authorization: Bearer <key>`; otherwise 401.
+async fn authorize(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    let Some(expected) = &state.key_digest else {
+        return next.run(request).await;
+    };
+    if request.uri().path() == "/health" {
+        return next.run(request).await;
+    }
+    let presented = request.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(bearer);
+    let message = match presented {
+        None => "missing API key: send it as `Authorization: Bearer <key>`",
+        Some(key) if bool::from(digest(key)[..].ct_eq(&expected[..])) => return next.run(request).await,
+        Some(_) => "invalid API key",
+    };
+    ([(WWW_AUTHENTICATE, "Bearer")], ApiError::new(StatusCode::UNAUTHORIZED, message)).into_response()
+}
+
+/// The token of an `Authorization: Bearer <token>` value (the scheme in any case).
+fn bearer(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+fn digest(key: &str) -> [u8; 32] {
+    Sha256::digest(key.as_bytes()).into()
+}
+
 /// Embedding requests: 503 while shutting down, 429 beyond --max-concurrent-requests (no queue grows),
-/// 504 after --request-timeout (the request's queued work is dropped with it).
+/// 413 for a body over --max-body-bytes (before any of it is read: an `Expect: 100-continue` client is not
+/// told to send it), 408 for a body slower than --body-timeout, 504 after --request-timeout (the request's
+/// queued work is dropped with it).
 async fn limits(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
     if state.is_shutting_down() {
         return ApiError::unavailable("the server is shutting down").into_response();
@@ -89,7 +139,14 @@ async fn limits(State(state): State<Arc<AppState>>, request: Request, next: Next
         let message = format!("too many concurrent requests (limit {limit}); retry later");
         return ([(header::RETRY_AFTER, "1")], ApiError::new(StatusCode::TOO_MANY_REQUESTS, message)).into_response();
     };
-    match tokio::time::timeout(state.config.timeout(), next.run(request)).await {
+    let config = &state.config;
+    let work = async {
+        match embedding::read_body(request, config.max_body_bytes, config.body_timeout()).await {
+            Ok(request) => next.run(request).await,
+            Err(e) => e.into_response(),
+        }
+    };
+    match tokio::time::timeout(state.config.timeout(), work).await {
         Ok(response) => response,
         Err(_) => {
             let message = format!("the request took more than {} s", state.config.request_timeout);
@@ -134,6 +191,11 @@ async fn info(State(state): State<Arc<AppState>>) -> Json<Value> {
             "max_client_batch_size": config.max_client_batch_size,
             "max_body_bytes": config.max_body_bytes,
             "request_timeout_s": config.request_timeout,
+            "max_connections": config.max_connections,
+            "header_timeout_s": config.header_timeout,
+            "body_timeout_s": config.body_timeout,
+            "keep_alive_timeout_s": config.keep_alive_timeout,
+            "drain_timeout_s": config.drain_timeout,
         },
         "version": env!("CARGO_PKG_VERSION"),
     }))
@@ -149,4 +211,17 @@ async fn not_found(method: Method, uri: Uri) -> ApiError {
 
 async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
     ApiError::new(StatusCode::METHOD_NOT_ALLOWED, format!("{method} is not allowed on {}", uri.path()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_tokens_are_read_in_any_scheme_case() {
+        assert_eq!(bearer("Bearer abc"), Some("abc"));
+        assert_eq!(bearer("bearer  abc "), Some("abc"));
+        assert_eq!(bearer("Basic abc"), None);
+        assert_eq!(bearer("abc"), None);
+    }
 }

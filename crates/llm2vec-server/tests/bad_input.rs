@@ -3,6 +3,8 @@
 
 mod common;
 
+use std::sync::Arc;
+
 use common::{tiny_model, TestServer};
 use llm2vec::{Encoder, Input, Options};
 use llm2vec_server::Config;
@@ -66,7 +68,7 @@ fn a_body_over_the_limit_is_413() {
         let body = json!({"inputs": ["x".repeat(size)]}).to_string();
         server.post("/embed", body.as_bytes()).assert_error(413, "request body is larger than the limit of 4096 bytes");
     }
-    let body = json!({"input": "y ".repeat(1500)}).to_string();
+    let body = json!({"input": "y ".repeat(1500), "truncate": true}).to_string();
     let reply = server.post("/v1/embeddings", body.as_bytes());
     assert_eq!(reply.status, 200, "under the limit: {}", reply.text());
     server.assert_healthy();
@@ -97,5 +99,46 @@ fn a_text_over_max_length_without_truncate_is_413_with_its_token_count() {
     let cut = Encoder::from_pretrained(&tiny_model(), options).unwrap();
     let expected = common::library(&cut, &[Input::new("Retrieve:", long.as_str())], false);
     common::assert_rows_match(&common::float_rows(reply.json().as_array().unwrap()), &expected);
+    server.assert_healthy();
+}
+
+#[test]
+fn a_text_over_doc_max_length_is_413_without_truncate_and_counted_with_it() {
+    let options = Options { doc_max_length: Some(8), ..Options::default() };
+    let encoder = Arc::new(Encoder::from_pretrained(&tiny_model(), options).unwrap());
+    let server = TestServer::start_with(encoder.clone(), Config::default());
+    let long = "the quick brown fox jumps over the lazy dog";
+    let count = encoder.tokenizer().count(long).unwrap();
+    assert!(count > 8);
+    let message = |n: usize| format!("input {n} has {count} tokens of text, more than doc_max_length 8");
+    server.post_json("/embed", &json!({"inputs": ["short", long]})).assert_error(413, &message(2));
+    server.post_json("/v1/embeddings", &json!({"input": [long]})).assert_error(413, &message(1));
+    // With truncate: cut as `llm2vec encode` cuts it, and counted.
+    let inputs = [Input::text("short"), Input::text(long)];
+    let reply = server.post_json("/embed", &json!({"inputs": ["short", long], "truncate": true, "normalize": false}));
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.header("x-truncated-inputs"), Some("1"));
+    let expected = common::library(&encoder, &inputs, false);
+    common::assert_rows_match(&common::float_rows(reply.json().as_array().unwrap()), &expected);
+    let reply = server.post_json("/v1/embeddings", &json!({"input": ["short", long], "truncate": true}));
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let body = reply.json();
+    assert_eq!(body["usage"]["truncated_inputs"], 1);
+    common::assert_rows_match(&common::openai_rows(&body), &common::library(&encoder, &inputs, true));
+    let body = server.post_json("/v1/embeddings", &json!({"input": ["short"]})).json();
+    assert_eq!(body["usage"]["truncated_inputs"], 0);
+}
+
+#[test]
+fn a_megabyte_text_is_refused_by_its_size_before_tokenizing() {
+    let server = start(Options::default(), Config::default());
+    let words = "word ".repeat(200_000);
+    let one_word = "x".repeat(1_000_000);
+    for text in [words, one_word] {
+        server
+            .post_json("/v1/embeddings", &json!({"input": ["short", text]}))
+            .assert_error(413, "input 2 is 1000000 bytes, too long to fit in 400 tokens");
+        server.post_json("/embed", &json!({"inputs": text})).assert_error(413, "input 1 is 1000000 bytes");
+    }
     server.assert_healthy();
 }

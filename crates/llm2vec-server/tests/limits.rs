@@ -90,6 +90,17 @@ fn a_request_over_the_timeout_is_504() {
 }
 
 #[test]
+fn a_body_slower_than_the_body_timeout_is_408() {
+    let config = Config { body_timeout: 0.3, ..Config::default() };
+    let server = TestServer::start(&tiny_model(), Options::default(), config);
+    let stalled = Stalled::start(server.addr, "/embed", &embed_body(&["never finished"]));
+    stalled.stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    stalled.reply().assert_error(408, "the request body took more than 0.3 s to arrive");
+    assert_eq!(server.wait_for_metric("llm2vec_requests_in_flight", |v| v == 0.0), 0.0);
+    server.assert_healthy();
+}
+
+#[test]
 fn a_client_that_disconnects_has_its_queued_work_dropped() {
     // One full-length input per batch, so a 64-input request keeps the inference thread busy a while.
     let config = Config { max_batch_tokens: 512, max_client_batch_size: 64, ..Config::default() };

@@ -167,10 +167,59 @@ pub fn head(method: &str, path: &str, body_len: usize) -> String {
 /// One request on a fresh connection. Write errors are ignored (a server may answer and close before
 /// reading a body it refuses); the reply is whatever comes back.
 pub fn request(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> Reply {
+    request_with(addr, method, path, &[], body)
+}
+
+/// [`request`] with extra header lines (`"Name: value"`).
+pub fn request_with(addr: SocketAddr, method: &str, path: &str, headers: &[&str], body: &[u8]) -> Reply {
     let mut stream = TcpStream::connect(addr).expect("connect");
     stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    let _ = stream.write_all(head(method, path, body.len()).as_bytes()).and_then(|()| stream.write_all(body));
+    let head = head(method, path, body.len());
+    let extra: String = headers.iter().map(|h| format!("{h}\r\n")).collect();
+    let head = format!("{}{extra}\r\n", head.strip_suffix("\r\n").unwrap());
+    let _ = stream.write_all(head.as_bytes()).and_then(|()| stream.write_all(body));
     read_reply(&mut stream)
+}
+
+/// A client that keeps its connection open across requests.
+pub struct KeepAlive {
+    pub stream: TcpStream,
+}
+
+impl KeepAlive {
+    pub fn connect(addr: SocketAddr) -> Self {
+        let stream = TcpStream::connect(addr).expect("connect");
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        Self { stream }
+    }
+
+    /// Sends `GET path` on this connection.
+    pub fn send_get(&mut self, path: &str) {
+        let head = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+        self.stream.write_all(head.as_bytes()).expect("send");
+    }
+
+    /// Reads one response (its body by Content-Length), leaving the connection open.
+    pub fn read(&mut self) -> std::io::Result<Reply> {
+        let mut raw = Vec::new();
+        let mut byte = [0u8];
+        while !raw.ends_with(b"\r\n\r\n") {
+            if self.stream.read(&mut byte)? == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            raw.push(byte[0]);
+        }
+        let mut reply = parse_reply(&raw);
+        let length = reply.header("content-length").map_or(0, |v| v.parse().expect("content-length"));
+        reply.body = vec![0; length];
+        self.stream.read_exact(&mut reply.body)?;
+        Ok(reply)
+    }
+
+    pub fn get(&mut self, path: &str) -> Reply {
+        self.send_get(path);
+        self.read().expect("reply")
+    }
 }
 
 /// Reads a whole `Connection: close` response.
