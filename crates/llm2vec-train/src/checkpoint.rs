@@ -102,7 +102,7 @@ pub fn complete(output_dir: &Path) -> Vec<PathBuf> {
             e.path().join(STATE).is_file().then(|| (step, e.path()))
         })
         .collect();
-    found.sort_by(|a, b| b.0.cmp(&a.0));
+    found.sort_by_key(|(step, _)| std::cmp::Reverse(*step));
     found.into_iter().map(|(_, path)| path).collect()
 }
 

@@ -183,8 +183,9 @@ pub fn remove_stale_temps(dir: &Path) -> Result<Vec<PathBuf>> {
         let entry = entry.map_err(|e| Error::io(dir, e))?;
         let stale = entry.file_name().to_str().is_some_and(is_temp_name) && entry.file_type().is_ok_and(|t| t.is_file());
         if stale {
-            std::fs::remove_file(entry.path()).map_err(|e| Error::io(&entry.path(), e))?;
-            removed.push(entry.path());
+            let path = entry.path();
+            std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+            removed.push(path);
         }
     }
     Ok(removed)
