@@ -1,7 +1,8 @@
 //! Checkpoints: `<output_dir>/checkpoint-<step>/` holds the adapter (PEFT format), the optimizer
 //! moments and the trainer state (with the run's [`Fingerprint`]). A checkpoint is written under a
 //! temporary name and renamed into place, so a failed save (a full disk) leaves the previous checkpoints
-//! intact. A restart moves the previous run's files to `<output_dir>/previous-run/`, where resume never looks.
+//! intact. A restart moves the previous run's files to `<output_dir>/previous-run/`, where resume never
+//! looks.
 
 use crate::fingerprint::Fingerprint;
 use crate::lora::LoraModel;
@@ -123,13 +124,6 @@ pub fn restore(dir: &Path, lora: &mut LoraModel, optimizer: &mut AdamW) -> Resul
     };
     lora.load_weights(dir).map_err(in_file(dir.join(ADAPTER)))?;
     optimizer.load(&dir.join(OPTIMIZER)).map_err(in_file(dir.join(OPTIMIZER)))
-}
-
-/// Restores LoRA weights and optimizer moments from `dir` and returns its trainer state.
-pub fn load(dir: &Path, lora: &mut LoraModel, optimizer: &mut AdamW) -> Result<TrainerState> {
-    let state = read_state(dir)?;
-    restore(dir, lora, optimizer)?;
-    Ok(state)
 }
 
 /// Where a restart moves the previous run's files.
