@@ -16,6 +16,7 @@ wheels=$repo/target/python-wheel
 "$venv/bin/python" -m pip install -q --disable-pip-version-check "maturin>=1.7,<2" pytest numpy
 
 scripts/fetch-default-model.sh
+export LLM2VEC_REQUIRE_TEST_FILES=1
 cargo build --release -p llm2vec-cli
 
 rm -rf "$wheels"

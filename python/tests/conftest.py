@@ -26,7 +26,10 @@ def default_model():
     """SmolLM2-135M-Instruct (Q4_1 GGUF), fetched by scripts/fetch-default-model.sh."""
     path = MODELS_DIR / "SmolLM2-135M-Instruct.Q4_1.gguf"
     if not path.exists():
-        pytest.skip(f"{path} is missing (run scripts/fetch-default-model.sh)")
+        missing = f"{path} is missing (run scripts/fetch-default-model.sh)"
+        if os.environ.get("LLM2VEC_REQUIRE_TEST_FILES"):
+            pytest.fail(f"{missing}, and LLM2VEC_REQUIRE_TEST_FILES is set")
+        pytest.skip(missing)
     return str(path)
 
 

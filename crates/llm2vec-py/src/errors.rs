@@ -20,7 +20,8 @@ pub fn to_py_err(e: Error) -> PyErr {
         | Error::UnsupportedArchitecture { .. }
         | Error::Weight { .. }
         | Error::Tokenizer(_)
-        | Error::Input(_) => PyValueError::new_err(msg),
+        | Error::Input(_)
+        | Error::Env { .. } => PyValueError::new_err(msg),
         Error::Interrupted => PyKeyboardInterrupt::new_err(msg),
         Error::Candle(_) => PyRuntimeError::new_err(msg),
     }

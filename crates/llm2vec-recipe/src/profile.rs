@@ -97,6 +97,8 @@ impl Profile {
     pub fn train_data(self, stage: Stage) -> &'static str {
         match (self, stage) {
             (Profile::Quick, Stage::Mntp) => "train/mntp_sample.jsonl",
+            // A folder's first records come from the first file in name order, whatever lands there: pin one.
+            (Profile::Quick, Stage::Supervised) => "train/supervised/scifact_train_pairs.jsonl",
             (_, Stage::Mntp) => "train/unsup/english_mix.txt",
             (_, Stage::SimCse) => "train/unsup/wiki1m_sample.txt",
             (_, Stage::Supervised) => "train/supervised",

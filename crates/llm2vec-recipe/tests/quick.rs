@@ -5,14 +5,16 @@ use std::path::{Path, PathBuf};
 
 use llm2vec_recipe::{Profile, RecipeOptions};
 
+#[path = "../../llm2vec/tests/common/files.rs"]
+mod files;
+
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
 #[test]
 fn quick_profile_runs_every_stage_and_resumes() {
-    if !llm2vec::load::models_dir().join("SmolLM2-135M-Instruct.Q4_1.gguf").is_file() {
-        eprintln!("skipped: the default model is not fetched (scripts/fetch-default-model.sh)");
+    if !files::available(&llm2vec::load::models_dir().join("SmolLM2-135M-Instruct.Q4_1.gguf"), "run scripts/fetch-default-model.sh") {
         return;
     }
     let work = tempfile::tempdir().unwrap();

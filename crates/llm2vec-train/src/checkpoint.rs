@@ -179,3 +179,30 @@ fn run_entries(output_dir: &Path) -> Vec<PathBuf> {
         .map(|e| e.path())
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A resumed run compares and continues from what a checkpoint's JSON says, so every float must read
+    /// back bit for bit (serde_json does so only with its `float_roundtrip` feature).
+    #[test]
+    fn the_trainer_state_reads_back_bit_for_bit() {
+        let mut bits = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = || {
+            bits = bits.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            f64::from_bits(0x3FF0_0000_0000_0000 | bits >> 12) * 3.0
+        };
+        let steps = (0..1000)
+            .map(|step| StepRecord { step, loss: next(), learning_rate: next() * 1e-4, grad_norm: next(), tokens: step, elapsed_seconds: next() })
+            .chain([StepRecord { step: 1000, loss: 3.876_888_513_565_063_5, learning_rate: 0.0, grad_norm: 0.0, tokens: 0, elapsed_seconds: 0.0 }])
+            .collect();
+        let state = TrainerState { stage: "mntp".into(), step: 1001, planned_steps: 1001, steps, evals: vec![] };
+        let back: TrainerState = serde_json::from_str(&serde_json::to_string(&state).unwrap()).unwrap();
+        for (a, b) in state.steps.iter().zip(&back.steps) {
+            for (x, y) in [(a.loss, b.loss), (a.learning_rate, b.learning_rate), (a.grad_norm, b.grad_norm), (a.elapsed_seconds, b.elapsed_seconds)] {
+                assert_eq!(x.to_bits(), y.to_bits(), "step {}: wrote {x:?}, read {y:?}", a.step);
+            }
+        }
+    }
+}

@@ -29,6 +29,8 @@ pub enum Error {
     ModelNotFound(String),
     #[error("tokenizer: {0}")]
     Tokenizer(String),
+    #[error("environment variable {name}: {msg}")]
+    Env { name: &'static str, msg: String },
     #[error("invalid input: {0}")]
     Input(String),
     #[error("interrupted")]

@@ -1,5 +1,6 @@
 //! GGUF loader tests: dequantization against the `gguf` Python package, hostile headers, and the real
-//! SmolLM2 and Gemma 3 models when they are present (skipped with a message otherwise).
+//! SmolLM2 and Gemma 3 models (see `common/files.rs` for when a missing one skips or fails), and
+//! comparisons with Python conversions of them when those are present.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -10,6 +11,9 @@ use std::time::Instant;
 
 use candle_core::{Device, Tensor};
 use llm2vec::load::gguf::{self, Array, GgmlType, GgufFile, GgufModel, Value};
+
+#[path = "common/files.rs"]
+mod files;
 
 // ---------------------------------------------------------------------------------------------------------
 // Allocation tracking: the largest single allocation made by the current thread.
@@ -362,7 +366,7 @@ fn smollm2() -> Option<&'static GgufModel> {
     MODEL
         .get_or_init(|| {
             let path = smollm2_path();
-            if !present(&path, "SmolLM2 GGUF") {
+            if !files::available(&path, "run scripts/fetch-default-model.sh") {
                 return None;
             }
             let start = Instant::now();
@@ -436,7 +440,7 @@ fn llamacpp_sentences() -> Vec<(String, Vec<u32>)> {
 #[test]
 fn smollm2_tokenizer_matches_llamacpp() {
     let Some(model) = smollm2() else { return };
-    if !present(&smollm2_reference_dir(), "llama.cpp reference") {
+    if !files::available(&smollm2_reference_dir(), "the llama.cpp reference outputs in ../shared/reference") {
         return;
     }
     let sentences = llamacpp_sentences();
@@ -464,7 +468,7 @@ fn sts_sentences(n_rows: usize) -> Vec<String> {
 fn smollm2_tokenizer_matches_derived_tokenizer_json() {
     let Some(model) = smollm2() else { return };
     let derived_path = smollm2_reference_dir().join("tokenizer.derived.json");
-    if !present(&derived_path, "tokenizer.derived.json") {
+    if !files::available(&derived_path, "the derived tokenizer in ../shared/reference") {
         return;
     }
     let derived = tokenizers::Tokenizer::from_file(&derived_path).unwrap();
@@ -588,7 +592,7 @@ fn gemma3() -> Option<&'static GgufModel> {
     MODEL
         .get_or_init(|| {
             let path = gemma3_path();
-            if !present(&path, "Gemma 3 GGUF (run scripts/fetch-gemma3.sh)") {
+            if !files::available(&path, "run scripts/fetch-gemma3.sh") {
                 return None;
             }
             let start = Instant::now();

@@ -125,8 +125,7 @@ fn smollm2_wikitext_perplexity_is_low() {
 #[test]
 fn gemma3_wikitext_perplexity_is_low() {
     let path = llm2vec::load::models_dir().join("gemma-3-270m-q4_k_m.gguf");
-    if !path.is_file() {
-        eprintln!("skipped: {} is absent (run scripts/fetch-gemma3.sh)", path.display());
+    if !common::available(&path, "run scripts/fetch-gemma3.sh") {
         return;
     }
     let ppl = wikitext_perplexity(path.to_str().unwrap());

@@ -15,6 +15,9 @@ use llm2vec_server::{Config, ServerError};
 use serde_json::Value;
 use tokio::sync::oneshot;
 
+#[path = "../../../llm2vec/tests/common/files.rs"]
+mod files;
+
 /// The tiny random Llama of the parity fixtures (hidden size 32): loads and runs in milliseconds.
 pub fn tiny_model() -> String {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../llm2vec/tests/fixtures/parity/llama/model");
@@ -24,12 +27,7 @@ pub fn tiny_model() -> String {
 /// The default model's GGUF, or None (with a note) when it has not been fetched.
 pub fn default_model() -> Option<String> {
     let path: PathBuf = llm2vec::load::models_dir().join("SmolLM2-135M-Instruct.Q4_1.gguf");
-    if path.is_file() {
-        Some(path.to_string_lossy().into_owned())
-    } else {
-        eprintln!("skipped: {} is absent (run scripts/fetch-default-model.sh)", path.display());
-        None
-    }
+    files::available(&path, "run scripts/fetch-default-model.sh").then(|| path.to_string_lossy().into_owned())
 }
 
 pub const MODEL_NAME: &str = "test-model";

@@ -86,6 +86,7 @@ impl Loaded {
 
 /// Resolves `spec` (short name, `.gguf` file, model directory or hub id) and reads the model.
 pub fn load(spec: &str, device: &Device) -> Result<Loaded> {
+    crate::model::cpu::isa::check_env()?;
     let path = resolve(spec)?;
     if path.is_file() {
         load_gguf(&path, spec, device)

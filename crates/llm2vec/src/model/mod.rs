@@ -3,7 +3,7 @@
 //! The decoder families are trainable; BERT (the classic encoder baseline) encodes only.
 
 pub mod bert;
-mod cpu;
+pub(crate) mod cpu;
 pub mod gemma;
 pub mod layers;
 pub mod llama;

@@ -3,6 +3,10 @@
 
 use std::path::PathBuf;
 
+#[path = "files.rs"]
+mod files;
+pub use files::available;
+
 /// The repository root (two levels above this crate).
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -16,12 +20,7 @@ pub fn shared() -> PathBuf {
 /// The default model's GGUF, or None (with a note) when it has not been fetched.
 pub fn smollm2() -> Option<String> {
     let path = llm2vec::load::models_dir().join("SmolLM2-135M-Instruct.Q4_1.gguf");
-    if path.is_file() {
-        Some(path.to_string_lossy().into_owned())
-    } else {
-        eprintln!("skipped: {} is absent (run scripts/fetch-default-model.sh)", path.display());
-        None
-    }
+    available(&path, "run scripts/fetch-default-model.sh").then(|| path.to_string_lossy().into_owned())
 }
 
 pub fn cosine(a: &[f32], b: &[f32]) -> f64 {

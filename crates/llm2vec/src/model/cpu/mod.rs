@@ -7,6 +7,7 @@
 use candle_core::{CpuStorage, Layout, Storage, WithDType};
 
 pub mod attention;
+pub mod isa;
 pub mod linear;
 pub mod simd;
 

@@ -1,21 +1,24 @@
 //! Element-wise CPU kernels that the compiler vectorises: `silu(gate) * up` and its gradients (for
 //! training) with a branch-free polynomial exp (relative error below 5e-7, tested), compiled for
-//! AVX-512 and AVX2 and picked at run time.
+//! AVX-512 and AVX2 and picked at run time ([`Isa::active`]).
+
+use super::isa::Isa;
 
 /// `out[i] = silu(gate[i]) * up[i]`.
 pub fn silu_mul(gate: &[f32], up: &[f32], out: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has AVX-512F.
-            return unsafe { silu_mul_avx512(gate, up, out) };
-        }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-            // SAFETY: the CPU has AVX2 and FMA.
-            return unsafe { silu_mul_avx2(gate, up, out) };
-        }
+    silu_mul_on(Isa::active(), gate, up, out)
+}
+
+fn silu_mul_on(isa: Isa, gate: &[f32], up: &[f32], out: &mut [f32]) {
+    match isa.min(Isa::detected()) {
+        // SAFETY: the processor has AVX-512F (checked by `Isa::detected`).
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => unsafe { silu_mul_avx512(gate, up, out) },
+        // SAFETY: the processor has AVX2 and FMA.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => unsafe { silu_mul_avx2(gate, up, out) },
+        _ => silu_mul_portable(gate, up, out),
     }
-    silu_mul_portable(gate, up, out)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -40,18 +43,19 @@ fn silu_mul_portable(gate: &[f32], up: &[f32], out: &mut [f32]) {
 /// The gradients of `out = silu(gate) * up` for the output gradient `grad`:
 /// `d_gate = grad * up * s * (1 + gate * (1 - s))` and `d_up = grad * silu(gate)`, `s = sigmoid(gate)`.
 pub fn silu_mul_backward(gate: &[f32], up: &[f32], grad: &[f32], d_gate: &mut [f32], d_up: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has AVX-512F.
-            return unsafe { silu_mul_backward_avx512(gate, up, grad, d_gate, d_up) };
-        }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-            // SAFETY: the CPU has AVX2 and FMA.
-            return unsafe { silu_mul_backward_avx2(gate, up, grad, d_gate, d_up) };
-        }
+    silu_mul_backward_on(Isa::active(), gate, up, grad, d_gate, d_up)
+}
+
+fn silu_mul_backward_on(isa: Isa, gate: &[f32], up: &[f32], grad: &[f32], d_gate: &mut [f32], d_up: &mut [f32]) {
+    match isa.min(Isa::detected()) {
+        // SAFETY: the processor has AVX-512F (checked by `Isa::detected`).
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => unsafe { silu_mul_backward_avx512(gate, up, grad, d_gate, d_up) },
+        // SAFETY: the processor has AVX2 and FMA.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => unsafe { silu_mul_backward_avx2(gate, up, grad, d_gate, d_up) },
+        _ => silu_mul_backward_portable(gate, up, grad, d_gate, d_up),
     }
-    silu_mul_backward_portable(gate, up, grad, d_gate, d_up)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -118,11 +122,13 @@ mod tests {
         for len in [0, 1, 7, 16, 33, 100] {
             let gate: Vec<f32> = (0..len).map(|i| (i as f32 - 50.0) * 0.37).collect();
             let up: Vec<f32> = (0..len).map(|i| 1.0 + i as f32 * 0.01).collect();
-            let mut out = vec![0f32; len];
-            silu_mul(&gate, &up, &mut out);
-            for i in 0..len {
-                let want = gate[i] as f64 / (1.0 + (-gate[i] as f64).exp()) * up[i] as f64;
-                assert!((out[i] as f64 - want).abs() <= 1e-6 * want.abs().max(1.0), "at {i}: {} vs {want}", out[i]);
+            for isa in Isa::supported() {
+                let mut out = vec![0f32; len];
+                silu_mul_on(isa, &gate, &up, &mut out);
+                for i in 0..len {
+                    let want = gate[i] as f64 / (1.0 + (-gate[i] as f64).exp()) * up[i] as f64;
+                    assert!((out[i] as f64 - want).abs() <= 1e-6 * want.abs().max(1.0), "{isa:?} at {i}: {} vs {want}", out[i]);
+                }
             }
         }
     }
@@ -133,14 +139,17 @@ mod tests {
             let gate: Vec<f32> = (0..len).map(|i| (i as f32 - 50.0) * 0.37).collect();
             let up: Vec<f32> = (0..len).map(|i| 1.0 + i as f32 * 0.01).collect();
             let grad: Vec<f32> = (0..len).map(|i| 0.5 - i as f32 * 0.02).collect();
-            let (mut d_gate, mut d_up) = (vec![0f32; len], vec![0f32; len]);
-            silu_mul_backward(&gate, &up, &grad, &mut d_gate, &mut d_up);
-            for i in 0..len {
-                let (g, u, d) = (gate[i] as f64, up[i] as f64, grad[i] as f64);
-                let s = 1.0 / (1.0 + (-g).exp());
-                let (want_gate, want_up) = (d * u * s * (1.0 + g * (1.0 - s)), d * g * s);
-                assert!((d_gate[i] as f64 - want_gate).abs() <= 1e-6 * want_gate.abs().max(1.0), "d gate at {i}: {} vs {want_gate}", d_gate[i]);
-                assert!((d_up[i] as f64 - want_up).abs() <= 1e-6 * want_up.abs().max(1.0), "d up at {i}: {} vs {want_up}", d_up[i]);
+            for isa in Isa::supported() {
+                let (mut d_gate, mut d_up) = (vec![0f32; len], vec![0f32; len]);
+                silu_mul_backward_on(isa, &gate, &up, &grad, &mut d_gate, &mut d_up);
+                for i in 0..len {
+                    let (g, u, d) = (gate[i] as f64, up[i] as f64, grad[i] as f64);
+                    let s = 1.0 / (1.0 + (-g).exp());
+                    let (want_gate, want_up) = (d * u * s * (1.0 + g * (1.0 - s)), d * g * s);
+                    let (dg, du) = (d_gate[i] as f64, d_up[i] as f64);
+                    assert!((dg - want_gate).abs() <= 1e-6 * want_gate.abs().max(1.0), "{isa:?} d gate at {i}: {dg} vs {want_gate}");
+                    assert!((du - want_up).abs() <= 1e-6 * want_up.abs().max(1.0), "{isa:?} d up at {i}: {du} vs {want_up}");
+                }
             }
         }
     }
