@@ -197,7 +197,7 @@ mod tests {
             .map(|step| StepRecord { step, loss: next(), learning_rate: next() * 1e-4, grad_norm: next(), tokens: step, elapsed_seconds: next() })
             .chain([StepRecord { step: 1000, loss: 3.876_888_513_565_063_5, learning_rate: 0.0, grad_norm: 0.0, tokens: 0, elapsed_seconds: 0.0 }])
             .collect();
-        let state = TrainerState { stage: "mntp".into(), step: 1001, planned_steps: 1001, steps, evals: vec![] };
+        let state = TrainerState { stage: "mntp".into(), step: 1001, planned_steps: 1001, steps, evals: vec![], fingerprint: None };
         let back: TrainerState = serde_json::from_str(&serde_json::to_string(&state).unwrap()).unwrap();
         for (a, b) in state.steps.iter().zip(&back.steps) {
             for (x, y) in [(a.loss, b.loss), (a.learning_rate, b.learning_rate), (a.grad_norm, b.grad_norm), (a.elapsed_seconds, b.elapsed_seconds)] {
