@@ -74,7 +74,8 @@ struct TrainArgs {
     stage: TrainStage,
     /// JSON config with the reference's field names (train_configs/<stage>/*.json).
     config: PathBuf,
-    /// Start over, ignoring checkpoints in output_dir (by default a run resumes from the latest).
+    /// Start a new run, moving the old one in output_dir to output_dir/previous-run (by default a run
+    /// resumes from its latest checkpoint, refusing one trained with other settings or data).
     #[arg(long)]
     restart: bool,
     /// STS dev pairs (JSONL with sentence1, sentence2, score) to evaluate the contrastive stages on.

@@ -1,14 +1,12 @@
 //! The on-disk embedding cache. One folder per encoder fingerprint (model file sizes and times,
 //! adapters, settings) under the cache root, holding `model.json` (what the fingerprint stands for) and
-//! shard files, each written whole to a temporary name and renamed into place, so a reader never sees
-//! half a shard. An entry is keyed by SHA-256 of fingerprint, instruction and text.
+//! shard files, each written whole by `llm2vec::io::write_atomic` (a temporary file renamed into place),
+//! so a reader never sees half a shard. An entry is keyed by SHA-256 of fingerprint, instruction and text.
 //!
 //! Shard layout (little endian): `L2VEMB1\n`, dim (u32), count (u32), count 32-byte keys, count x dim f32.
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use sha2::{Digest, Sha256};
 
@@ -60,7 +58,7 @@ impl Cache {
         if !model_json.exists() {
             let text = serde_json::to_vec_pretty(&serde_json::json!({ "fingerprint": fingerprint, "model": description }))
                 .map_err(|source| Error::Json { path: model_json.clone(), source })?;
-            write_atomic(&dir, &model_json, &text)?;
+            llm2vec::io::write_atomic(&model_json, &text)?;
         }
         let mut cache = Self { dir, dim: None, rows: Vec::new(), index: HashMap::new() };
         cache.load_shards()?;
@@ -145,26 +143,10 @@ impl Cache {
         keys.iter().for_each(|k| bytes.extend_from_slice(k));
         rows.iter().for_each(|v| bytes.extend_from_slice(&v.to_le_bytes()));
         let name = hex(&Sha256::digest(&bytes)[..12]);
-        write_atomic(&self.dir, &self.dir.join(format!("{name}.bin")), &bytes)?;
+        llm2vec::io::write_atomic(&self.dir.join(format!("{name}.bin")), &bytes)?;
         for (key, row) in keys.iter().zip(rows.chunks_exact(dim)) {
             self.push(*key, row.iter().copied());
         }
         Ok(())
     }
-}
-
-/// Writes `bytes` to a temporary file in `dir`, syncs it and renames it to `path`.
-fn write_atomic(dir: &Path, path: &Path, bytes: &[u8]) -> Result<()> {
-    static COUNTER: AtomicUsize = AtomicUsize::new(0);
-    let tmp = dir.join(format!(".tmp-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed)));
-    let write = || -> std::io::Result<()> {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)
-    };
-    write().map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        Error::io(path, e)
-    })
 }

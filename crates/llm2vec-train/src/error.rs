@@ -38,8 +38,19 @@ pub enum TrainError {
         loss: f64,
         last_good: Option<PathBuf>,
     },
-    #[error("interrupted after step {step}; saved {}; run the same command again to resume", checkpoint.display())]
-    Interrupted { step: usize, checkpoint: PathBuf },
+    #[error("interrupted after step {step}; saved {}; to resume, run the same command again{}", checkpoint.display(), if *restarted { " without --restart" } else { "" })]
+    Interrupted {
+        step: usize,
+        checkpoint: PathBuf,
+        /// The run was started with `--restart` (which must not be repeated to resume it).
+        restarted: bool,
+    },
+    #[error("{path}: {msg}")]
+    Checkpoint { path: PathBuf, msg: String },
+    #[error("{} was trained with other settings: {}; resuming would mix two runs: put the settings back to resume, or start over with --restart (it moves the old run to {}/{})", checkpoint.display(), changes.join("; "), checkpoint.parent().unwrap_or(checkpoint).display(), crate::checkpoint::PREVIOUS_RUN)]
+    OtherRun { checkpoint: PathBuf, changes: Vec<String> },
+    #[error("no usable checkpoint in {}: {}; start over with --restart (it moves them to {}/{})", output_dir.display(), problems.join("; "), output_dir.display(), crate::checkpoint::PREVIOUS_RUN)]
+    NoUsableCheckpoint { output_dir: PathBuf, problems: Vec<String> },
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
     #[error(transparent)]

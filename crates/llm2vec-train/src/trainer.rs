@@ -1,9 +1,12 @@
 //! The training loop shared by the stages: model and LoRA set-up from a reference config, AdamW with
 //! Hugging Face's linear warmup schedule, gradient accumulation and clipping, logging (progress line,
-//! `metrics.jsonl`, `loss.svg`), evaluation, checkpoints, exact resume, Ctrl-C and non-finite losses.
+//! `metrics.jsonl`, `loss.svg`), evaluation, checkpoints, exact resume of the same run only (same
+//! [`Fingerprint`]; a corrupt latest checkpoint falls back to the one before), restart, Ctrl-C and
+//! non-finite losses.
 
 use crate::checkpoint::{self, EvalRecord, StepRecord, TrainerState};
 use crate::config::{MaskTokenType, Stage, TrainConfig};
+use crate::fingerprint::Fingerprint;
 use crate::lora::{LoraModel, LoraSettings};
 use crate::mask::MASK_TOKEN;
 use crate::optim::{clip_grad_norm, linear_schedule, AdamW, AdamWConfig};
@@ -24,7 +27,8 @@ use std::time::Instant;
 /// How a run is driven (what the config does not say).
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
-    /// Start over even if `output_dir` holds checkpoints (by default the run resumes from the latest).
+    /// Start over even if `output_dir` holds checkpoints (by default the run resumes from the latest): the
+    /// previous run's files are moved to `<output_dir>/previous-run/`.
     pub restart: bool,
     /// STS dev pairs (`{"sentence1","sentence2","score"}` JSONL) evaluated by the contrastive stages.
     pub sts_dev: Option<PathBuf>,
@@ -46,6 +50,8 @@ pub fn run(stage: Stage, config: &TrainConfig, config_path: &Path, opts: &RunOpt
     config.validate(stage, config_path)?;
     let output_dir = config.output_dir.clone().ok_or_else(|| TrainError::MissingField { file: config_path.into(), field: "output_dir".into() })?;
     std::fs::create_dir_all(&output_dir).map_err(|e| TrainError::io(&output_dir, e))?;
+    tidy(&output_dir, opts)?;
+    let fingerprint = Fingerprint::of(config, config.data_file(config_path)?)?;
     let mut model = trainee(stage, config, config_path)?;
     let objective = objective(stage, config, config_path, &model, opts)?;
     let accum = config.gradient_accumulation_steps;
@@ -54,12 +60,15 @@ pub fn run(stage: Stage, config: &TrainConfig, config_path: &Path, opts: &RunOpt
     let mut optimizer = AdamW::new(&model.lora.vars(), AdamWConfig { weight_decay: config.weight_decay, ..Default::default() })?;
     let mut state = TrainerState { stage: stage_name(stage).into(), planned_steps: planned, ..Default::default() };
     let mut last_saved = None;
-    if !opts.restart {
-        if let Some(resumed) = resume(stage, &output_dir, &mut model, &mut optimizer, opts)? {
-            last_saved = Some(resumed.step);
-            state = resumed;
+    if opts.restart {
+        if let Some(previous) = checkpoint::set_aside(&output_dir)? {
+            note(opts, &format!("restarting: the previous run's files are now in {}", previous.display()));
         }
+    } else if let Some(resumed) = resume(stage, &output_dir, &fingerprint, &mut model, &mut optimizer, opts)? {
+        last_saved = Some(resumed.step);
+        state = resumed;
     }
+    state.fingerprint = Some(fingerprint);
     let mut run = Run { stage, config, opts, model: &model, objective: objective.as_ref(), output_dir: &output_dir, last_saved };
     if state.step == 0 {
         run.evaluate(&mut state)?;
@@ -85,7 +94,7 @@ pub fn run(stage: Stage, config: &TrainConfig, config_path: &Path, opts: &RunOpt
         if (config.save_steps > 0 && state.step.is_multiple_of(config.save_steps)) || stopping {
             let dir = run.save(&optimizer, &state)?;
             if stopping {
-                return Err(TrainError::Interrupted { step: state.step, checkpoint: dir });
+                return Err(TrainError::Interrupted { step: state.step, checkpoint: dir, restarted: opts.restart });
             }
         }
     }
@@ -108,18 +117,70 @@ fn planned_steps(config: &TrainConfig, batches_per_epoch: usize) -> usize {
     }
 }
 
-/// Restores the latest checkpoint in `output_dir`, if there is one.
-fn resume(stage: Stage, output_dir: &Path, model: &mut Trainee, optimizer: &mut AdamW, opts: &RunOptions) -> Result<Option<TrainerState>> {
-    let Some(dir) = checkpoint::latest(output_dir) else { return Ok(None) };
-    let state = checkpoint::load(&dir, &mut model.lora, optimizer)?;
+/// Completes a restart that was cut short and removes the temporary files of writes that were killed.
+fn tidy(output_dir: &Path, opts: &RunOptions) -> Result<()> {
+    if checkpoint::finish_restart(output_dir)? {
+        note(opts, &format!("completed an interrupted --restart: the run before it is in {}", output_dir.join(checkpoint::PREVIOUS_RUN).display()));
+    }
+    let dirs = std::iter::once(output_dir.to_path_buf()).chain(checkpoint::complete(output_dir));
+    for dir in dirs {
+        for path in llm2vec::io::remove_stale_temps(&dir)? {
+            note(opts, &format!("removed {}, left by an interrupted write", path.display()));
+        }
+    }
+    Ok(())
+}
+
+/// Restores the latest usable checkpoint in `output_dir` of this run, if there is one: an unreadable
+/// checkpoint is skipped for the one before it; one of another stage or with other settings is refused.
+fn resume(stage: Stage, output_dir: &Path, fingerprint: &Fingerprint, model: &mut Trainee, optimizer: &mut AdamW, opts: &RunOptions) -> Result<Option<TrainerState>> {
+    let mut problems = Vec::new();
+    let skip = |dir: &Path, e: TrainError, problems: &mut Vec<String>| {
+        note(opts, &format!("warning: skipping unusable checkpoint {}: {e}", dir.display()));
+        problems.push(e.to_string());
+    };
+    for dir in checkpoint::complete(output_dir) {
+        let state = match checkpoint::read_state(&dir) {
+            Ok(state) => state,
+            Err(e) => {
+                skip(&dir, e, &mut problems);
+                continue;
+            }
+        };
+        same_run(stage, &dir, &state, fingerprint, opts)?;
+        if let Err(e) = checkpoint::restore(&dir, &mut model.lora, optimizer) {
+            skip(&dir, e, &mut problems);
+            continue;
+        }
+        let fallback = if problems.is_empty() { "" } else { ", the checkpoints after it being unusable" };
+        note(opts, &format!("resuming from {} (step {}){fallback}", dir.display(), state.step));
+        return Ok(Some(state));
+    }
+    if problems.is_empty() {
+        Ok(None)
+    } else {
+        Err(TrainError::NoUsableCheckpoint { output_dir: output_dir.to_path_buf(), problems })
+    }
+}
+
+/// Refuses checkpoint `dir` (with `state`) when it belongs to another stage or was trained with other settings.
+fn same_run(stage: Stage, dir: &Path, state: &TrainerState, fingerprint: &Fingerprint, opts: &RunOptions) -> Result<()> {
     if state.stage != stage_name(stage) {
         return Err(TrainError::Config {
-            file: dir,
+            file: dir.to_path_buf(),
             msg: format!("a {} checkpoint; this is a {} run (use another output_dir, or --restart)", state.stage, stage_name(stage)),
         });
     }
-    note(opts, &format!("resuming from {} (step {})", dir.display(), state.step));
-    Ok(Some(state))
+    match &state.fingerprint {
+        None => note(opts, &format!("warning: {} records no settings (an earlier version wrote it); resuming it as it is: if the config or data changed since, use --restart", dir.display())),
+        Some(earlier) => {
+            let changes = fingerprint.changes_since(earlier);
+            if !changes.is_empty() {
+                return Err(TrainError::OtherRun { checkpoint: dir.to_path_buf(), changes });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The reference's name of each stage.

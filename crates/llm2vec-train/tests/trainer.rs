@@ -1,6 +1,8 @@
 //! The training loop end to end on a tiny Llama: losses go down for the three stages, the outputs
 //! (PEFT adapter, llm2vec_config.json, metrics.jsonl, loss.svg, checkpoints) are written and load into
 //! the encoder, resume is exact, Ctrl-C saves, non-finite losses stop the run, and bad input is named.
+//! A run resumes only its own checkpoints: other settings or data are refused, `--restart` sets the old run
+//! aside, a corrupt checkpoint falls back to the one before, and stale temporary files are removed.
 
 use llm2vec::{Encoder, Input, Options};
 use llm2vec_train::config::{self, Stage};
@@ -148,7 +150,7 @@ fn ctrl_c_saves_a_checkpoint_and_the_run_resumes() {
     let opts = RunOptions::default();
     opts.stop.store(true, Ordering::SeqCst);
     match train(Stage::Mntp, &cfg, &opts) {
-        Err(TrainError::Interrupted { step: 1, checkpoint }) => assert!(checkpoint.join("trainer_state.json").is_file()),
+        Err(TrainError::Interrupted { step: 1, checkpoint, restarted: false }) => assert!(checkpoint.join("trainer_state.json").is_file()),
         other => panic!("expected an interruption after step 1, got {other:?}"),
     }
     let outcome = train(Stage::Mntp, &cfg, &RunOptions::default()).unwrap();
@@ -264,4 +266,122 @@ fn mntp_with_an_added_mask_token() {
     let encoder = Encoder::from_pretrained(&model(), Options { adapters: vec![dir.path().join("out")], ..Options::default() }).unwrap();
     assert!(encoder.tokenizer().inner().token_to_id("<mask>").is_none(), "the base model is unchanged");
     assert!(encoder.encode(&[Input::text("a dog runs")]).unwrap().data.iter().all(|v| v.is_finite()));
+}
+
+#[test]
+fn resuming_with_other_settings_or_data_is_refused_naming_what_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = mntp_data(dir.path());
+    let base = json!({"stop_after_n_steps": 2, "save_steps": 2});
+    train(Stage::Mntp, &config(dir.path(), Stage::Mntp, &data, base.clone()), &RunOptions::default()).unwrap();
+    let refusal = |extra: Value, data: &Path| {
+        let mut fields = base.clone();
+        fields.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        let err = train(Stage::Mntp, &config(dir.path(), Stage::Mntp, data, fields), &RunOptions::default()).unwrap_err();
+        assert!(matches!(err, TrainError::OtherRun { .. }), "{err}");
+        let msg = err.to_string();
+        assert!(msg.contains("checkpoint-2") && msg.contains("--restart"), "{msg}");
+        msg
+    };
+    let msg = refusal(json!({"learning_rate": 0.01, "seed": 8}), &data);
+    assert!(msg.contains("`learning_rate` was 0.02, is now 0.01") && msg.contains("`seed` was 7, is now 8"), "{msg}");
+    assert!(refusal(json!({"max_seq_length": 12}), &data).contains("`max_seq_length` was 16, is now 12"));
+    let copy = write(dir.path(), "copy.txt", &std::fs::read_to_string(&data).unwrap());
+    assert!(refusal(json!({}), &copy).contains("`train_file`"));
+    std::fs::write(&data, std::fs::read_to_string(&data).unwrap() + "\none more line .").unwrap();
+    assert!(refusal(json!({}), &data).contains("the training data's contents differ"));
+    std::fs::write(&data, std::fs::read_to_string(&copy).unwrap()).unwrap();
+    // The step budget and logging may change: the run goes on.
+    let more = json!({"stop_after_n_steps": 3, "max_steps": 40, "logging_steps": 5, "save_steps": 1, "eval_steps": 3});
+    let outcome = train(Stage::Mntp, &config(dir.path(), Stage::Mntp, &data, more), &RunOptions::default()).unwrap();
+    assert_eq!(outcome.state.steps.len(), 3);
+}
+
+#[test]
+fn a_checkpoint_without_a_fingerprint_is_resumed() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = mntp_data(dir.path());
+    train(Stage::Mntp, &config(dir.path(), Stage::Mntp, &data, json!({"stop_after_n_steps": 2, "save_steps": 2})), &RunOptions::default()).unwrap();
+    let state_file = dir.path().join("out/checkpoint-2/trainer_state.json");
+    let mut state: Value = serde_json::from_str(&std::fs::read_to_string(&state_file).unwrap()).unwrap();
+    state.as_object_mut().unwrap().remove("fingerprint").expect("a fingerprint is saved");
+    std::fs::write(&state_file, state.to_string()).unwrap();
+    let outcome = train(Stage::Mntp, &config(dir.path(), Stage::Mntp, &data, json!({"stop_after_n_steps": 3})), &RunOptions::default()).unwrap();
+    assert_eq!(outcome.state.steps.len(), 3);
+    assert!(outcome.state.fingerprint.is_some());
+}
+
+#[test]
+fn restart_sets_the_old_run_aside_even_when_interrupted() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), Stage::Mntp, &mntp_data(dir.path()), json!({"stop_after_n_steps": 4, "save_steps": 2}));
+    let first = train(Stage::Mntp, &cfg, &RunOptions::default()).unwrap();
+    let out = dir.path().join("out");
+    let restart = RunOptions { restart: true, ..Default::default() };
+    restart.stop.store(true, Ordering::SeqCst);
+    let err = train(Stage::Mntp, &cfg, &restart).unwrap_err();
+    assert!(matches!(err, TrainError::Interrupted { step: 1, restarted: true, .. }), "{err}");
+    assert!(err.to_string().contains("run the same command again without --restart"), "{err}");
+    assert_eq!(llm2vec_train::checkpoint::latest(&out), Some(out.join("checkpoint-1")), "the old run's checkpoint-4 is out of reach");
+    let previous = out.join("previous-run");
+    for f in ["checkpoint-2", "checkpoint-4", "adapter_model.safetensors", "metrics.jsonl"] {
+        assert!(previous.join(f).exists(), "{f}");
+    }
+    assert!(!out.join("adapter_model.safetensors").exists(), "no final adapter of the old run is left beside the new checkpoints");
+    let second = train(Stage::Mntp, &cfg, &RunOptions::default()).unwrap();
+    assert_eq!(second.state.steps.len(), 4);
+    assert_eq!(losses(&second), losses(&first), "the same seed replays the same run");
+    // A restart cut short right after writing its mark (the older set-aside run already removed) is
+    // completed by the next run, whatever its options.
+    std::fs::remove_dir_all(&previous).unwrap();
+    std::fs::write(out.join(".restart-pending"), "").unwrap();
+    let third = train(Stage::Mntp, &cfg, &RunOptions::default()).unwrap();
+    assert_eq!(losses(&third), losses(&first));
+    assert!(previous.join("checkpoint-1").exists() && previous.join("checkpoint-4").exists());
+    assert!(!out.join("checkpoint-1").exists() && !out.join(".restart-pending").exists());
+}
+
+#[test]
+fn a_corrupt_checkpoint_falls_back_to_the_one_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = mntp_data(dir.path());
+    let cfg = |steps: usize| config(dir.path(), Stage::Mntp, &data, json!({"stop_after_n_steps": steps, "save_steps": 2}));
+    let straight = train(Stage::Mntp, &cfg(6), &RunOptions::default()).unwrap();
+    let out = dir.path().join("out");
+    for step in [4, 6] {
+        std::fs::remove_dir_all(out.join(format!("checkpoint-{step}"))).unwrap();
+    }
+    train(Stage::Mntp, &cfg(4), &RunOptions::default()).unwrap();
+    std::fs::write(out.join("checkpoint-4/adapter_model.safetensors"), b"\x08\0\0\0\0\0\0\0{}").unwrap();
+    let resumed = train(Stage::Mntp, &cfg(6), &RunOptions::default()).unwrap();
+    assert_eq!(losses(&resumed), losses(&straight), "resumed from checkpoint-2 and replayed steps 3 to 6");
+    std::fs::write(out.join("checkpoint-6/trainer_state.json"), "{").unwrap();
+    std::fs::write(out.join("checkpoint-4/optimizer.safetensors"), "").unwrap();
+    std::fs::write(out.join("checkpoint-2/adapter_model.safetensors"), "").unwrap();
+    let err = train(Stage::Mntp, &cfg(8), &RunOptions::default()).unwrap_err();
+    assert!(matches!(err, TrainError::NoUsableCheckpoint { .. }), "{err}");
+    let msg = err.to_string();
+    for file in ["checkpoint-6/trainer_state.json", "checkpoint-4/optimizer.safetensors", "checkpoint-2/adapter_model.safetensors", "--restart"] {
+        assert!(msg.contains(file), "{file}: {msg}");
+    }
+}
+
+#[test]
+fn stale_temporary_files_are_removed_when_a_run_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), Stage::Mntp, &mntp_data(dir.path()), json!({"stop_after_n_steps": 2, "save_steps": 2}));
+    train(Stage::Mntp, &cfg, &RunOptions::default()).unwrap();
+    let out = dir.path().join("out");
+    let stale = [".adapter_model.safetensors.0123456789abcdef.tmp", ".metrics.jsonl.tmp4242", "checkpoint-2/.trainer_state.json.tmp77"];
+    let kept = ["notes.tmp", ".keep", "checkpoint-2/.notes"];
+    for f in stale.iter().chain(&kept) {
+        std::fs::write(out.join(f), "x").unwrap();
+    }
+    train(Stage::Mntp, &cfg, &RunOptions::default()).unwrap();
+    for f in stale {
+        assert!(!out.join(f).exists(), "{f}");
+    }
+    for f in kept {
+        assert!(out.join(f).exists(), "{f}");
+    }
 }
