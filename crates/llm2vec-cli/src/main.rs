@@ -1,5 +1,7 @@
 //! The `llm2vec` command: a thin front over the `llm2vec` library.
 
+mod progress;
+
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
@@ -54,8 +56,8 @@ struct RecipeArgs {
     /// Redo every stage, training from scratch.
     #[arg(long)]
     restart: bool,
-    /// CPU threads for matrix products (default: all cores).
-    #[arg(long)]
+    /// CPU threads for matrix products (default: all cores; at most 4 per core).
+    #[arg(long, value_parser = thread_count)]
     threads: Option<usize>,
     /// Device for evaluation: cpu, or cuda / cuda:N with the `cuda` feature (training runs on the CPU).
     #[arg(long, default_value = "cpu")]
@@ -84,8 +86,8 @@ struct TrainArgs {
     /// Also write the model with every adapter merged, in Hugging Face layout, to <output_dir>/merged.
     #[arg(long)]
     merge: bool,
-    /// CPU threads for matrix products (default: all cores).
-    #[arg(long)]
+    /// CPU threads for matrix products (default: all cores; at most 4 per core).
+    #[arg(long, value_parser = thread_count)]
     threads: Option<usize>,
 }
 
@@ -116,10 +118,10 @@ struct ModelArgs {
     #[arg(long)]
     pooling: Option<Pooling>,
     /// Maximum tokens per input (default 512).
-    #[arg(long)]
+    #[arg(long, value_parser = at_least::<2>)]
     max_length: Option<usize>,
     /// Maximum tokens of the text part, cut word by word (default 400).
-    #[arg(long)]
+    #[arg(long, value_parser = at_least::<1>)]
     doc_max_length: Option<usize>,
     /// Pool over the instruction tokens too.
     #[arg(long)]
@@ -127,10 +129,10 @@ struct ModelArgs {
     /// L2-normalise the embeddings.
     #[arg(long)]
     normalize: bool,
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 32, value_parser = at_least::<1>)]
     batch_size: usize,
-    /// CPU threads for matrix products (default: all cores).
-    #[arg(long)]
+    /// CPU threads for matrix products (default: all cores; at most 4 per core).
+    #[arg(long, value_parser = thread_count)]
     threads: Option<usize>,
     #[arg(long, value_enum, default_value = "f32")]
     dtype: Precision,
@@ -190,6 +192,31 @@ struct EvalArgs {
     seed: u32,
 }
 
+/// A whole number of at least `MIN`.
+fn at_least<const MIN: usize>(s: &str) -> Result<usize, String> {
+    let n: usize = s.parse().map_err(|e| format!("`{s}` is not a whole number ({e})"))?;
+    if n < MIN {
+        return Err(format!("must be at least {MIN}, got {n}"));
+    }
+    Ok(n)
+}
+
+/// The cores this process may use.
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+/// A thread count from 1 to 4 per core: more only slows the work down, and a huge count exhausts the
+/// system starting threads.
+fn thread_count(s: &str) -> Result<usize, String> {
+    let n = at_least::<1>(s)?;
+    let max = 4 * cores();
+    if n > max {
+        return Err(format!("at most {max} (4 per core, {} cores here), got {n}", cores()));
+    }
+    Ok(n)
+}
+
 fn key_value(s: &str) -> Result<(String, String), String> {
     s.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())).ok_or_else(|| format!("`{s}`: expected TASK=VALUE"))
 }
@@ -224,8 +251,7 @@ fn encoder(args: &ModelArgs) -> Result<Encoder> {
 }
 
 fn options(args: &ModelArgs) -> Result<Options> {
-    let cores = std::thread::available_parallelism().map_or(1, usize::from);
-    llm2vec::set_num_threads(args.threads.unwrap_or(cores));
+    llm2vec::set_num_threads(args.threads.unwrap_or_else(cores));
     Ok(Options {
         adapters: args.adapters.clone(),
         pooling: args.pooling,
@@ -259,10 +285,15 @@ fn device(spec: &str) -> Result<llm2vec::Device> {
 }
 
 fn encode(args: EncodeArgs) -> Result<()> {
+    io::check_output(&args.output)?;
     let inputs = io::read_inputs(&args.input, &args.instruction)?;
     let encoder = encoder(&args.model)?;
     let start = std::time::Instant::now();
-    let embeddings = encoder.encode(&inputs)?;
+    let mut line = progress::ProgressLine::on_stderr();
+    let embeddings = encoder.encode_with_progress(&inputs, encoder.settings().batch_size, |p| {
+        line.update(p);
+        Ok(())
+    })?;
     if let Some(&first) = embeddings.truncated.first() {
         eprintln!(
             "note: {} input(s) longer than max_length {} were truncated (first: line {})",
@@ -338,8 +369,7 @@ fn stop_on_ctrl_c(stop: std::sync::Arc<std::sync::atomic::AtomicBool>) -> Result
 fn train(args: TrainArgs) -> Result<()> {
     use llm2vec_train::config::Stage;
     keep_freed_memory();
-    let cores = std::thread::available_parallelism().map_or(1, usize::from);
-    llm2vec::set_num_threads(args.threads.unwrap_or(cores));
+    llm2vec::set_num_threads(args.threads.unwrap_or_else(cores));
     let loaded = llm2vec_train::config::load(&args.config)?;
     for note in &loaded.notes {
         eprintln!("note: {note}");
@@ -374,8 +404,7 @@ fn train(args: TrainArgs) -> Result<()> {
 fn recipe(args: RecipeArgs) -> Result<()> {
     use llm2vec_recipe::Profile;
     keep_freed_memory();
-    let cores = std::thread::available_parallelism().map_or(1, usize::from);
-    llm2vec::set_num_threads(args.threads.unwrap_or(cores));
+    llm2vec::set_num_threads(args.threads.unwrap_or_else(cores));
     let profile = match (args.quick, args.gpu) {
         (true, _) => Profile::Quick,
         (_, true) => Profile::Gpu,

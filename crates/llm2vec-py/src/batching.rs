@@ -20,11 +20,11 @@ pub fn encode(
 ) -> PyResult<Embeddings> {
     let mut raised: Option<PyErr> = None;
     let result = py.detach(|| {
-        encoder.encode_with_progress(inputs, batch_size, |done, total| {
+        encoder.encode_with_progress(inputs, batch_size, |p| {
             Python::attach(|py| {
                 py.check_signals()?;
                 match &progress {
-                    Some(callback) => callback.call1(py, (done, total)).map(drop),
+                    Some(callback) => callback.call1(py, (p.done, p.total)).map(drop),
                     None => Ok(()),
                 }
             })

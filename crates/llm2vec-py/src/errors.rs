@@ -1,6 +1,6 @@
 //! `llm2vec::Error` -> Python exceptions, keeping the library's message: missing files raise
 //! `FileNotFoundError`, bad models, configs and inputs `ValueError`, a cancelled encode `KeyboardInterrupt`,
-//! other I/O failures `OSError` and the rest `RuntimeError`.
+//! other I/O failures `OSError` and the rest (NaN or infinite embeddings included) `RuntimeError`.
 
 use pyo3::exceptions::{PyFileNotFoundError, PyKeyboardInterrupt, PyOSError, PyRuntimeError, PyValueError};
 use pyo3::PyErr;
@@ -23,6 +23,6 @@ pub fn to_py_err(e: Error) -> PyErr {
         | Error::Input(_)
         | Error::Env { .. } => PyValueError::new_err(msg),
         Error::Interrupted => PyKeyboardInterrupt::new_err(msg),
-        Error::Candle(_) => PyRuntimeError::new_err(msg),
+        Error::Candle(_) | Error::NonFinite { .. } => PyRuntimeError::new_err(msg),
     }
 }

@@ -363,6 +363,12 @@ impl TrainConfig {
         if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(config_err(file, format!("`{name}` must be positive")));
         }
+        if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
+            return Err(config_err(
+                file,
+                format!("`learning_rate` must be positive, got {}", self.learning_rate),
+            ));
+        }
         let probability = match stage {
             Stage::Mntp => ("mlm_probability", self.mlm_probability),
             Stage::SimCse => ("simcse_dropout", self.simcse_dropout),

@@ -151,6 +151,11 @@ fn missing_and_invalid_fields() {
         .unwrap_err()
         .to_string()
         .contains("mlm_probability"));
+    for rate in ["0", "-1e-4"] {
+        let json = format!(r#"{{"model_name_or_path": "m", "train_file": "t", "output_dir": "o", "learning_rate": {rate}}}"#);
+        let err = parse(&json, file).unwrap().config.validate(Stage::SimCse, file).unwrap_err().to_string();
+        assert!(err.contains("m.json") && err.contains("`learning_rate` must be positive"), "{err}");
+    }
     assert!(parse(r#"{"mask_token_type": "bogus"}"#, file).is_err());
     assert!(parse(r#"{"lora_r": "sixteen"}"#, file)
         .unwrap_err()

@@ -98,6 +98,15 @@ impl Embeddings {
     }
 }
 
+/// How far an encode has got: inputs and tokens done, of the totals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    pub done: usize,
+    pub total: usize,
+    pub tokens_done: usize,
+    pub tokens_total: usize,
+}
+
 /// A decoder-only model turned into a text encoder.
 pub struct Encoder {
     backbone: Box<dyn Backbone>,
@@ -167,16 +176,16 @@ impl Encoder {
 
     /// Encodes inputs in length-sorted batches; rows come back in input order.
     pub fn encode(&self, inputs: &[Input]) -> Result<Embeddings> {
-        self.encode_with_progress(inputs, self.settings.batch_size, |_, _| Ok(()))
+        self.encode_with_progress(inputs, self.settings.batch_size, |_| Ok(()))
     }
 
-    /// Like [`Encoder::encode`] with batches of `batch_size`, calling `progress(done, total)` once the inputs
-    /// are tokenized and after each batch; an error from it stops the encode (a caller's way to cancel).
+    /// Like [`Encoder::encode`] with batches of `batch_size`, calling `progress` once the inputs are tokenized
+    /// and after each batch; an error from it stops the encode (a caller's way to cancel).
     pub fn encode_with_progress(
         &self,
         inputs: &[Input],
         batch_size: usize,
-        progress: impl FnMut(usize, usize) -> Result<()>,
+        progress: impl FnMut(Progress) -> Result<()>,
     ) -> Result<Embeddings> {
         Ok(self.encode_pooled(inputs, &[self.settings.pooling], batch_size, progress)?.remove(0))
     }
@@ -193,7 +202,7 @@ impl Encoder {
                 self.settings.pooling.name()
             )));
         }
-        self.encode_pooled(inputs, poolings, self.settings.batch_size, |_, _| Ok(()))
+        self.encode_pooled(inputs, poolings, self.settings.batch_size, |_| Ok(()))
     }
 
     fn encode_pooled(
@@ -201,30 +210,36 @@ impl Encoder {
         inputs: &[Input],
         poolings: &[Pooling],
         batch_size: usize,
-        mut progress: impl FnMut(usize, usize) -> Result<()>,
+        mut progress: impl FnMut(Progress) -> Result<()>,
     ) -> Result<Vec<Embeddings>> {
+        check_batch_size(batch_size)?;
         let tokenized = inputs
             .iter()
             .enumerate()
             .map(|(i, input)| self.tokenize(input).map_err(|e| at_input(i, e)))
             .collect::<Result<Vec<_>>>()?;
-        progress(0, inputs.len())?;
+        let tokens = tokenized.iter().map(|t| t.ids.len()).sum();
+        let mut at = Progress { done: 0, total: inputs.len(), tokens_done: 0, tokens_total: tokens };
+        progress(at)?;
         let mut order: Vec<usize> = (0..inputs.len()).collect();
         order.sort_by_key(|&i| std::cmp::Reverse(tokenized[i].ids.len()));
         let dim = self.dim();
         let mut data = vec![vec![0f32; inputs.len() * dim]; poolings.len()];
-        let mut done = 0;
-        for batch in order.chunks(batch_size.max(1)) {
+        for batch in order.chunks(batch_size) {
             let items: Vec<&Tokenized> = batch.iter().map(|&i| &tokenized[i]).collect();
-            for (rows, out) in self.pool_batch(&items, poolings)?.iter().zip(&mut data) {
+            let pooled = self.pool_batch(&items, poolings).map_err(|e| match e {
+                Error::NonFinite { input } => Error::NonFinite { input: batch[input] },
+                other => other,
+            })?;
+            for (rows, out) in pooled.iter().zip(&mut data) {
                 for (k, &i) in batch.iter().enumerate() {
                     out[i * dim..(i + 1) * dim].copy_from_slice(&rows[k * dim..(k + 1) * dim]);
                 }
             }
-            done += batch.len();
-            progress(done, inputs.len())?;
+            at.done += batch.len();
+            at.tokens_done += items.iter().map(|t| t.ids.len()).sum::<usize>();
+            progress(at)?;
         }
-        let tokens = tokenized.iter().map(|t| t.ids.len()).sum();
         let truncated: Vec<usize> = (0..inputs.len()).filter(|&i| tokenized[i].truncated).collect();
         Ok(data
             .into_iter()
@@ -232,12 +247,13 @@ impl Encoder {
             .collect())
     }
 
-    /// Runs one batch of tokenized inputs and returns the pooled rows, flattened.
+    /// Runs one batch of tokenized inputs and returns the pooled rows, flattened. A row with NaN or infinite
+    /// values is an [`Error::NonFinite`] naming its place in `items`.
     pub fn encode_batch(&self, items: &[&Tokenized]) -> Result<Vec<f32>> {
         Ok(self.pool_batch(items, &[self.settings.pooling])?.remove(0))
     }
 
-    /// One forward pass over a batch, pooled once per mode.
+    /// One forward pass over a batch, pooled once per mode; refuses rows that are not finite.
     fn pool_batch(&self, items: &[&Tokenized], poolings: &[Pooling]) -> Result<Vec<Vec<f32>>> {
         let device = self.backbone.device();
         let seq_len = items.iter().map(|t| t.ids.len()).max().unwrap_or(0);
@@ -260,7 +276,10 @@ impl Encoder {
                 if self.settings.normalize {
                     pool::normalize_rows(&mut rows, self.dim());
                 }
-                Ok(rows)
+                match rows.chunks(self.dim()).position(|row| row.iter().any(|v| !v.is_finite())) {
+                    Some(input) => Err(Error::NonFinite { input }),
+                    None => Ok(rows),
+                }
             })
             .collect()
     }
@@ -298,7 +317,18 @@ fn settings(options: &Options, llm2vec_config: Option<&Value>) -> Result<Setting
     if settings.max_length < 2 {
         return Err(Error::Input(format!("max_length must be at least 2, got {}", settings.max_length)));
     }
+    if settings.doc_max_length == 0 {
+        return Err(Error::Input("doc_max_length must be at least 1, got 0".into()));
+    }
+    check_batch_size(settings.batch_size)?;
     Ok(settings)
+}
+
+fn check_batch_size(batch_size: usize) -> Result<()> {
+    if batch_size == 0 {
+        return Err(Error::Input("batch_size must be at least 1, got 0".into()));
+    }
+    Ok(())
 }
 
 /// Sets the number of CPU threads (call before loading a model). Also shortens how long candle's element-wise

@@ -32,6 +32,40 @@ impl InputFormat {
     }
 }
 
+/// How an embeddings file is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputFormat {
+    /// float32 rows, `[rows, dim]`.
+    Npy,
+    /// One `{"index": i, "embedding": [...]}` per line.
+    Jsonl,
+}
+
+impl OutputFormat {
+    /// `.npy` or `.jsonl` by extension; any other name is an error.
+    pub fn from_path(path: &Path) -> Result<Self> {
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("npy") => Ok(OutputFormat::Npy),
+            Some("jsonl") => Ok(OutputFormat::Jsonl),
+            _ => Err(Error::format(path, "output must end in .npy or .jsonl")),
+        }
+    }
+}
+
+/// Checks that embeddings can be written to `path` (a known extension, in an existing folder), so that a
+/// mistyped output fails before any encoding.
+pub fn check_output(path: &Path) -> Result<()> {
+    OutputFormat::from_path(path)?;
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    if !dir.is_dir() {
+        return Err(Error::format(path, format!("the folder {} does not exist", dir.display())));
+    }
+    if path.is_dir() {
+        return Err(Error::format(path, "is a folder"));
+    }
+    Ok(())
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Record {
@@ -101,10 +135,9 @@ pub fn jsonl_bytes(e: &Embeddings) -> Vec<u8> {
 
 /// Writes embeddings as `.npy` or `.jsonl` (by extension), atomically.
 pub fn write_embeddings(path: &Path, e: &Embeddings) -> Result<()> {
-    let bytes = match path.extension().and_then(|x| x.to_str()) {
-        Some("npy") => npy_bytes(e),
-        Some("jsonl") => jsonl_bytes(e),
-        _ => return Err(Error::format(path, "output must end in .npy or .jsonl")),
+    let bytes = match OutputFormat::from_path(path)? {
+        OutputFormat::Npy => npy_bytes(e),
+        OutputFormat::Jsonl => jsonl_bytes(e),
     };
     write_atomic(path, &bytes)
 }

@@ -11,7 +11,7 @@ pub mod model;
 pub mod pool;
 pub mod tokenize;
 
-pub use encoder::{set_num_threads, Embeddings, Encoder, Input, Options, Settings};
+pub use encoder::{set_num_threads, Embeddings, Encoder, Input, Options, Progress, Settings};
 pub use error::{Error, Result};
 pub use model::AttentionMode;
 pub use pool::Pooling;

@@ -70,11 +70,18 @@ impl Adapter {
         let weights_path = dir.join("adapter_model.safetensors");
         let tensors = parse_safetensors(weights, &Device::Cpu).map_err(|msg| Error::format(&weights_path, msg))?;
         let pairs = pair_tensors(tensors, &weights_path)?;
+        check_ranks(&config, &pairs, &config_path)?;
+        let pairs = pairs.into_iter().map(|(module, pair)| (module, (pair.a, pair.b))).collect();
         Ok(Self { config, dir: dir.to_path_buf(), pairs })
     }
 
+    /// The rank the config gives `module`: its `rank_pattern` entry, else `r`.
+    fn rank(&self, module: &str) -> usize {
+        rank_of(&self.config, module).1
+    }
+
     fn scale(&self, module: &str) -> f64 {
-        let r = pattern_value(&self.config.rank_pattern, module).unwrap_or(self.config.r) as f64;
+        let r = self.rank(module) as f64;
         let alpha = pattern_value(&self.config.alpha_pattern, module).unwrap_or(self.config.lora_alpha);
         if self.config.use_rslora {
             alpha / r.sqrt()
@@ -110,13 +117,57 @@ impl Adapter {
     }
 }
 
+/// The config field that sets `module`'s rank (`r`, or its `rank_pattern` entry) and the rank.
+fn rank_of(config: &AdapterConfig, module: &str) -> (String, usize) {
+    match pattern_entry(&config.rank_pattern, module) {
+        Some((key, r)) => (format!("rank_pattern.{key}"), r),
+        None => ("r".into(), config.r),
+    }
+}
+
+/// Refuses, as PEFT does, matrices whose rank is not the one the config gives their module: merged with
+/// the config's rank, they would be scaled by the wrong `lora_alpha / r`.
+fn check_ranks(config: &AdapterConfig, pairs: &HashMap<String, Pair>, config_path: &Path) -> Result<()> {
+    let mut modules: Vec<&String> = pairs.keys().collect();
+    modules.sort_unstable();
+    for module in modules {
+        let pair = &pairs[module];
+        let (field, r) = rank_of(config, module);
+        let found = pair.a.dim(0)?;
+        if found != r {
+            return Err(Error::Config {
+                path: config_path.to_path_buf(),
+                field,
+                msg: format!(
+                    "{r}, but tensor `{}` in adapter_model.safetensors has shape {:?} (rank {found}); the config does not describe these weights",
+                    pair.a_name,
+                    pair.a.dims()
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// A per-module override from PEFT's `rank_pattern` / `alpha_pattern` (keys match a module name's suffix).
 fn pattern_value<T: Copy>(pattern: &HashMap<String, T>, module: &str) -> Option<T> {
-    pattern.iter().find(|(k, _)| module == k.as_str() || module.ends_with(&format!(".{k}"))).map(|(_, v)| *v)
+    pattern_entry(pattern, module).map(|(_, v)| v)
+}
+
+/// The key and value of the override that applies to `module`, if any.
+fn pattern_entry<'a, T: Copy>(pattern: &'a HashMap<String, T>, module: &str) -> Option<(&'a str, T)> {
+    pattern.iter().find(|(k, _)| module == k.as_str() || module.ends_with(&format!(".{k}"))).map(|(k, v)| (k.as_str(), *v))
+}
+
+/// A module's LoRA matrices, and the A matrix's name in the file (for error messages).
+struct Pair {
+    a: Tensor,
+    b: Tensor,
+    a_name: String,
 }
 
 /// Groups `...<module>.lora_A.weight` / `lora_B.weight` into pairs under Hugging Face module names.
-fn pair_tensors(tensors: HashMap<String, Tensor>, path: &Path) -> Result<HashMap<String, (Tensor, Tensor)>> {
+fn pair_tensors(tensors: HashMap<String, Tensor>, path: &Path) -> Result<HashMap<String, Pair>> {
     let mut a_parts = HashMap::new();
     let mut b_parts = HashMap::new();
     for (key, t) in tensors {
@@ -129,19 +180,19 @@ fn pair_tensors(tensors: HashMap<String, Tensor>, path: &Path) -> Result<HashMap
         };
         let module = hf_module_name(module);
         if is_a {
-            a_parts.insert(module, t);
+            a_parts.insert(module, (key, t));
         } else {
             b_parts.insert(module, t);
         }
     }
     let mut pairs = HashMap::new();
-    for (module, a) in a_parts {
+    for (module, (a_name, a)) in a_parts {
         let b = b_parts.remove(&module).ok_or_else(|| Error::weight(path, &module, "lora_A without lora_B"))?;
         let (r_a, r_b) = (a.dim(0)?, b.dim(1)?);
         if a.rank() != 2 || b.rank() != 2 || r_a != r_b || r_a == 0 {
             return Err(Error::weight(path, &module, format!("lora_A {:?} and lora_B {:?} do not fit together", a.dims(), b.dims())));
         }
-        pairs.insert(module, (a, b));
+        pairs.insert(module, Pair { a, b, a_name });
     }
     if let Some(module) = b_parts.keys().next() {
         return Err(Error::weight(path, module, "lora_B without lora_A"));

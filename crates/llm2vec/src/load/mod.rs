@@ -109,6 +109,12 @@ pub fn resolve(spec: &str) -> Result<PathBuf> {
     if path.exists() {
         return Ok(path.to_path_buf());
     }
+    if looks_like_path(spec) {
+        return Err(Error::ModelNotFound(format!(
+            "`{spec}` was not found locally (it looks like a path, so it is not looked up on the hub{})",
+            if spec.starts_with('~') { "; `~` is expanded by the shell only when unquoted" } else { "" }
+        )));
+    }
     if hub::looks_like_repo_id(spec) {
         return hub::snapshot(spec);
     }
@@ -116,6 +122,13 @@ pub fn resolve(spec: &str) -> Result<PathBuf> {
         "`{spec}` is not a file, a directory, a short name ({}) or a hub id (org/name)",
         SHORT_NAMES.iter().map(|s| s.0).collect::<Vec<_>>().join(", ")
     )))
+}
+
+/// A model name meant as a local path, never to be downloaded: it starts with `.`, `/` or `~`, ends in `.gguf`,
+/// or has a `/` after a first component that exists here (`models/typo` when `models/` exists).
+fn looks_like_path(spec: &str) -> bool {
+    let first_exists = spec.split_once(['/', '\\']).is_some_and(|(first, _)| !first.is_empty() && Path::new(first).exists());
+    spec.starts_with(['.', '/', '~', '\\']) || spec.to_ascii_lowercase().ends_with(".gguf") || first_exists
 }
 
 fn load_gguf(path: &Path, spec: &str, device: &Device) -> Result<Loaded> {

@@ -125,6 +125,9 @@ fn to_tensor(name: &str, dtype: safetensors::Dtype, shape: &[usize], bytes: &[u8
         safetensors::Dtype::U8 => DType::U8,
         other => return Err(format!("tensor `{name}`: unsupported dtype {other:?}")),
     };
+    if let Some(i) = first_non_finite(dtype, bytes) {
+        return Err(format!("tensor `{name}`: {}", non_finite(i)));
+    }
     Tensor::from_raw_buffer(bytes, dtype, shape, device).map_err(|e| format!("tensor `{name}`: {e}"))
 }
 
@@ -137,4 +140,30 @@ pub fn parse_safetensors(bytes: &[u8], device: &Device) -> std::result::Result<H
         out.insert(name, t);
     }
     Ok(out)
+}
+
+/// What is wrong with a tensor whose element `i` is NaN or infinite.
+pub(crate) fn non_finite(i: usize) -> String {
+    format!("element {i} is NaN or infinite; the weights are corrupt")
+}
+
+/// The index of the first NaN or infinite value of little-endian float `bytes`, if any (integer dtypes have none).
+pub(crate) fn first_non_finite(dtype: DType, bytes: &[u8]) -> Option<usize> {
+    match dtype {
+        DType::F32 => first_match(bytes.as_chunks::<4>().0, |w| u32::from_le_bytes(*w) & 0x7f80_0000 == 0x7f80_0000),
+        DType::F16 => first_match(bytes.as_chunks::<2>().0, |w| u16::from_le_bytes(*w) & 0x7c00 == 0x7c00),
+        DType::BF16 => first_match(bytes.as_chunks::<2>().0, |w| u16::from_le_bytes(*w) & 0x7f80 == 0x7f80),
+        DType::F64 => first_match(bytes.as_chunks::<8>().0, |w| !f64::from_le_bytes(*w).is_finite()),
+        _ => None,
+    }
+}
+
+/// The index of the first item that `hit` picks. Blocks are first checked without branching (so the check
+/// runs at memory speed), and only a block with a hit is searched.
+pub(crate) fn first_match<T>(items: &[T], hit: impl Fn(&T) -> bool) -> Option<usize> {
+    const BLOCK: usize = 4096;
+    items.chunks(BLOCK).enumerate().find_map(|(n, block)| {
+        let any = block.iter().fold(false, |acc, item| acc | hit(item));
+        any.then(|| n * BLOCK + block.iter().position(&hit).unwrap_or(0))
+    })
 }

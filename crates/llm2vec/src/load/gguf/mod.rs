@@ -18,6 +18,7 @@ pub use reader::{Array, GgufFile, TensorInfo, Value};
 pub use tokenizer::SpecialIds;
 pub use types::GgmlType;
 
+use super::weights::{first_match, non_finite};
 use crate::{Error, Result};
 
 /// A GGUF model turned into Hugging Face terms.
@@ -71,6 +72,9 @@ fn load_tensors(file: &GgufFile, arch: Arch, hp: &arch::Hparams, device: &Device
         })?;
         let data = file.dequantize(info)?;
         let data = arch::restore(arch, hp, &name, data).map_err(|msg| Error::weight(file.path(), &info.name, msg))?;
+        if let Some(i) = first_match(&data, |v| !v.is_finite()) {
+            return Err(Error::weight(file.path(), &info.name, non_finite(i)));
+        }
         tensors.insert(name, Tensor::from_vec(data, info.shape(), device)?);
     }
     Ok(tensors)
