@@ -1,4 +1,4 @@
-//! What both embedding endpoints share: reading the JSON body, checking the number of inputs, tokenizing on
+//! What both embedding endpoints share: reading and parsing the JSON body, checking the number of inputs, tokenizing on
 //! arrival (off the async workers; over-length inputs refused unless truncation is asked for), waiting for
 //! the rows from the inference queue, and cutting dimensions.
 
@@ -15,16 +15,19 @@ use serde_json::error::Category;
 use crate::batcher::Batcher;
 use crate::error::ApiError;
 
-/// Parses a request body: 413 over the size limit, 400 when it is not UTF-8 or not JSON, 422 when the
-/// JSON does not fit the schema.
-pub fn parse_body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>, limit: usize) -> Result<T, ApiError> {
-    let body = body.map_err(|rejection| match rejection.status() {
+/// The body of a request: 413 over the size limit (any other rejection keeps its status).
+pub fn read_body(body: Result<Bytes, BytesRejection>, limit: usize) -> Result<Bytes, ApiError> {
+    body.map_err(|rejection| match rejection.status() {
         StatusCode::PAYLOAD_TOO_LARGE => {
             ApiError::too_large(format!("request body is larger than the limit of {limit} bytes"))
         }
         status => ApiError::new(status, rejection.body_text()),
-    })?;
-    let text = std::str::from_utf8(&body).map_err(|e| {
+    })
+}
+
+/// Parses a JSON body: 400 when it is not UTF-8 or not JSON, 422 when the JSON does not fit the schema.
+pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let text = std::str::from_utf8(body).map_err(|e| {
         ApiError::bad_request(format!("request body is not valid UTF-8 (invalid byte at offset {})", e.valid_up_to()))
     })?;
     serde_json::from_str(text).map_err(|e| match e.classify() {
