@@ -99,6 +99,10 @@ pub fn load(dir: &Path, lora: &mut LoraModel, optimizer: &mut AdamW) -> Result<T
     let path = dir.join(STATE);
     let text = std::fs::read_to_string(&path).map_err(|e| TrainError::io(&path, e))?;
     let state: TrainerState = serde_json::from_str(&text).map_err(|e| TrainError::Config { file: path.clone(), msg: e.to_string() })?;
+    if state.steps.iter().try_fold(0usize, |sum, r| sum.checked_add(r.tokens)).is_none() {
+        let msg = "the `tokens` of `steps` add up to more than a token count can hold".to_string();
+        return Err(TrainError::Config { file: path, msg });
+    }
     lora.load_weights(dir)?;
     optimizer.load(&dir.join(OPTIMIZER))?;
     Ok(state)
