@@ -36,18 +36,21 @@ fn write_checkpoint(data: &[u8], dir: &Path) {
 
 #[test]
 fn hostile_checkpoints_are_errors_that_name_the_file() {
-    for path in regressions("checkpoint") {
-        let tmp = tempfile::tempdir().unwrap();
-        write_checkpoint(&std::fs::read(&path).unwrap(), tmp.path());
-        let settings = LoraSettings { r: 2, lora_alpha: 4.0, lora_dropout: 0.0 };
-        let sites = [(Site { layer: 0, proj: Projection::Q }, 8, 8), (Site { layer: 0, proj: Projection::Down }, 16, 8)];
-        let mut lora = LoraModel::new(&sites, &Projection::ALL, &settings, 0, DType::F32, &Device::Cpu).unwrap();
-        let mut optimizer = AdamW::new(&lora.vars(), AdamWConfig::default()).unwrap();
-        let err = match checkpoint::load(tmp.path(), &mut lora, &mut optimizer) {
-            Ok(_) => panic!("{}: accepted", path.display()),
-            Err(e) => e.to_string(),
-        };
-        eprintln!("{}: {err}", path.display());
-        assert!(FILES.iter().any(|f| err.contains(f)), "{}: the error names no file: {err}", path.display());
-    }
+    let accepted: Vec<PathBuf> = regressions("checkpoint").into_iter().filter(|p| !refused(p)).collect();
+    assert!(accepted.is_empty(), "accepted: {accepted:?}");
+}
+
+/// Loads the checkpoint of `path`; true when it is refused (an error that names a file).
+fn refused(path: &Path) -> bool {
+    let tmp = tempfile::tempdir().unwrap();
+    write_checkpoint(&std::fs::read(path).unwrap(), tmp.path());
+    let settings = LoraSettings { r: 2, lora_alpha: 4.0, lora_dropout: 0.0 };
+    let sites = [(Site { layer: 0, proj: Projection::Q }, 8, 8), (Site { layer: 0, proj: Projection::Down }, 16, 8)];
+    let mut lora = LoraModel::new(&sites, &Projection::ALL, &settings, 0, DType::F32, &Device::Cpu).unwrap();
+    let mut optimizer = AdamW::new(&lora.vars(), AdamWConfig::default()).unwrap();
+    let Err(err) = checkpoint::load(tmp.path(), &mut lora, &mut optimizer) else { return false };
+    let err = err.to_string();
+    eprintln!("{}: {err}", path.display());
+    assert!(FILES.iter().any(|f| err.contains(f)), "{}: the error names no file: {err}", path.display());
+    true
 }
