@@ -5,7 +5,8 @@
 
 Seeds are valid (or nearly valid) inputs that take each target past its first checks: tiny GGUF files (every
 metadata type, one block of every ggml type, loadable Llama/Qwen2/Gemma models with SentencePiece and
-byte-level BPE vocabularies), safetensors files of every dtype, model configs, LoRA adapters and input files.
+byte-level BPE vocabularies), safetensors files of every dtype, model configs, LoRA adapters, input files,
+server request bodies, training configs, training checkpoints and embedding cache shards.
 """
 
 import json
@@ -359,9 +360,107 @@ def inputs_seeds():
     }}
 
 
+# --------------------------------------------------------------------------------------------------------
+# server request bodies
+
+def server_request_seeds():
+    bodies = {
+        "openai_one.json": {"input": "A man is eating food.", "model": "llm2vec"},
+        "openai_many.json": {"input": ["first", "second ünïcode"], "model": "m", "encoding_format": "base64",
+                             "dimensions": 8, "user": "someone"},
+        "openai_float.json": {"input": ["x"], "encoding_format": "float", "dimensions": 64},
+        "embed_one.json": {"inputs": "A man is eating food."},
+        "embed_pairs.json": {"inputs": ["plain", ["Retrieve parallel sentences", "Une femme joue du violon."]],
+                             "instruction": "Given a claim, find documents that refute it",
+                             "normalize": False, "truncate": True},
+    }
+    return {"server_request": {name: json.dumps(b).encode() for name, b in bodies.items()}}
+
+
+# --------------------------------------------------------------------------------------------------------
+# training configs
+
+def train_config_seeds():
+    out = {}
+    configs = os.path.join(REPO, "train_configs")
+    if os.path.isdir(configs):
+        for stage in sorted(os.listdir(configs)):
+            for name in sorted(os.listdir(os.path.join(configs, stage))):
+                with open(os.path.join(configs, stage, name), "rb") as f:
+                    out["%s_%s" % (stage, name)] = f.read()
+    out["minimal.json"] = json.dumps({"model_name_or_path": "m", "train_file": "t.txt", "output_dir": "o"}).encode()
+    out["every_field.json"] = json.dumps({
+        "model_name_or_path": "m", "peft_model_name_or_path": "p", "tokenizer_name": "t", "dataset_name": "E5",
+        "dataset_file_path": "d", "max_seq_length": 512, "line_by_line": True, "mask_token_type": "mask",
+        "data_collator_type": "default", "per_device_eval_batch_size": 2, "weight_decay": 0.01,
+        "num_train_epochs": 1.5, "max_steps": 100, "lora_dropout": 0.05, "simcse_dropout": 0.3,
+        "loss_scale": 20.0, "pooling_mode": "eos_token", "save_steps": 0, "eval_steps": None, "seed": 7,
+        "max_train_samples": 10, "max_grad_norm": 0.5, "output_dir": "o", "save_only_model": True,
+        "dataloader_num_workers": 4}).encode()
+    out["typo.json"] = b'{"model_name_or_pth": "m"}'
+    return {"train_config": out}
+
+
+# --------------------------------------------------------------------------------------------------------
+# checkpoints
+
+# The harness's LoRA model: rank 2 on layer 0's q_proj (8 -> 8) and down_proj (16 -> 8).
+CHECKPOINT_SITES = [("layers.0.self_attn.q_proj", 8, 8), ("layers.0.mlp.down_proj", 16, 8)]
+
+
+def checkpoint_input(state, config, adapter, optimizer):
+    parts = [json.dumps(state).encode(), json.dumps(config).encode(), adapter]
+    assert all(len(p) < 1 << 16 for p in parts)
+    return struct.pack("<3H", *map(len, parts)) + b"".join(parts) + optimizer
+
+
+def checkpoint_seeds():
+    r = 2
+    adapter, moments = [], []
+    for module, inp, out in CHECKPOINT_SITES:
+        a = st_f32("base_model.model.%s.lora_A.weight" % module, [r, inp])
+        b = st_f32("base_model.model.%s.lora_B.weight" % module, [out, r])
+        adapter += [a, b]
+        moments += [[r, inp], [out, r]]
+    optimizer = []
+    for i, shape in enumerate(moments):
+        optimizer += [st_f32("m.%d" % i, shape), st_f32("v.%d" % i, shape)]
+    optimizer.append(("steps", "U32", [1], struct.pack("<I", 3)))
+    config = {"peft_type": "LORA", "base_model_name_or_path": "tiny/llama", "r": r, "lora_alpha": 4.0,
+              "lora_dropout": 0.0, "target_modules": ["q_proj", "down_proj"], "bias": "none",
+              "fan_in_fan_out": False, "inference_mode": True}
+    step = {"step": 3, "loss": 2.5, "learning_rate": 1e-4, "grad_norm": 0.75, "tokens": 1024, "elapsed_seconds": 4.5}
+    state = {"stage": "mntp", "step": 3, "planned_steps": 10, "steps": [dict(step, step=i) for i in (1, 2, 3)],
+             "evals": [{"step": 3, "metric": "mlm_loss", "value": 2.25}]}
+    return {"checkpoint": {
+        "checkpoint.bin": checkpoint_input(state, config, safetensors(adapter), safetensors(optimizer)),
+        "empty_state.bin": checkpoint_input({"stage": "simcse", "step": 0, "planned_steps": 0, "steps": [],
+                                             "evals": []}, config, safetensors(adapter), safetensors(optimizer)),
+    }}
+
+
+# --------------------------------------------------------------------------------------------------------
+# evaluation cache shards
+
+def cache_shard(dim, keys):
+    out = b"L2VEMB1\n" + struct.pack("<II", dim, len(keys))
+    out += b"".join(keys)
+    return out + f32s(small_floats(dim * len(keys)))
+
+
+def eval_cache_seeds():
+    keys = [bytes(range(i, i + 32)) for i in range(3)]
+    return {"eval_cache": {
+        "shard.bin": cache_shard(4, keys),
+        "duplicate_keys.bin": cache_shard(2, [keys[0], keys[0]]),
+        "empty.bin": cache_shard(8, []),
+    }}
+
+
 def main():
     seeds = {}
-    for part in (gguf_seeds(), safetensors_seeds(), config_seeds(), adapter_seeds(), inputs_seeds()):
+    for part in (gguf_seeds(), safetensors_seeds(), config_seeds(), adapter_seeds(), inputs_seeds(),
+                 server_request_seeds(), train_config_seeds(), checkpoint_seeds(), eval_cache_seeds()):
         seeds.update(part)
     if os.path.isdir(OUT):
         shutil.rmtree(OUT)
@@ -372,7 +471,7 @@ def main():
             with open(os.path.join(OUT, target, name), "wb") as f:
                 f.write(data)
             total += len(data)
-        print("%-12s %2d seeds, %6d bytes" % (target, len(files), sum(len(d) for d in files.values())))
+        print("%-14s %2d seeds, %6d bytes" % (target, len(files), sum(len(d) for d in files.values())))
     print("total %d bytes" % total)
 
 

@@ -76,7 +76,12 @@ for t in "${TARGETS[@]}"; do
         grep -E '^(==[0-9]+==ERROR|thread .* panicked|SUMMARY|.*artifact_prefix.*Test unit written)' "$log" | head -5
     fi
     SUMMARY+=("$line")
-    [ "$t" = gguf_load ] && rm -f /dev/shm/llm2vec-fuzz-*.gguf
+    # The targets that read through the file system leave their per-process files behind.
+    case $t in
+        gguf_load) rm -f /dev/shm/llm2vec-fuzz-*.gguf ;;
+        checkpoint) rm -rf /dev/shm/llm2vec-fuzz-checkpoint-* ;;
+        eval_cache) rm -rf /dev/shm/llm2vec-fuzz-cache-* ;;
+    esac
 done
 
 echo

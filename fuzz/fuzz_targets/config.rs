@@ -30,6 +30,7 @@ fuzz_target!(|data: &[u8]| {
     let valid = match &config {
         Config::Llama(c) => c.validate(path),
         Config::Gemma(c) => c.validate(path),
+        Config::Bert(c) => c.validate(path),
     };
     debug!("{model_type}: validate {:?}", valid.map_err(|e| e.to_string()));
 });

@@ -65,6 +65,7 @@ fuzz_target!(|data: &[u8]| {
     match &loaded.config {
         Config::Llama(c) => debug!("validate: {:?}", c.validate(path).map_err(|e| e.to_string())),
         Config::Gemma(c) => debug!("validate: {:?}", c.validate(path).map_err(|e| e.to_string())),
+        Config::Bert(c) => debug!("validate: {:?}", c.validate(path).map_err(|e| e.to_string())),
     }
     let opts = TokenizeOptions { max_length: 64, doc_max_length: 32, append_eos: true };
     for (instruction, text) in [("Retrieve passages", "Hello wörld 123 ▁ <s> \u{0}\t\n end"), ("", "a")] {

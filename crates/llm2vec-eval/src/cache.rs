@@ -98,8 +98,9 @@ impl Cache {
         }
         let dim = u32::from_le_bytes(bytes[8..12].try_into().unwrap_or_default()) as usize;
         let count = u32::from_le_bytes(bytes[12..16].try_into().unwrap_or_default()) as usize;
-        let expected = HEADER + count * 32 + count * dim * 4;
-        if bytes.len() != expected {
+        // In u128: the sizes a corrupt header claims must not overflow.
+        let expected = HEADER as u128 + count as u128 * (32 + 4 * dim as u128);
+        if bytes.len() as u128 != expected {
             return Err(corrupt(format!("{} bytes, expected {expected} for {count} rows of {dim}", bytes.len())));
         }
         match self.dim {

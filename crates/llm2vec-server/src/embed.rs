@@ -49,17 +49,22 @@ enum Item {
 
 const TRUNCATED_INPUTS: HeaderName = HeaderName::from_static("x-truncated-inputs");
 
-/// The handler.
-pub async fn embed(
-    State(state): State<Arc<AppState>>,
-    body: Bytes,
-) -> Result<([(HeaderName, String); 1], Json<Vec<Vec<f32>>>), ApiError> {
-    let request: Request = embedding::parse_body(&body)?;
+/// A checked request: its inputs (instructions applied) and what to do with them.
+pub struct EmbedRequest {
+    pub inputs: Vec<Input>,
+    pub normalize: bool,
+    pub truncate: bool,
+}
+
+/// Parses and checks a body: 400 when it is not UTF-8 or JSON, 422 for a schema mismatch or no inputs, 413
+/// for more than `max_inputs` inputs.
+pub fn parse_request(body: &[u8], max_inputs: usize) -> Result<EmbedRequest, ApiError> {
+    let request: Request = embedding::parse_body(body)?;
     let items = match request.inputs {
         Inputs::One(text) => vec![Item::Text(text)],
         Inputs::Many(items) => items,
     };
-    embedding::check_count(items.len(), "inputs", state.config.max_client_batch_size)?;
+    embedding::check_count(items.len(), "inputs", max_inputs)?;
     let inputs = items
         .into_iter()
         .map(|item| match item {
@@ -67,7 +72,16 @@ pub async fn embed(
             Item::Pair(instruction, text) => Input::new(instruction, text),
         })
         .collect();
-    let tokens = embedding::tokenize(state.encoder.clone(), inputs, request.truncate, state.max_text_bytes).await?;
+    Ok(EmbedRequest { inputs, normalize: request.normalize, truncate: request.truncate })
+}
+
+/// The handler.
+pub async fn embed(
+    State(state): State<Arc<AppState>>,
+    body: Bytes,
+) -> Result<([(HeaderName, String); 1], Json<Vec<Vec<f32>>>), ApiError> {
+    let request = parse_request(&body, state.config.max_client_batch_size)?;
+    let tokens = embedding::tokenize(state.encoder.clone(), request.inputs, request.truncate, state.max_text_bytes).await?;
     let mut embeddings = embedding::run(&state.batcher, tokens, state.encoder.dim()).await?;
     if request.normalize {
         embeddings.normalize();

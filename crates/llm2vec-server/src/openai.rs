@@ -77,19 +77,34 @@ pub async fn embeddings(
     State(state): State<Arc<AppState>>,
     body: Bytes,
 ) -> Result<Json<Response>, ApiError> {
-    let request: Request = embedding::parse_body(&body)?;
+    let request = parse_request(&body, state.config.max_client_batch_size, state.encoder.dim())?;
+    let tokens = embedding::tokenize(state.encoder.clone(), request.inputs, request.truncate, state.max_text_bytes).await?;
+    let mut embeddings =
+        embedding::cut_dimensions(embedding::run(&state.batcher, tokens, state.encoder.dim()).await?, request.dimensions);
+    embeddings.normalize();
+    Ok(Json(response(&embeddings, request.encoding_format, &state.model_name)))
+}
+
+/// A checked request: its inputs, the dimensions to keep, the encoding of the answer and whether to truncate.
+pub struct EmbeddingsRequest {
+    pub inputs: Vec<Input>,
+    pub dimensions: usize,
+    pub truncate: bool,
+    encoding_format: EncodingFormat,
+}
+
+/// Parses and checks a body for an encoder of `dim` dimensions: 400 when it is not UTF-8 or JSON, 422 for a
+/// schema mismatch, no inputs or `dimensions` outside 1..=dim, 413 for more than `max_inputs` inputs.
+pub fn parse_request(body: &[u8], max_inputs: usize, dim: usize) -> Result<EmbeddingsRequest, ApiError> {
+    let request: Request = embedding::parse_body(body)?;
     let texts = match request.input {
         Texts::One(text) => vec![text],
         Texts::Many(texts) => texts,
     };
-    embedding::check_count(texts.len(), "input", state.config.max_client_batch_size)?;
-    let dims = check_dimensions(request.dimensions, state.encoder.dim())?;
+    embedding::check_count(texts.len(), "input", max_inputs)?;
+    let dimensions = check_dimensions(request.dimensions, dim)?;
     let inputs = texts.into_iter().map(Input::text).collect();
-    let tokens = embedding::tokenize(state.encoder.clone(), inputs, request.truncate, state.max_text_bytes).await?;
-    let mut embeddings =
-        embedding::cut_dimensions(embedding::run(&state.batcher, tokens, state.encoder.dim()).await?, dims);
-    embeddings.normalize();
-    Ok(Json(response(&embeddings, request.encoding_format, &state.model_name)))
+    Ok(EmbeddingsRequest { inputs, dimensions, truncate: request.truncate, encoding_format: request.encoding_format })
 }
 
 /// `dimensions` must lie in 1..=dim; absent means all.

@@ -111,7 +111,12 @@ pub fn complete(output_dir: &Path) -> Vec<PathBuf> {
 pub fn read_state(dir: &Path) -> Result<TrainerState> {
     let path = dir.join(STATE);
     let text = std::fs::read_to_string(&path).map_err(|e| TrainError::io(&path, e))?;
-    serde_json::from_str(&text).map_err(|e| TrainError::Checkpoint { path: path.clone(), msg: e.to_string() })
+    let state: TrainerState = serde_json::from_str(&text).map_err(|e| TrainError::Checkpoint { path: path.clone(), msg: e.to_string() })?;
+    if state.steps.iter().try_fold(0usize, |sum, r| sum.checked_add(r.tokens)).is_none() {
+        let msg = "the `tokens` of `steps` add up to more than a token count can hold".to_string();
+        return Err(TrainError::Checkpoint { path, msg });
+    }
+    Ok(state)
 }
 
 /// Restores LoRA weights and optimizer moments from checkpoint `dir`; every error names its file.

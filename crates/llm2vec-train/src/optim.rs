@@ -72,8 +72,9 @@ impl AdamW {
         let mut tensors = candle_core::safetensors::load(path, &Device::Cpu)?;
         let mut take = |name: String, like: &Tensor| -> Result<Tensor> {
             let t = tensors.remove(&name).ok_or_else(|| TrainError::Invalid(format!("{}: `{name}` missing", path.display())))?;
-            if t.dims() != like.dims() {
-                return Err(TrainError::Invalid(format!("{}: `{name}` has shape {:?}, expected {:?}", path.display(), t.dims(), like.dims())));
+            if t.dims() != like.dims() || t.dtype() != like.dtype() {
+                let (got, expected) = ((t.dtype(), t.dims()), (like.dtype(), like.dims()));
+                return Err(TrainError::Invalid(format!("{}: `{name}` is {got:?}, expected {expected:?}", path.display())));
             }
             Ok(t.to_device(like.device())?)
         };
