@@ -17,7 +17,7 @@ def model_copy(tiny_model, tmp_path):
 @pytest.mark.parametrize(
     "name, settings, error, message",
     [
-        ("/nonexistent/model", {}, FileNotFoundError, "model not found: `/nonexistent/model` is not a file"),
+        ("/nonexistent/model", {}, FileNotFoundError, "model not found: `/nonexistent/model` was not found locally"),
         ("no-such-short-name", {}, FileNotFoundError, "short name (smollm2-135m-instruct"),
         (None, {"peft_model_name_or_path": "/nonexistent/adapter"}, FileNotFoundError,
          "/nonexistent/adapter/adapter_config.json: No such file or directory"),
