@@ -5,6 +5,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+#[path = "../../llm2vec/tests/common/safetensors_edit.rs"]
+mod safetensors_edit;
+use safetensors_edit::fill_tensor;
+
 /// A model name that resolves nowhere: a run that gets as far as loading fails on it.
 const NO_MODEL: &str = "no-such-model-anywhere";
 
@@ -93,15 +97,3 @@ fn embeddings_that_are_not_finite_are_not_written() {
     assert!(!output.exists());
 }
 
-/// Sets every element of the f32 tensor `name` in a safetensors file to `value`.
-fn fill_tensor(path: &Path, name: &str, value: f32) {
-    let mut bytes = std::fs::read(path).unwrap();
-    let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
-    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + header_len]).unwrap();
-    let offsets = &header[name]["data_offsets"];
-    let (begin, end) = (offsets[0].as_u64().unwrap() as usize, offsets[1].as_u64().unwrap() as usize);
-    for element in bytes[8 + header_len + begin..8 + header_len + end].chunks_exact_mut(4) {
-        element.copy_from_slice(&value.to_le_bytes());
-    }
-    std::fs::write(path, bytes).unwrap();
-}

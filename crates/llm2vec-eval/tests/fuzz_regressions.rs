@@ -1,18 +1,12 @@
 //! Shards the `eval_cache` fuzz target (fuzz/) found or was written to reach, in fuzz/regressions/eval_cache/:
 //! a cache folder holding one of them must fail to open with an error that names the shard, without a panic.
 
-use std::path::{Path, PathBuf};
-
 use llm2vec_eval::cache::Cache;
 use llm2vec_eval::Error;
 
-fn regressions() -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/regressions/eval_cache");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
-    files.sort();
-    assert!(!files.is_empty(), "no reproducers in {}", dir.display());
-    files
-}
+#[path = "../../llm2vec/tests/common/regressions.rs"]
+mod regressions;
+use regressions::regressions;
 
 /// Opens a cache whose folder holds `shard` as `shard.bin`.
 fn open_with(shard: &[u8]) -> (tempfile::TempDir, llm2vec_eval::Result<Cache>) {
@@ -25,7 +19,7 @@ fn open_with(shard: &[u8]) -> (tempfile::TempDir, llm2vec_eval::Result<Cache>) {
 
 #[test]
 fn hostile_shards_are_errors_that_name_the_shard() {
-    for path in regressions() {
+    for path in regressions("eval_cache") {
         let (_root, opened) = open_with(&std::fs::read(&path).unwrap());
         match opened {
             Err(Error::Cache { path: at, msg }) => {

@@ -13,15 +13,11 @@ use llm2vec_train::checkpoint;
 use llm2vec_train::lora::{LoraModel, LoraSettings};
 use llm2vec_train::optim::{AdamW, AdamWConfig};
 
-const FILES: [&str; 4] = ["trainer_state.json", "adapter_config.json", "adapter_model.safetensors", "optimizer.safetensors"];
+#[path = "../../llm2vec/tests/common/regressions.rs"]
+mod regressions;
+use regressions::regressions;
 
-fn regressions(target: &str) -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/regressions").join(target);
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
-    files.sort();
-    assert!(!files.is_empty(), "no reproducers in {}", dir.display());
-    files
-}
+const FILES: [&str; 4] = ["trainer_state.json", "adapter_config.json", "adapter_model.safetensors", "optimizer.safetensors"];
 
 /// Writes the four files of a target input into `dir`.
 fn write_checkpoint(data: &[u8], dir: &Path) {

@@ -2,7 +2,7 @@
 //! a panic or a huge allocation. The files live in fuzz/regressions/<target>/.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use candle_core::Tensor;
@@ -10,13 +10,9 @@ use llm2vec::load::adapter::Adapter;
 use llm2vec::load::weights::{parse_safetensors, Weights};
 use llm2vec::{DType, Device};
 
-fn regressions(target: &str) -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/regressions").join(target);
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
-    files.sort();
-    assert!(!files.is_empty(), "no reproducers in {}", dir.display());
-    files
-}
+#[path = "common/regressions.rs"]
+mod regressions;
+use regressions::regressions;
 
 fn within(limit: Duration, what: &Path, f: impl FnOnce()) {
     let start = Instant::now();
