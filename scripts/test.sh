@@ -15,6 +15,6 @@ if grep -qw avx512f /proc/cpuinfo 2>/dev/null; then narrower+=(avx2); fi
 if grep -qw avx2 /proc/cpuinfo 2>/dev/null && grep -qw fma /proc/cpuinfo; then narrower+=(scalar); fi
 for isa in "${narrower[@]}"; do
     echo "== the CPU kernels' tests on the $isa path (LLM2VEC_CPU_ISA=$isa)"
-    LLM2VEC_CPU_ISA=$isa cargo test --release -p llm2vec --lib --test parity --test encoder "$@"
+    LLM2VEC_CPU_ISA=$isa cargo test --release -p llm2vec --lib --test parity --test encoder --test quantized "$@"
     LLM2VEC_CPU_ISA=$isa cargo test --release -p llm2vec-train --test model_gradients --test gradients "$@"
 done

@@ -34,8 +34,8 @@ class LLM2Vec:
         hub id in the local Hugging Face cache. `peft_model_name_or_path` is one PEFT LoRA directory or a list of
         them, merged in order. Settings left at None come from the last adapter's (else the model's)
         `llm2vec_config.json`, then the defaults: mean pooling, max_length 512, doc_max_length 400, instruction
-        skipped. `dtype` (or the reference's `torch_dtype`, a torch dtype or its name): float32, bfloat16 or
-        float16. `device`: "cpu", "cuda" or "cuda:N" (CUDA needs a build with the `cuda` feature).
+        skipped. `dtype` (or the reference's `torch_dtype`, a torch dtype or its name): float32, bfloat16,
+        float16, or q8 (8-bit weights and integer products in the linear layers, on the CPU). `device`: "cpu", "cuda" or "cuda:N" (CUDA needs a build with the `cuda` feature).
         """
         encoder = _native.Encoder(
             os.fspath(base_model_name_or_path),

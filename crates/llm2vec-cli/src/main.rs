@@ -102,6 +102,8 @@ enum Precision {
     F32,
     Bf16,
     F16,
+    /// 8-bit weights and integer products in the linear layers (CPU; the rest in f32).
+    Q8,
 }
 
 #[derive(Args)]
@@ -265,10 +267,11 @@ fn options(args: &ModelArgs) -> Result<Options> {
         normalize: args.normalize,
         batch_size: args.batch_size,
         dtype: match args.dtype {
-            Precision::F32 => llm2vec::DType::F32,
+            Precision::F32 | Precision::Q8 => llm2vec::DType::F32,
             Precision::Bf16 => llm2vec::DType::BF16,
             Precision::F16 => llm2vec::DType::F16,
         },
+        quantize: matches!(args.dtype, Precision::Q8),
         device: device(&args.device)?,
     })
 }

@@ -75,7 +75,7 @@ fn describe(model: &str, path: &Path, encoder: &Encoder, options: &Options, pool
             "doc_max_length": s.doc_max_length,
             "skip_instruction": s.skip_instruction,
             "normalize": s.normalize,
-            "dtype": options.dtype.as_str(),
+            "dtype": if options.quantize { "q8" } else { options.dtype.as_str() },
             "device": format!("{:?}", options.device.location()),
         },
     })

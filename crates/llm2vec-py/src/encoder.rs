@@ -37,6 +37,7 @@ impl Encoder {
         dtype: &str,
         device: &str,
     ) -> PyResult<Self> {
+        let (dtype, quantize) = parse::dtype(dtype)?;
         let options = Options {
             adapters,
             pooling: pooling.map(parse::pooling).transpose()?,
@@ -46,7 +47,8 @@ impl Encoder {
             attention: if bidirectional { AttentionMode::Bidirectional } else { AttentionMode::Causal },
             normalize: false,
             batch_size: 1,
-            dtype: parse::dtype(dtype)?,
+            dtype,
+            quantize,
             device: parse::device(device)?,
         };
         let inner = py.detach(|| llm2vec::Encoder::from_pretrained(model, options)).map_err(to_py_err)?;

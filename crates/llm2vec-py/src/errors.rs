@@ -21,7 +21,8 @@ pub fn to_py_err(e: Error) -> PyErr {
         | Error::Weight { .. }
         | Error::Tokenizer(_)
         | Error::Input(_)
-        | Error::Env { .. } => PyValueError::new_err(msg),
+        | Error::Env { .. }
+        | Error::Option { .. } => PyValueError::new_err(msg),
         Error::Interrupted => PyKeyboardInterrupt::new_err(msg),
         Error::Candle(_) | Error::NonFinite { .. } => PyRuntimeError::new_err(msg),
     }

@@ -23,13 +23,15 @@ pub fn device(spec: &str) -> PyResult<Device> {
     Device::new_cuda(ordinal).map_err(|e| PyRuntimeError::new_err(format!("device `{spec}`: {e}")))
 }
 
-/// `float32`, `bfloat16` or `float16` (also `f32`/`bf16`/`f16` and torch's names such as `torch.bfloat16`).
-pub fn dtype(name: &str) -> PyResult<DType> {
+/// `float32`, `bfloat16`, `float16` (also `f32`/`bf16`/`f16` and torch's names such as `torch.bfloat16`)
+/// or `q8` (8-bit linear layers on the CPU, f32 elsewhere); with whether to quantize.
+pub fn dtype(name: &str) -> PyResult<(DType, bool)> {
     match name.strip_prefix("torch.").unwrap_or(name) {
-        "float32" | "float" | "f32" | "fp32" => Ok(DType::F32),
-        "bfloat16" | "bf16" => Ok(DType::BF16),
-        "float16" | "half" | "f16" | "fp16" => Ok(DType::F16),
-        _ => Err(PyValueError::new_err(format!("dtype `{name}`: expected float32, bfloat16 or float16"))),
+        "float32" | "float" | "f32" | "fp32" => Ok((DType::F32, false)),
+        "bfloat16" | "bf16" => Ok((DType::BF16, false)),
+        "float16" | "half" | "f16" | "fp16" => Ok((DType::F16, false)),
+        "q8" | "int8" => Ok((DType::F32, true)),
+        _ => Err(PyValueError::new_err(format!("dtype `{name}`: expected float32, bfloat16, float16 or q8"))),
     }
 }
 

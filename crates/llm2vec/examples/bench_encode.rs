@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! cargo run --release -p llm2vec --example bench_encode -- --model DIR_OR_GGUF --input texts.jsonl \
-//!     --output out.npy [--threads N] [--batch-size 32] [--load-only]
+//!     --output out.npy [--threads N] [--batch-size 32] [--dtype f32|q8] [--load-only]
 //! ```
 //!
 //! Fields: `load_s` (model load), `encode_s` (the `Encoder::encode` call alone), `tokenize_s` (tokenizing
@@ -26,18 +26,19 @@ struct Args {
     output: Option<PathBuf>,
     threads: Option<usize>,
     batch_size: usize,
+    quantize: bool,
     load_only: bool,
 }
 
 fn usage() -> ! {
     eprintln!(
-        "usage: bench_encode --model MODEL --input FILE --output FILE.npy [--threads N] [--batch-size N] [--load-only]"
+        "usage: bench_encode --model MODEL --input FILE --output FILE.npy [--threads N] [--batch-size N] [--dtype f32|q8] [--load-only]"
     );
     std::process::exit(2)
 }
 
 fn parse_args() -> Args {
-    let mut args = Args { model: String::new(), input: None, output: None, threads: None, batch_size: 32, load_only: false };
+    let mut args = Args { model: String::new(), input: None, output: None, threads: None, batch_size: 32, quantize: false, load_only: false };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || it.next().unwrap_or_else(|| usage());
@@ -47,6 +48,13 @@ fn parse_args() -> Args {
             "--output" => args.output = Some(value().into()),
             "--threads" => args.threads = Some(value().parse().unwrap_or_else(|_| usage())),
             "--batch-size" => args.batch_size = value().parse().unwrap_or_else(|_| usage()),
+            "--dtype" => {
+                args.quantize = match value().as_str() {
+                    "f32" => false,
+                    "q8" => true,
+                    _ => usage(),
+                }
+            }
             "--load-only" => args.load_only = true,
             _ => usage(),
         }
@@ -94,7 +102,7 @@ fn main() -> llm2vec::Result<()> {
     };
 
     let start = Instant::now();
-    let options = Options { pooling: Some(Pooling::Mean), batch_size: args.batch_size, ..Options::default() };
+    let options = Options { pooling: Some(Pooling::Mean), batch_size: args.batch_size, quantize: args.quantize, ..Options::default() };
     let encoder = Encoder::from_pretrained(&args.model, options)?;
     let load_s = start.elapsed().as_secs_f64();
     let peak_load = status_kb("VmHWM");
@@ -105,6 +113,7 @@ fn main() -> llm2vec::Result<()> {
         "model": args.model,
         "threads": threads,
         "batch_size": args.batch_size,
+        "dtype": if args.quantize { "q8" } else { "f32" },
         "load_s": load_s,
         "peak_rss_load_kb": peak_load,
         "rss_after_load_kb": rss_after_load,

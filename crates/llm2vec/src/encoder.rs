@@ -26,6 +26,9 @@ pub struct Options {
     pub normalize: bool,
     pub batch_size: usize,
     pub dtype: DType,
+    /// 8-bit integer products in the blocks' linear layers ([`crate::model::layers::Linear::quantize`]):
+    /// CPU and f32 only; attention, norms and pooling stay f32.
+    pub quantize: bool,
     pub device: Device,
 }
 
@@ -41,6 +44,7 @@ impl Default for Options {
             normalize: false,
             batch_size: 32,
             dtype: DType::F32,
+            quantize: false,
             device: Device::Cpu,
         }
     }
@@ -133,7 +137,14 @@ impl Encoder {
             }
         }
         let settings = settings(&options, llm2vec_config.as_ref())?;
-        let backbone = loaded.config.build(&loaded.weights, options.dtype, &options.device)?;
+        if options.quantize && !(options.device.is_cpu() && options.dtype == DType::F32) {
+            let msg = format!("8-bit products run on the CPU in f32, not {:?} on {:?}", options.dtype, options.device);
+            return Err(Error::Option { option: "quantize", msg });
+        }
+        let mut backbone = loaded.config.build(&loaded.weights, options.dtype, &options.device)?;
+        if options.quantize {
+            backbone.quantize()?;
+        }
         Ok(Self { backbone, tokenizer: loaded.tokenizer, settings, model_type: loaded.config.model_type().to_string() })
     }
 

@@ -33,6 +33,9 @@ pub enum Error {
     Env { name: &'static str, msg: String },
     #[error("invalid input: {0}")]
     Input(String),
+    /// Options that cannot work together or on this model.
+    #[error("option `{option}`: {msg}")]
+    Option { option: &'static str, msg: String },
     /// Input `input` (counted from 0) got an embedding with NaN or infinite values.
     #[error("input {}: the embedding has NaN or infinite values (the model's activations overflow: corrupt weights, or too narrow a dtype)", .input + 1)]
     NonFinite { input: usize },

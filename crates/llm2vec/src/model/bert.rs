@@ -206,6 +206,10 @@ impl Backbone for Model {
         Vec::new()
     }
 
+    fn linears_mut(&mut self) -> Vec<&mut Linear> {
+        self.blocks.iter_mut().flat_map(|b| [&mut b.qkv, &mut b.attention_out, &mut b.intermediate, &mut b.output]).collect()
+    }
+
     fn hidden_size(&self) -> usize {
         self.word_embeddings.dim(1).unwrap_or(0)
     }

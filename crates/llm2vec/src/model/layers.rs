@@ -6,7 +6,7 @@ use rayon::prelude::*;
 
 use super::cpu;
 use super::trainable::{self, AttentionSpec, Part, Pass, Projection, Site};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::load::weights::Weights;
 
 /// Whether tokens see only earlier tokens (causal) or the whole sequence (bidirectional).
@@ -16,25 +16,35 @@ pub enum AttentionMode {
     Bidirectional,
 }
 
-/// `y = x W^T + b`, with `W^T` stored contiguous (`[in, out]`) so that matrix products read it in order.
-/// It computes one projection or several fused ones (their outputs side by side, in `parts` order).
+/// `y = x W^T + b`, with `W^T` stored contiguous (`[in, out]`) so that matrix products read it in order,
+/// or in 8 bits for inference on the CPU ([`Linear::quantize`]). It computes one projection or several
+/// fused ones (their outputs side by side, in `parts` order).
 #[derive(Debug, Clone)]
 pub struct Linear {
-    weight_t: Tensor,
+    weight: Weight,
     bias: Option<Tensor>,
     parts: Vec<(Projection, usize)>,
+}
+
+#[derive(Debug, Clone)]
+enum Weight {
+    /// `W^T`, `[in, out]`.
+    Dense(Tensor),
+    Int8(cpu::q8::Matrix),
 }
 
 impl Linear {
     /// From a Hugging Face weight `[out, in]`.
     pub fn new(proj: Projection, weight: Tensor, bias: Option<Tensor>) -> Result<Self> {
         let out = weight.dim(0)?;
-        Ok(Self { weight_t: weight.t()?.contiguous()?, bias, parts: vec![(proj, out)] })
+        Ok(Self { weight: Weight::Dense(weight.t()?.contiguous()?), bias, parts: vec![(proj, out)] })
     }
 
     /// Several projections of the same input fused into one matrix (rows stacked in order).
     pub fn fused(parts: &[Linear]) -> Result<Self> {
-        let weights: Vec<&Tensor> = parts.iter().map(|p| &p.weight_t).collect();
+        let weights = parts.iter().map(|p| p.dense()).collect::<Result<Vec<&Tensor>>>()?;
+        let first = weights.first().ok_or_else(|| Error::Input("no layers to fuse".into()))?;
+        let (dtype, device) = (first.dtype(), first.device());
         let bias = if parts.iter().all(|p| p.bias.is_some()) {
             let biases: Vec<&Tensor> = parts.iter().filter_map(|p| p.bias.as_ref()).collect();
             Some(Tensor::cat(&biases, 0)?)
@@ -43,7 +53,7 @@ impl Linear {
                 .iter()
                 .map(|p| match &p.bias {
                     Some(b) => Ok(b.clone()),
-                    None => Tensor::zeros(p.weight_t.dim(1)?, p.weight_t.dtype(), p.weight_t.device()),
+                    None => Tensor::zeros(p.outputs(), dtype, device),
                 })
                 .collect::<candle_core::Result<Vec<_>>>()?;
             Some(Tensor::cat(&biases, 0)?)
@@ -51,7 +61,40 @@ impl Linear {
             None
         };
         let parts = parts.iter().flat_map(|p| p.parts.iter().copied()).collect();
-        Ok(Self { weight_t: Tensor::cat(&weights, 1)?, bias, parts })
+        Ok(Self { weight: Weight::Dense(Tensor::cat(&weights, 1)?), bias, parts })
+    }
+
+    /// Stores the weights in 8 bits, one scale per output, for inference on the CPU: the products
+    /// then run on integers ([`cpu::q8`]). Training needs the dense weights.
+    pub fn quantize(&mut self) -> Result<()> {
+        let weight_t = self.dense()?;
+        let (inp, out) = weight_t.dims2()?;
+        if !weight_t.device().is_cpu() || weight_t.dtype() != DType::F32 {
+            let msg = format!("8-bit products run on the CPU from f32 weights, not {:?} on {:?}", weight_t.dtype(), weight_t.device());
+            return Err(Error::Option { option: "quantize", msg });
+        }
+        let matrix = cpu::q8::Matrix::from_transposed(&weight_t.flatten_all()?.to_vec1::<f32>()?, inp, out)
+            .ok_or_else(|| Error::Option { option: "quantize", msg: format!("a [{inp}, {out}] weight cannot be quantized") })?;
+        self.weight = Weight::Int8(matrix);
+        Ok(())
+    }
+
+    fn dense(&self) -> Result<&Tensor> {
+        match &self.weight {
+            Weight::Dense(w) => Ok(w),
+            Weight::Int8(_) => Err(Error::Option { option: "quantize", msg: "8-bit weights are for inference only".into() }),
+        }
+    }
+
+    fn inputs(&self) -> usize {
+        match &self.weight {
+            Weight::Dense(w) => w.dim(0).unwrap_or(0),
+            Weight::Int8(m) => m.inputs(),
+        }
+    }
+
+    fn outputs(&self) -> usize {
+        self.parts.iter().map(|&(_, out)| out).sum()
     }
 
     /// Projection `proj` of the block whose weights are under `block` (`model.layers.3`).
@@ -64,7 +107,7 @@ impl Linear {
 
     /// The projections this layer computes, with their input and output sizes.
     pub fn sites(&self, layer: usize) -> impl Iterator<Item = (Site, usize, usize)> + '_ {
-        let inp = self.weight_t.dim(0).unwrap_or(0);
+        let inp = self.inputs();
         self.parts.iter().map(move |&(proj, out)| (Site { layer, proj }, inp, out))
     }
 
@@ -86,9 +129,9 @@ impl Linear {
         let update = |proj| tuning.low_rank(Site { layer, proj }).map(|lr| (lr, tuning.dropout_seed()));
         let parts: Vec<Part> = self.parts.iter().map(|&(proj, width)| Part { width, update: update(proj) }).collect();
         if parts.iter().any(|p| p.update.is_some()) {
-            return trainable::lora_linear(x, &self.weight_t, self.bias.as_ref(), &parts);
+            return trainable::lora_linear(x, self.dense()?, self.bias.as_ref(), &parts);
         }
-        let y = trainable::frozen_matmul(x, &self.weight_t)?;
+        let y = trainable::frozen_matmul(x, self.dense()?)?;
         Ok(match &self.bias {
             Some(b) => y.broadcast_add(b)?,
             None => y,
@@ -107,18 +150,22 @@ impl Linear {
 
 impl Module for Linear {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        if let Some(y) = cpu::linear::linear(x, &self.weight_t, self.bias.as_ref())? {
+        let weight_t = match &self.weight {
+            Weight::Dense(w) => w,
+            Weight::Int8(m) => return cpu::q8::linear(x, m, self.bias.as_ref()),
+        };
+        if let Some(y) = cpu::linear::linear(x, weight_t, self.bias.as_ref())? {
             return Ok(y);
         }
         let dims = x.dims().to_vec();
         let (rows, inp) = (dims[..dims.len() - 1].iter().product::<usize>(), dims[dims.len() - 1]);
-        let y = x.reshape((rows, inp))?.matmul(&self.weight_t)?;
+        let y = x.reshape((rows, inp))?.matmul(weight_t)?;
         let y = match &self.bias {
             Some(b) => y.broadcast_add(b)?,
             None => y,
         };
         let mut out = dims;
-        *out.last_mut().expect("non-empty dims") = self.weight_t.dim(1)?;
+        *out.last_mut().expect("non-empty dims") = weight_t.dim(1)?;
         y.reshape(out)
     }
 }

@@ -220,6 +220,10 @@ impl Backbone for Model {
         self.blocks.iter().enumerate().flat_map(linears).collect()
     }
 
+    fn linears_mut(&mut self) -> Vec<&mut Linear> {
+        self.blocks.iter_mut().flat_map(|b| [&mut b.qkv, &mut b.o_proj, &mut b.gate_up, &mut b.down_proj]).collect()
+    }
+
     fn hidden_size(&self) -> usize {
         self.embed.dim(1).unwrap_or(0)
     }

@@ -51,6 +51,12 @@ pub trait Backbone: Send + Sync {
     fn logits(&self, hidden: &Tensor, pass: Pass) -> Result<Tensor>;
     /// Every projection LoRA can adapt, with its input and output sizes.
     fn sites(&self) -> Vec<(Site, usize, usize)>;
+    /// Every linear layer of the blocks.
+    fn linears_mut(&mut self) -> Vec<&mut layers::Linear>;
+    /// Stores the blocks' linear layers in 8 bits for inference on the CPU ([`layers::Linear::quantize`]).
+    fn quantize(&mut self) -> Result<()> {
+        self.linears_mut().into_iter().try_for_each(|l| l.quantize())
+    }
     fn hidden_size(&self) -> usize;
     fn dtype(&self) -> DType;
     fn device(&self) -> &Device;

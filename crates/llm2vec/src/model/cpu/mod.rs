@@ -9,6 +9,7 @@ use candle_core::{CpuStorage, Layout, Storage, WithDType};
 pub mod attention;
 pub mod isa;
 pub mod linear;
+pub mod q8;
 pub mod simd;
 
 /// The elements a layout views in a CPU storage when they are contiguous data of type `T`; `None`

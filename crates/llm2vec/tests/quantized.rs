@@ -1,0 +1,63 @@
+//! 8-bit linear layers (`Options::quantize`): embeddings close to f32's on each family, and a clear
+//! error where they cannot run. (The kernels' own tests, on every instruction-set path, are in
+//! `model/cpu/q8.rs`; `scripts/test.sh` reruns this file with the narrower paths forced.)
+
+mod common;
+
+use std::path::Path;
+
+use llm2vec::{DType, Encoder, Input, Options};
+
+fn sentences(n: usize) -> Vec<Input> {
+    let path = common::shared().join("data/STSBenchmark/test.jsonl");
+    let text = std::fs::read_to_string(path).unwrap();
+    let lines = text.lines().take(n);
+    lines.map(|line| Input::text(serde_json::from_str::<serde_json::Value>(line).unwrap()["sentence1"].as_str().unwrap())).collect()
+}
+
+/// Cosines between each input's f32 and 8-bit embeddings, sorted.
+fn cosines(model: &str, inputs: &[Input]) -> Vec<f64> {
+    let run = |quantize| {
+        let options = Options { quantize, ..Options::default() };
+        Encoder::from_pretrained(model, options).unwrap().encode(inputs).unwrap()
+    };
+    let (full, eight) = (run(false), run(true));
+    let mut cosines: Vec<f64> = (0..inputs.len()).map(|i| common::cosine(full.row(i), eight.row(i))).collect();
+    cosines.sort_by(f64::total_cmp);
+    cosines
+}
+
+#[test]
+fn a_tiny_decoder_keeps_its_embeddings() {
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/parity/llama/model");
+    let cosines = cosines(model.to_str().unwrap(), &sentences(16));
+    assert!(cosines[0] > 0.999, "lowest cosine {}", cosines[0]);
+}
+
+/// SmolLM2 (untrained for embeddings, so sensitive: its outlier channels are 20 times a row's RMS)
+/// keeps the median input's embedding and every input's direction.
+#[test]
+fn smollm2_keeps_its_embeddings() {
+    let Some(model) = common::smollm2() else { return };
+    let cosines = cosines(&model, &sentences(64));
+    let median = cosines[cosines.len() / 2];
+    assert!(median > 0.995 && cosines[0] > 0.8, "median cosine {median}, lowest {}", cosines[0]);
+}
+
+#[test]
+fn bert_keeps_its_embeddings() {
+    let model = llm2vec::load::models_dir().join("all-MiniLM-L6-v2");
+    if !common::available(&model, "run scripts/fetch-minilm.sh") {
+        return;
+    }
+    let cosines = cosines(model.to_str().unwrap(), &sentences(64));
+    assert!(cosines[0] > 0.995, "lowest cosine {}", cosines[0]);
+}
+
+#[test]
+fn eight_bit_products_need_f32_on_the_cpu() {
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/parity/llama/model");
+    let options = Options { quantize: true, dtype: DType::BF16, ..Options::default() };
+    let err = Encoder::from_pretrained(model.to_str().unwrap(), options).err().expect("bf16 with 8-bit products loaded").to_string();
+    assert!(err.contains("quantize") && err.contains("f32"), "{err}");
+}
