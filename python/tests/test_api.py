@@ -97,6 +97,13 @@ def test_dtype_names(tiny_model, dtype):
     assert out.dtype == np.float32 and np.isfinite(out).all()
 
 
+def test_q8_is_close_to_float32(tiny_model, model):
+    texts = ["a man is playing a flute .", "dogs are playing in the snow ."]
+    full, eight = encode(model, texts), encode(LLM2Vec.from_pretrained(tiny_model, dtype="q8"), texts)
+    cosines = (full * eight).sum(1) / np.linalg.norm(full, axis=1) / np.linalg.norm(eight, axis=1)
+    assert cosines.min() > 0.999 and not np.array_equal(full, eight)
+
+
 def test_truncation_warns(tiny_model):
     model = LLM2Vec.from_pretrained(tiny_model, max_length=8)
     with pytest.warns(UserWarning, match=r"1 input\(s\) longer than max_length 8 were truncated \(first: index 1\)"):

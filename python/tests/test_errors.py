@@ -26,7 +26,7 @@ def model_copy(tiny_model, tmp_path):
         (None, {"max_length": -3}, ValueError, "max_length must be an integer >= 1, got -3"),
         (None, {"device": "gpu"}, ValueError, "device `gpu`: expected cpu, cuda or cuda:N"),
         (None, {"device": "cuda:x"}, ValueError, "device `cuda:x`: bad ordinal"),
-        (None, {"dtype": "int8"}, ValueError, "dtype `int8`: expected float32, bfloat16 or float16"),
+        (None, {"dtype": "int4"}, ValueError, "dtype `int4`: expected float32, bfloat16, float16 or q8"),
     ],
 )
 def test_load_errors(tiny_model, name, settings, error, message):

@@ -30,7 +30,7 @@ pub fn dtype(name: &str) -> PyResult<(DType, bool)> {
         "float32" | "float" | "f32" | "fp32" => Ok((DType::F32, false)),
         "bfloat16" | "bf16" => Ok((DType::BF16, false)),
         "float16" | "half" | "f16" | "fp16" => Ok((DType::F16, false)),
-        "q8" | "int8" => Ok((DType::F32, true)),
+        "q8" => Ok((DType::F32, true)),
         _ => Err(PyValueError::new_err(format!("dtype `{name}`: expected float32, bfloat16, float16 or q8"))),
     }
 }
