@@ -171,6 +171,21 @@ def loadavg():
 
 # ----------------------------------------------------------------------------------- the reference side
 
+
+def measurements(import_s, load_s, encode_s, cpu0, cpu1, hwm_reset, peak_load, rss_after_load, peak_encode):
+    """The timing and memory fields every worker reports."""
+    return {
+        "import_s": import_s,
+        "load_s": load_s,
+        "encode_s": encode_s,
+        "cpu_s": (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system),
+        "hwm_reset": hwm_reset,
+        "peak_rss_load_kb": peak_load,
+        "rss_after_load_kb": rss_after_load,
+        "peak_rss_encode_kb": peak_encode,
+        "peak_rss_kb": max(peak_load, peak_encode),
+    }
+
 def reference_worker(args):
     """Loads the reference LLM2Vec, encodes the sentences, writes the .npy and prints one JSON line."""
     sentences = json.loads(Path(args.sentences).read_text(encoding="utf-8"))
@@ -228,15 +243,7 @@ def reference_worker(args):
         "threads": torch.get_num_threads(),
         "batch_size": args.batch_size,
         "attn_implementation": model.model.config._attn_implementation,
-        "import_s": import_s,
-        "load_s": load_s,
-        "encode_s": encode_s,
-        "cpu_s": (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system),
-        "hwm_reset": hwm_reset,
-        "peak_rss_load_kb": peak_load,
-        "rss_after_load_kb": rss_after_load,
-        "peak_rss_encode_kb": peak_encode,
-        "peak_rss_kb": max(peak_load, peak_encode),
+        **measurements(import_s, load_s, encode_s, cpu0, cpu1, hwm_reset, peak_load, rss_after_load, peak_encode),
         "versions": {"torch": torch.__version__, "transformers": __import__("transformers").__version__,
                      "llm2vec": __import__("importlib.metadata").metadata.version("llm2vec")},
     }))
@@ -308,15 +315,7 @@ def llamacpp_worker(args):
         "n_ctx": n_batch, "n_batch": n_batch, "n_ubatch": n_batch,
         "causal_attention": causal,
         "attention": {True: "causal", False: "bidirectional", None: "causal (the binding cannot switch it)"}[causal],
-        "import_s": import_s,
-        "load_s": load_s,
-        "encode_s": encode_s,
-        "cpu_s": (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system),
-        "hwm_reset": hwm_reset,
-        "peak_rss_load_kb": peak_load,
-        "rss_after_load_kb": rss_after_load,
-        "peak_rss_encode_kb": peak_encode,
-        "peak_rss_kb": max(peak_load, peak_encode),
+        **measurements(import_s, load_s, encode_s, cpu0, cpu1, hwm_reset, peak_load, rss_after_load, peak_encode),
         "system_info": llama_cpp.llama_print_system_info().decode("utf-8", "replace").strip(),
         "versions": {"llama-cpp-python": llama_cpp.__version__},
     }))
