@@ -30,7 +30,8 @@ pub struct Linear {
 enum Weight {
     /// `W^T`, `[in, out]`.
     Dense(Tensor),
-    Int8(cpu::q8::Matrix),
+    /// With the bias read out once, for the products' last step.
+    Int8(cpu::q8::Matrix, Option<Vec<f32>>),
 }
 
 impl Linear {
@@ -75,21 +76,22 @@ impl Linear {
         }
         let matrix = cpu::q8::Matrix::from_transposed(&weight_t.flatten_all()?.to_vec1::<f32>()?, inp, out)
             .ok_or_else(|| Error::Option { option: "quantize", msg: format!("a [{inp}, {out}] weight cannot be quantized") })?;
-        self.weight = Weight::Int8(matrix);
+        let bias = self.bias.as_ref().map(|b| b.to_dtype(DType::F32)?.to_vec1::<f32>()).transpose()?;
+        self.weight = Weight::Int8(matrix, bias);
         Ok(())
     }
 
     fn dense(&self) -> Result<&Tensor> {
         match &self.weight {
             Weight::Dense(w) => Ok(w),
-            Weight::Int8(_) => Err(Error::Option { option: "quantize", msg: "8-bit weights are for inference only".into() }),
+            Weight::Int8(..) => Err(Error::Option { option: "quantize", msg: "8-bit weights are for inference only".into() }),
         }
     }
 
     fn inputs(&self) -> usize {
         match &self.weight {
             Weight::Dense(w) => w.dim(0).unwrap_or(0),
-            Weight::Int8(m) => m.inputs(),
+            Weight::Int8(m, _) => m.inputs(),
         }
     }
 
@@ -152,7 +154,7 @@ impl Module for Linear {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let weight_t = match &self.weight {
             Weight::Dense(w) => w,
-            Weight::Int8(m) => return cpu::q8::linear(x, m, self.bias.as_ref()),
+            Weight::Int8(m, bias) => return cpu::q8::linear(x, m, bias.as_deref()),
         };
         if let Some(y) = cpu::linear::linear(x, weight_t, self.bias.as_ref())? {
             return Ok(y);

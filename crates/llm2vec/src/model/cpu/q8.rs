@@ -268,17 +268,16 @@ mod x86 {
 }
 
 /// `x W^T + bias` with `w` in 8 bits: `x: [.., inputs]` contiguous f32 on the CPU, `bias: [outputs]`.
-pub fn linear(x: &Tensor, w: &Matrix, bias: Option<&Tensor>) -> candle_core::Result<Tensor> {
+pub fn linear(x: &Tensor, w: &Matrix, bias: Option<&[f32]>) -> candle_core::Result<Tensor> {
     if !(x.device().is_cpu() && x.dtype() == DType::F32) || x.dims().last() != Some(&w.inputs) {
         candle_core::bail!("8-bit linear: expects f32 CPU input [.., {}], got {:?} {:?}", w.inputs, x.dtype(), x.dims());
     }
-    let bias = bias.map(|b| b.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()).transpose()?;
     x.contiguous()?.apply_op1_no_bwd(&Linear { w, bias, path: Path::for_isa(Isa::active()) })
 }
 
 struct Linear<'a> {
     w: &'a Matrix,
-    bias: Option<Vec<f32>>,
+    bias: Option<&'a [f32]>,
     path: Path,
 }
 
@@ -293,7 +292,7 @@ impl CustomOp1 for Linear<'_> {
         };
         let n = self.w.outputs;
         let mut y = vec![0f32; x.len() / self.w.inputs * n];
-        self.w.matmul(self.path, x, self.bias.as_deref(), &mut y);
+        self.w.matmul(self.path, x, self.bias, &mut y);
         let mut dims = layout.shape().dims().to_vec();
         *dims.last_mut().expect("non-empty dims") = n;
         Ok((CpuStorage::F32(y), Shape::from(dims)))
