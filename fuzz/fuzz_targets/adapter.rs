@@ -12,10 +12,10 @@ mod common;
 use std::collections::HashMap;
 use std::path::Path;
 
+use candle_core::Tensor;
 use libfuzzer_sys::fuzz_target;
 use llm2vec::load::adapter::Adapter;
 use llm2vec::load::weights::{parse_safetensors, Weights};
-use candle_core::Tensor;
 use llm2vec::{DType, Device};
 
 /// PEFT module name -> Hugging Face weight name, as the adapter loader maps them.
@@ -43,15 +43,15 @@ fuzz_target!(|data: &[u8]| {
             return;
         }
     };
-    debug!("adapter: r={} alpha={} fan_in_fan_out={}", adapter.config.r, adapter.config.lora_alpha, adapter.config.fan_in_fan_out);
+    debug!(
+        "adapter: r={} alpha={} fan_in_fan_out={}",
+        adapter.config.r, adapter.config.lora_alpha, adapter.config.fan_in_fan_out
+    );
     // Base weights: for each A/B pair, a zero weight of the shape the update has ([out, in], transposed for
     // fan_in_fan_out), or a 1x1 weight when that would be large, so that the shape check fails.
     let tensors = parse_safetensors(weights, &Device::Cpu).expect("the adapter parsed these weights");
     let dims = |suffix: &str| -> HashMap<String, Vec<usize>> {
-        tensors
-            .iter()
-            .filter_map(|(k, t)| Some((base_name(k.strip_suffix(suffix)?), t.dims().to_vec())))
-            .collect()
+        tensors.iter().filter_map(|(k, t)| Some((base_name(k.strip_suffix(suffix)?), t.dims().to_vec()))).collect()
     };
     let (a_dims, b_dims) = (dims(".lora_A.weight"), dims(".lora_B.weight"));
     let mut base = HashMap::new();

@@ -22,7 +22,8 @@ use llm2vec_train::checkpoint;
 use llm2vec_train::lora::{LoraModel, LoraSettings};
 use llm2vec_train::optim::{AdamW, AdamWConfig};
 
-const FILES: [&str; 4] = ["trainer_state.json", "adapter_config.json", "adapter_model.safetensors", "optimizer.safetensors"];
+const FILES: [&str; 4] =
+    ["trainer_state.json", "adapter_config.json", "adapter_model.safetensors", "optimizer.safetensors"];
 
 fn dir() -> &'static PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
@@ -57,13 +58,13 @@ fuzz_target!(|data: &[u8]| {
         std::fs::write(dir.join(name), bytes).expect("write a checkpoint file");
     }
     let settings = LoraSettings { r: 2, lora_alpha: 4.0, lora_dropout: 0.0 };
-    let sites = [
-        (Site { layer: 0, proj: Projection::Q }, 8, 8),
-        (Site { layer: 0, proj: Projection::Down }, 16, 8),
-    ];
-    let mut lora = LoraModel::new(&sites, &Projection::ALL, &settings, 0, DType::F32, &Device::Cpu).expect("the LoRA model");
+    let sites = [(Site { layer: 0, proj: Projection::Q }, 8, 8), (Site { layer: 0, proj: Projection::Down }, 16, 8)];
+    let mut lora =
+        LoraModel::new(&sites, &Projection::ALL, &settings, 0, DType::F32, &Device::Cpu).expect("the LoRA model");
     let mut optimizer = AdamW::new(&lora.vars(), AdamWConfig::default()).expect("the optimizer");
-    let state = match checkpoint::read_state(dir).and_then(|s| checkpoint::restore(dir, &mut lora, &mut optimizer).map(|()| s)) {
+    let state = match checkpoint::read_state(dir)
+        .and_then(|s| checkpoint::restore(dir, &mut lora, &mut optimizer).map(|()| s))
+    {
         Ok(s) => s,
         Err(e) => {
             debug!("rejected: {e}");

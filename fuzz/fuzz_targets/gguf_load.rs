@@ -20,7 +20,8 @@ use llm2vec::Device;
 fn scratch() -> &'static PathBuf {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
     PATH.get_or_init(|| {
-        let dir = if std::path::Path::new("/dev/shm").is_dir() { PathBuf::from("/dev/shm") } else { std::env::temp_dir() };
+        let dir =
+            if std::path::Path::new("/dev/shm").is_dir() { PathBuf::from("/dev/shm") } else { std::env::temp_dir() };
         dir.join(format!("llm2vec-fuzz-{}.gguf", std::process::id()))
     })
 }
@@ -32,9 +33,10 @@ fn has_known_problem(data: &[u8]) -> bool {
     use llm2vec::load::gguf::{Array, GgufFile};
     let Ok(file) = GgufFile::parse(data) else { return false };
     let big = |v: Option<&llm2vec::load::gguf::Value>| v.and_then(|v| v.as_u64()).is_some_and(|n| n > 1 << 12);
-    let hparams = file.metadata().iter().any(|(k, v)| {
-        (k.ends_with(".attention.key_length") || k.ends_with(".attention.head_count")) && big(Some(v))
-    });
+    let hparams = file
+        .metadata()
+        .iter()
+        .any(|(k, v)| (k.ends_with(".attention.key_length") || k.ends_with(".attention.head_count")) && big(Some(v)));
     let long_token = matches!(
         file.get("tokenizer.ggml.tokens").and_then(|v| v.as_array()),
         Some(Array::String(tokens)) if tokens.iter().any(|t| t.len() > 1024)

@@ -26,7 +26,12 @@ fuzz_target!(|data: &[u8]| {
         }
         // What the model loaders do with every weight: convert it to the compute dtype.
         let values = t.to_dtype(DType::F32).and_then(|t| t.flatten_all()).and_then(|t| t.to_vec1::<f32>());
-        debug!("tensor `{name}` {:?} {:?}: {:?}", t.dims(), t.dtype(), values.as_ref().map(Vec::len).map_err(|e| e.to_string()));
+        debug!(
+            "tensor `{name}` {:?} {:?}: {:?}",
+            t.dims(),
+            t.dtype(),
+            values.as_ref().map(Vec::len).map_err(|e| e.to_string())
+        );
         if let Ok(values) = values {
             assert_eq!(values.len(), n, "tensor `{name}`");
         }

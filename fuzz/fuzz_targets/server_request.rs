@@ -32,7 +32,12 @@ fuzz_target!(|data: &[u8]| {
     }
     match embed::parse_request(data, MAX_INPUTS) {
         Ok(request) => {
-            debug!("/embed: {} inputs, normalize {}, truncate {}", request.inputs.len(), request.normalize, request.truncate);
+            debug!(
+                "/embed: {} inputs, normalize {}, truncate {}",
+                request.inputs.len(),
+                request.normalize,
+                request.truncate
+            );
             assert!((1..=MAX_INPUTS).contains(&request.inputs.len()));
         }
         Err(e) => check_error("/embed", &e),

@@ -382,7 +382,12 @@ fn train(args: TrainArgs) -> Result<()> {
         TrainStage::Simcse => Stage::SimCse,
         TrainStage::Supervised => Stage::Supervised,
     };
-    let opts = llm2vec_train::trainer::RunOptions { restart: args.restart, sts_dev: args.sts_dev, progress: true, ..Default::default() };
+    let opts = llm2vec_train::trainer::RunOptions {
+        restart: args.restart,
+        sts_dev: args.sts_dev,
+        progress: true,
+        ..Default::default()
+    };
     stop_on_ctrl_c(opts.stop.clone())?;
     let outcome = llm2vec_train::trainer::run(stage, &loaded.config, &args.config, &opts)?;
     let state = &outcome.state;
@@ -395,7 +400,8 @@ fn train(args: TrainArgs) -> Result<()> {
     );
     if args.merge {
         let model = loaded.config.model(&args.config)?;
-        let mut adapters: Vec<&std::path::Path> = loaded.config.peft_model_name_or_path.iter().map(std::path::Path::new).collect();
+        let mut adapters: Vec<&std::path::Path> =
+            loaded.config.peft_model_name_or_path.iter().map(std::path::Path::new).collect();
         adapters.push(&outcome.output_dir);
         let out = outcome.output_dir.join("merged");
         llm2vec::load::export::save_merged(model, &adapters, &out)?;

@@ -40,7 +40,8 @@ fn texts(dir: &Path) -> PathBuf {
 }
 
 fn encode(model: &str, input: &Path, output: &Path, extra: &[&str]) -> (Option<i32>, String) {
-    let mut args = vec!["encode", "--model", model, "--input", input.to_str().unwrap(), "--output", output.to_str().unwrap()];
+    let mut args =
+        vec!["encode", "--model", model, "--input", input.to_str().unwrap(), "--output", output.to_str().unwrap()];
     args.extend_from_slice(extra);
     run(&args)
 }
@@ -96,4 +97,3 @@ fn embeddings_that_are_not_finite_are_not_written() {
     assert!(err.contains("NaN or infinite"), "{err}");
     assert!(!output.exists());
 }
-

@@ -49,7 +49,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let spec = TaskSpec::load(&data_dir.join("BBCNewsClusteringS2S"))?;
     let instruction = instructions::resolve(&spec, &Default::default());
     for (k, set) in data::clustering(&spec, "test", &mut Sources::default())?.iter().enumerate() {
-        save(&out_dir.join(format!("bbc_s2s_set{k}.npy")), &embed(&mut embedder, &instruction, set.texts.iter().collect())?)?;
+        save(
+            &out_dir.join(format!("bbc_s2s_set{k}.npy")),
+            &embed(&mut embedder, &instruction, set.texts.iter().collect())?,
+        )?;
     }
     eprintln!("encoded {} texts, {} from the cache", embedder.encoded, embedder.cached);
     Ok(())

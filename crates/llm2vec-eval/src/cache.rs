@@ -56,8 +56,9 @@ impl Cache {
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         let model_json = dir.join("model.json");
         if !model_json.exists() {
-            let text = serde_json::to_vec_pretty(&serde_json::json!({ "fingerprint": fingerprint, "model": description }))
-                .map_err(|source| Error::Json { path: model_json.clone(), source })?;
+            let text =
+                serde_json::to_vec_pretty(&serde_json::json!({ "fingerprint": fingerprint, "model": description }))
+                    .map_err(|source| Error::Json { path: model_json.clone(), source })?;
             llm2vec::io::write_atomic(&model_json, &text)?;
         }
         let mut cache = Self { dir, dim: None, rows: Vec::new(), index: HashMap::new() };
@@ -92,7 +93,10 @@ impl Cache {
     }
 
     fn add_shard(&mut self, path: &Path, bytes: &[u8]) -> Result<()> {
-        let corrupt = |msg: String| Error::Cache { path: path.to_path_buf(), msg: format!("{msg}; delete the file to rebuild it") };
+        let corrupt = |msg: String| Error::Cache {
+            path: path.to_path_buf(),
+            msg: format!("{msg}; delete the file to rebuild it"),
+        };
         if bytes.len() < HEADER || &bytes[..8] != MAGIC {
             return Err(corrupt("not an embedding shard".into()));
         }
@@ -134,7 +138,10 @@ impl Cache {
             return Ok(());
         }
         if let Some(d) = self.dim.filter(|&d| d != dim) {
-            return Err(Error::Cache { path: self.dir.clone(), msg: format!("rows of {dim} do not fit a cache of rows of {d}") });
+            return Err(Error::Cache {
+                path: self.dir.clone(),
+                msg: format!("rows of {dim} do not fit a cache of rows of {d}"),
+            });
         }
         self.dim = Some(dim);
         let mut bytes = Vec::with_capacity(HEADER + keys.len() * (32 + dim * 4));

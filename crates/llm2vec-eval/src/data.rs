@@ -23,7 +23,8 @@ impl Sources {
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
         self.hasher.update((bytes.len() as u64).to_le_bytes());
         self.hasher.update(&bytes);
-        String::from_utf8(bytes).map_err(|e| Error::line(path, line_of(e.as_bytes(), e.utf8_error().valid_up_to()), "not valid UTF-8"))
+        String::from_utf8(bytes)
+            .map_err(|e| Error::line(path, line_of(e.as_bytes(), e.utf8_error().valid_up_to()), "not valid UTF-8"))
     }
 
     /// First 16 hex digits of the hash of everything read.
@@ -125,7 +126,11 @@ impl Record<'_> {
         items
             .iter()
             .enumerate()
-            .map(|(i, v)| v.as_f64().filter(|x| x.is_finite()).ok_or_else(|| self.error(field, &format!("item {}: expected a number", i + 1))))
+            .map(|(i, v)| {
+                v.as_f64()
+                    .filter(|x| x.is_finite())
+                    .ok_or_else(|| self.error(field, &format!("item {}: expected a number", i + 1)))
+            })
             .collect()
     }
 
@@ -145,7 +150,8 @@ fn for_each_record(path: &Path, sources: &mut Sources, mut f: impl FnMut(Record)
         if line.trim().is_empty() {
             continue;
         }
-        let value: Value = serde_json::from_str(line).map_err(|e| Error::line(path, i + 1, format!("invalid JSON: {e}")))?;
+        let value: Value =
+            serde_json::from_str(line).map_err(|e| Error::line(path, i + 1, format!("invalid JSON: {e}")))?;
         let Value::Object(obj) = value else {
             return Err(Error::line(path, i + 1, "expected a JSON object"));
         };
@@ -164,7 +170,10 @@ fn existing(spec: &TaskSpec, split: &str, path: PathBuf) -> Result<PathBuf> {
         return Ok(path);
     }
     let listed = if spec.splits.is_empty() { "none".to_string() } else { spec.splits.join(", ") };
-    Err(Error::task(&spec.name, format!("split `{split}`: missing file {} (task.json lists splits: {listed})", path.display())))
+    Err(Error::task(
+        &spec.name,
+        format!("split `{split}`: missing file {} (task.json lists splits: {listed})", path.display()),
+    ))
 }
 
 /// Sentence pairs with a gold score (STS) or a 0/1 label (pair classification).
@@ -183,7 +192,12 @@ pub fn pair_classification(spec: &TaskSpec, split: &str, sources: &mut Sources) 
     read_pairs(spec, split, sources, |r| r.binary("label"))
 }
 
-fn read_pairs<T>(spec: &TaskSpec, split: &str, sources: &mut Sources, target: impl Fn(&Record) -> Result<T>) -> Result<Pairs<T>> {
+fn read_pairs<T>(
+    spec: &TaskSpec,
+    split: &str,
+    sources: &mut Sources,
+    target: impl Fn(&Record) -> Result<T>,
+) -> Result<Pairs<T>> {
     let mut pairs = Pairs { first: Vec::new(), second: Vec::new(), targets: Vec::new() };
     for path in split_files(spec, split)? {
         for_each_record(&path, sources, |r| {
@@ -253,7 +267,11 @@ pub fn reranking(spec: &TaskSpec, split: &str, sources: &mut Sources) -> Result<
     let mut samples = Vec::new();
     for path in split_files(spec, split)? {
         for_each_record(&path, sources, |r| {
-            samples.push(RerankSample { query: r.text("query")?, positive: r.texts("positive")?, negative: r.texts("negative")? });
+            samples.push(RerankSample {
+                query: r.text("query")?,
+                positive: r.texts("positive")?,
+                negative: r.texts("negative")?,
+            });
             Ok(())
         })?;
     }
@@ -355,11 +373,20 @@ fn read_qrels(path: &Path, sources: &mut Sources, qrels: &mut Qrels) -> Result<(
             continue;
         }
         let [query, doc, score] = fields[..] else {
-            return Err(Error::line(path, i + 1, format!("expected 3 tab-separated fields (query-id, corpus-id, score), found {}", fields.len())));
+            return Err(Error::line(
+                path,
+                i + 1,
+                format!("expected 3 tab-separated fields (query-id, corpus-id, score), found {}", fields.len()),
+            ));
         };
-        let score = parse_relevance(score).ok_or_else(|| Error::line(path, i + 1, format!("score `{score}` is not an integer")))?;
+        let score = parse_relevance(score)
+            .ok_or_else(|| Error::line(path, i + 1, format!("score `{score}` is not an integer")))?;
         if let Some(first) = lines_of.insert((query.to_string(), doc.to_string()), i + 1) {
-            return Err(Error::line(path, i + 1, format!("duplicate judgement of `{doc}` for query `{query}` (first at line {first})")));
+            return Err(Error::line(
+                path,
+                i + 1,
+                format!("duplicate judgement of `{doc}` for query `{query}` (first at line {first})"),
+            ));
         }
         qrels.entry(query.to_string()).or_default().insert(doc.to_string(), score);
     }
@@ -368,5 +395,7 @@ fn read_qrels(path: &Path, sources: &mut Sources, qrels: &mut Qrels) -> Result<(
 
 fn parse_relevance(s: &str) -> Option<i64> {
     let s = s.trim();
-    s.parse::<i64>().ok().or_else(|| s.parse::<f64>().ok().filter(|v| v.fract() == 0.0 && v.abs() < 1e15).map(|v| v as i64))
+    s.parse::<i64>()
+        .ok()
+        .or_else(|| s.parse::<f64>().ok().filter(|v| v.fract() == 0.0 && v.abs() < 1e15).map(|v| v as i64))
 }

@@ -46,7 +46,10 @@ impl LlmEncoder {
     pub fn load(model: &str, options: Options, also: &[Pooling]) -> Result<Self> {
         let path = llm2vec::load::resolve(model)?;
         let encoder = Encoder::from_pretrained(model, options.clone())?;
-        let files: Vec<Value> = std::iter::once(path.as_path()).chain(options.adapters.iter().map(PathBuf::as_path)).map(file_stats).collect();
+        let files: Vec<Value> = std::iter::once(path.as_path())
+            .chain(options.adapters.iter().map(PathBuf::as_path))
+            .map(file_stats)
+            .collect();
         let identify = |pooling: Pooling| {
             let description = describe(model, &path, &encoder, &options, pooling);
             (json!({ "description": description, "files": files }).to_string(), description)
@@ -129,7 +132,8 @@ impl TextEncoder for LlmEncoder {
     }
 
     fn encode_all(&self, inputs: &[Input]) -> Result<Vec<Vec<f32>>> {
-        let modes: Vec<Pooling> = std::iter::once(self.encoder.settings().pooling).chain(self.also.iter().map(|a| a.0)).collect();
+        let modes: Vec<Pooling> =
+            std::iter::once(self.encoder.settings().pooling).chain(self.also.iter().map(|a| a.0)).collect();
         Ok(self.encoder.encode_poolings(inputs, &modes)?.into_iter().map(|e| e.data).collect())
     }
 }
@@ -137,7 +141,8 @@ impl TextEncoder for LlmEncoder {
 /// Names the text an encoder error is about (the encoder counts inputs of the failing call from 1).
 fn locate(e: Error, label: &str, batch: &[Input]) -> Error {
     let Error::Encoder(llm2vec::Error::Input(msg)) = &e else { return e };
-    let index = msg.strip_prefix("input ").and_then(|rest| rest.split(':').next()).and_then(|n| n.parse::<usize>().ok());
+    let index =
+        msg.strip_prefix("input ").and_then(|rest| rest.split(':').next()).and_then(|n| n.parse::<usize>().ok());
     match index.and_then(|n| batch.get(n.wrapping_sub(1))) {
         Some(input) => {
             let text: String = input.text.chars().take(80).collect();
@@ -188,7 +193,8 @@ pub struct Embedder<'a> {
 impl<'a> Embedder<'a> {
     /// `cache_root`: where the disk cache lives (`None`: keep embeddings for this run only).
     pub fn new(encoder: &'a dyn TextEncoder, cache_root: Option<&Path>, verbose: bool) -> Result<Self> {
-        let cache = cache_root.map(|root| Cache::open(root, encoder.fingerprint(), encoder.description())).transpose()?;
+        let cache =
+            cache_root.map(|root| Cache::open(root, encoder.fingerprint(), encoder.description())).transpose()?;
         if let (Some(c), true) = (&cache, verbose) {
             eprintln!("embedding cache {} ({} entries)", c.dir().display(), c.len());
         }
@@ -226,19 +232,30 @@ impl<'a> Embedder<'a> {
         keys.iter().enumerate().for_each(|(i, k)| {
             first_of.entry(*k).or_insert(i);
         });
-        let mut missing: Vec<usize> = first_of.iter().filter(|(k, _)| self.lookup(k).is_none()).map(|(_, &i)| i).collect();
+        let mut missing: Vec<usize> =
+            first_of.iter().filter(|(k, _)| self.lookup(k).is_none()).map(|(_, &i)| i).collect();
         // Longest first, so that each chunk holds texts of similar length (less padding in its batches).
         missing.sort_unstable_by_key(|&i| (std::cmp::Reverse(inputs[i].instruction.len() + inputs[i].text.len()), i));
         self.cached += first_of.len() - missing.len();
         if self.verbose {
-            eprintln!("[{label}] {} distinct texts: {} cached, {} to encode", first_of.len(), first_of.len() - missing.len(), missing.len());
+            eprintln!(
+                "[{label}] {} distinct texts: {} cached, {} to encode",
+                first_of.len(),
+                first_of.len() - missing.len(),
+                missing.len()
+            );
         }
         for (n, chunk) in missing.chunks(CHUNK).enumerate() {
             let batch: Vec<Input> = chunk.iter().map(|&i| inputs[i].clone()).collect();
             let mut all = self.encoder.encode_all(&batch).map_err(|e| locate(e, label, &batch))?.into_iter();
             let rows = all.next().unwrap_or_default();
             if rows.len() != batch.len() * self.encoder.dim() {
-                let msg = format!("the encoder returned {} values for {} inputs of dimension {}", rows.len(), batch.len(), self.encoder.dim());
+                let msg = format!(
+                    "the encoder returned {} values for {} inputs of dimension {}",
+                    rows.len(),
+                    batch.len(),
+                    self.encoder.dim()
+                );
                 return Err(Error::task(label, msg));
             }
             let chunk_keys: Vec<Key> = chunk.iter().map(|&i| keys[i]).collect();

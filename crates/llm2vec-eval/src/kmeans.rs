@@ -114,7 +114,14 @@ impl MiniBatchKMeans {
     }
 
     /// Moves centers whose count fell below `reassignment_ratio` of the largest onto random batch rows.
-    fn reassign(&self, points: &Points, rows: &[usize], centers: &mut [f64], counts: &mut [f64], rng: &mut RandomState) {
+    fn reassign(
+        &self,
+        points: &Points,
+        rows: &[usize],
+        centers: &mut [f64],
+        counts: &mut [f64],
+        rng: &mut RandomState,
+    ) {
         let dim = points.dim;
         let max = counts.iter().fold(f64::NEG_INFINITY, |m, &c| m.max(c));
         let mut chosen: Vec<bool> = counts.iter().map(|&c| c < self.reassignment_ratio * max).collect();
@@ -233,7 +240,8 @@ fn kmeans_plusplus(points: &Points, k: usize, rng: &mut RandomState) -> Vec<f64>
         let (best, best_distances, best_potential) = candidates
             .iter()
             .map(|&cand| {
-                let d: Vec<f64> = (0..n).map(|i| squared_distance(points.row(i), points.row(cand)).min(closest[i])).collect();
+                let d: Vec<f64> =
+                    (0..n).map(|i| squared_distance(points.row(i), points.row(cand)).min(closest[i])).collect();
                 let pot: f64 = d.iter().sum();
                 (cand, d, pot)
             })

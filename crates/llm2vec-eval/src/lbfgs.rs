@@ -59,11 +59,7 @@ pub fn minimize(mut fg: impl FnMut(&[f64], &mut [f64]) -> f64, x0: Vec<f64>, par
         let first = iterations == 0;
         let step0 = if first { 1.0 / dot(&d, &d).sqrt() } else { 1.0 };
         let gd = dot(&g, &d);
-        let found = if gd < 0.0 {
-            line_search(&mut fg, &x, f, &d, gd, step0, params.max_line_search)
-        } else {
-            None
-        };
+        let found = if gd < 0.0 { line_search(&mut fg, &x, f, &d, gd, step0, params.max_line_search) } else { None };
         let Some(ls) = found else {
             // L-BFGS-B drops its memory and retries along -g; with no memory there is nothing left to try.
             if memory.is_empty() {
@@ -208,7 +204,8 @@ impl MoreThuente {
         if self.stage_one && f <= ftest && g >= 0.0 {
             self.stage_one = false;
         }
-        let stuck = self.brackt && (stp <= self.stmin || stp >= self.stmax || self.stmax - self.stmin <= XTOL * self.stmax);
+        let stuck =
+            self.brackt && (stp <= self.stmin || stp >= self.stmax || self.stmax - self.stmin <= XTOL * self.stmax);
         let at_max = stp == self.stpmax && f <= ftest && g <= self.gtest;
         let at_min = stp == 0.0 && (f > ftest || g >= self.gtest);
         let converged = f <= ftest && g.abs() <= GTOL * (-self.ginit);
@@ -239,7 +236,9 @@ impl MoreThuente {
             self.stmax = self.step + XTRAPU * (self.step - self.x.t);
         }
         self.step = self.step.max(0.0).min(self.stpmax);
-        if self.brackt && (self.step <= self.stmin || self.step >= self.stmax || self.stmax - self.stmin <= XTOL * self.stmax) {
+        if self.brackt
+            && (self.step <= self.stmin || self.step >= self.stmax || self.stmax - self.stmin <= XTOL * self.stmax)
+        {
             self.step = self.x.t;
         }
         Status::Continue

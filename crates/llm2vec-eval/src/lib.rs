@@ -74,7 +74,12 @@ pub struct EvalOptions {
 
 impl EvalOptions {
     /// MTEB's defaults for the given model, tasks and folders.
-    pub fn new(model: impl Into<String>, tasks: Vec<String>, data_dir: impl Into<PathBuf>, output_dir: impl Into<PathBuf>) -> Self {
+    pub fn new(
+        model: impl Into<String>,
+        tasks: Vec<String>,
+        data_dir: impl Into<PathBuf>,
+        output_dir: impl Into<PathBuf>,
+    ) -> Self {
         Self {
             model: model.into(),
             encoder: llm2vec::Options::default(),
@@ -166,7 +171,8 @@ fn evaluate_task(opts: &EvalOptions, task: Prepared, embedder: &mut Embedder) ->
     let Prepared { spec, split, data, revision } = task;
     let start = Instant::now();
     let (encoded0, cached0) = (embedder.encoded, embedder.cached);
-    let instruction = if opts.use_instructions { instructions::resolve(&spec, &opts.instructions) } else { String::new() };
+    let instruction =
+        if opts.use_instructions { instructions::resolve(&spec, &opts.instructions) } else { String::new() };
     let protocol = Protocol {
         seed: opts.seed,
         n_experiments: opts.n_experiments.or(spec.n_experiments).unwrap_or(10),
@@ -176,7 +182,11 @@ fn evaluate_task(opts: &EvalOptions, task: Prepared, embedder: &mut Embedder) ->
     let scores = evaluate::evaluate(&data, &mut ctx)?;
     let main_score = scores.get(&spec.main_score).and_then(serde_json::Value::as_f64).ok_or_else(|| {
         let keys: Vec<&str> = scores.keys().map(String::as_str).filter(|k| *k != "scores_per_experiment").collect();
-        Error::field(spec.dir.join("task.json"), "main_score", format!("`{}` is not a score of a {} task; scores: {}", spec.main_score, spec.kind, keys.join(", ")))
+        Error::field(
+            spec.dir.join("task.json"),
+            "main_score",
+            format!("`{}` is not a score of a {} task; scores: {}", spec.main_score, spec.kind, keys.join(", ")),
+        )
     })?;
     let result = TaskResult {
         name: spec.name.clone(),

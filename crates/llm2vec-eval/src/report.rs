@@ -57,7 +57,8 @@ impl TaskResult {
 
 /// Writes `value` to `path` (pretty JSON), through a temporary file.
 pub fn write_json(path: &Path, value: &Value) -> Result<()> {
-    let text = serde_json::to_string_pretty(value).map_err(|source| Error::Json { path: path.to_path_buf(), source })?;
+    let text =
+        serde_json::to_string_pretty(value).map_err(|source| Error::Json { path: path.to_path_buf(), source })?;
     write_text(path, &text)
 }
 
@@ -127,12 +128,21 @@ pub fn markdown(current: &[TaskResult], earlier: &Earlier, model: &Value) -> Str
     }
     if !earlier.results.is_empty() {
         let names: Vec<&str> = earlier.results.iter().map(|r| r.name.as_str()).collect();
-        let _ = writeln!(out, "\nFrom earlier runs into this folder with the same model and settings: {}.", names.join(", "));
+        let _ = writeln!(
+            out,
+            "\nFrom earlier runs into this folder with the same model and settings: {}.",
+            names.join(", ")
+        );
     }
     if earlier.left_out > 0 {
-        let _ = writeln!(out, "\nLeft out: {} result file(s) in this folder made with another model or settings.", earlier.left_out);
+        let _ = writeln!(
+            out,
+            "\nLeft out: {} result file(s) in this folder made with another model or settings.",
+            earlier.left_out
+        );
     }
-    let notes: Vec<String> = current.iter().flat_map(|r| r.warnings.iter().map(move |w| format!("- {}: {w}", r.name))).collect();
+    let notes: Vec<String> =
+        current.iter().flat_map(|r| r.warnings.iter().map(move |w| format!("- {}: {w}", r.name))).collect();
     if !notes.is_empty() {
         let _ = writeln!(out, "\nNotes:\n\n{}", notes.join("\n"));
     }
@@ -153,7 +163,8 @@ pub fn earlier_results(dir: &Path, data_dir: &Path, model: &Value, skip: &[Strin
     files.sort();
     let (mut same, mut other) = (Vec::new(), 0);
     for path in files {
-        let Some(file) = std::fs::read_to_string(&path).ok().and_then(|t| serde_json::from_str::<Value>(&t).ok()) else {
+        let Some(file) = std::fs::read_to_string(&path).ok().and_then(|t| serde_json::from_str::<Value>(&t).ok())
+        else {
             other += 1;
             continue;
         };

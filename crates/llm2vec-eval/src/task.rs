@@ -148,7 +148,9 @@ fn string_list(obj: &Map<String, Value>, path: &Path, field: &str) -> Result<Vec
         None | Some(Value::Null) => Ok(Vec::new()),
         Some(Value::Array(items)) => items
             .iter()
-            .map(|v| v.as_str().map(str::to_string).ok_or_else(|| Error::field(path, field, "expected a list of strings")))
+            .map(|v| {
+                v.as_str().map(str::to_string).ok_or_else(|| Error::field(path, field, "expected a list of strings"))
+            })
             .collect(),
         Some(_) => Err(Error::field(path, field, "expected a list of strings")),
     }

@@ -44,7 +44,11 @@ fn an_unknown_task_lists_the_known_tasks() {
     let (_tmp, data) = data_dir();
     common::head("STSBenchmark", "test", 5, &data);
     common::head("SICKEntailmentPairs", "test", 5, &data);
-    expect_error(&data, &["STSBenchmark", "STSBenchmarkk"], &["unknown task `STSBenchmarkk`", "SICKEntailmentPairs, STSBenchmark"]);
+    expect_error(
+        &data,
+        &["STSBenchmark", "STSBenchmarkk"],
+        &["unknown task `STSBenchmarkk`", "SICKEntailmentPairs, STSBenchmark"],
+    );
 }
 
 #[test]
@@ -73,11 +77,15 @@ fn qrels_naming_unknown_documents_are_counted_and_reported() {
     let qrels = data.join("SciFact/qrels/test.tsv");
     let text = std::fs::read_to_string(&qrels).expect("read");
     let first_query = text.lines().nth(1).expect("row").split('\t').next().expect("qid").to_string();
-    std::fs::write(&qrels, format!("{text}{first_query}\tno-such-doc\t1\n{first_query}\talso-missing\t1\n")).expect("write");
+    std::fs::write(&qrels, format!("{text}{first_query}\tno-such-doc\t1\n{first_query}\talso-missing\t1\n"))
+        .expect("write");
     let (result, _, out) = run(&data, &["SciFact"]);
     let summary = result.expect("not fatal");
     let warnings = &summary.results[0].warnings;
-    assert!(warnings.iter().any(|w| w.starts_with("2 judgements") && w.contains("not in corpus.jsonl")), "{warnings:?}");
+    assert!(
+        warnings.iter().any(|w| w.starts_with("2 judgements") && w.contains("not in corpus.jsonl")),
+        "{warnings:?}"
+    );
     assert!(summary.markdown.contains("2 judgements"), "reported in the summary");
     let file = common::result(&out, "SciFact");
     assert!(file["warnings"][0].as_str().is_some_and(|w| w.starts_with("2 judgements")));
@@ -87,7 +95,11 @@ fn qrels_naming_unknown_documents_are_counted_and_reported() {
 fn labels_with_one_class_only_are_refused() {
     let (_tmp, data) = data_dir();
     common::classification(1, 6, 3, &data);
-    expect_error(&data, &["Banking77Classification"], &["Banking77Classification", "split `train`", "labels with one class only"]);
+    expect_error(
+        &data,
+        &["Banking77Classification"],
+        &["Banking77Classification", "split `train`", "labels with one class only"],
+    );
 
     let (_tmp2, data) = data_dir();
     common::head("SICKEntailmentPairs", "test", 6, &data);
@@ -107,7 +119,8 @@ fn labels_with_one_class_only_are_refused() {
     let (_tmp3, data) = data_dir();
     common::clustering(1, 10, &data);
     let path = data.join("BBCNewsClusteringS2S/test.jsonl");
-    let mut set: serde_json::Value = serde_json::from_str(std::fs::read_to_string(&path).expect("read").trim()).expect("json");
+    let mut set: serde_json::Value =
+        serde_json::from_str(std::fs::read_to_string(&path).expect("read").trim()).expect("json");
     set["labels"] = serde_json::json!(vec!["sport"; 10]);
     std::fs::write(&path, set.to_string()).expect("write");
     expect_error(&data, &["BBCNewsClusteringS2S"], &["test.jsonl:1", "one class only"]);
@@ -140,7 +153,11 @@ fn malformed_records_name_file_line_and_field() {
 fn an_encoder_failure_names_the_text() {
     let (_tmp, data) = data_dir();
     common::head("STSBenchmark", "test", 5, &data);
-    replace_line(&data.join("STSBenchmark/test.jsonl"), 4, r#"{"sentence1": "a FAIL-ENCODE text", "sentence2": "b", "score": 1.0}"#);
+    replace_line(
+        &data.join("STSBenchmark/test.jsonl"),
+        4,
+        r#"{"sentence1": "a FAIL-ENCODE text", "sentence2": "b", "score": 1.0}"#,
+    );
     let (result, _, _) = run(&data, &["STSBenchmark"]);
     let err = result.expect_err("encoder failure");
     assert!(err.contains("STSBenchmark: cannot encode text \"a FAIL-ENCODE text\""), "{err}");
@@ -152,8 +169,13 @@ fn a_bad_task_json_names_the_field() {
     let (_tmp, data) = data_dir();
     common::head("STSBenchmark", "test", 5, &data);
     let spec = data.join("STSBenchmark/task.json");
-    std::fs::write(&spec, r#"{"name": "STSBenchmark", "type": "Regression", "main_score": "cosine_spearman"}"#).expect("write");
-    expect_error(&data, &["STSBenchmark"], &["task.json", "field `type`", "unknown type `Regression`", "STS, PairClassification"]);
+    std::fs::write(&spec, r#"{"name": "STSBenchmark", "type": "Regression", "main_score": "cosine_spearman"}"#)
+        .expect("write");
+    expect_error(
+        &data,
+        &["STSBenchmark"],
+        &["task.json", "field `type`", "unknown type `Regression`", "STS, PairClassification"],
+    );
     std::fs::write(&spec, r#"{"name": "STSBenchmark", "type": "STS"}"#).expect("write");
     expect_error(&data, &["STSBenchmark"], &["task.json", "field `main_score`: missing"]);
 }
@@ -162,7 +184,11 @@ fn a_bad_task_json_names_the_field() {
 fn a_main_score_the_type_does_not_compute_is_named_with_the_alternatives() {
     let (_tmp, data) = data_dir();
     common::head("STSBenchmark", "test", 5, &data);
-    std::fs::write(data.join("STSBenchmark/task.json"), r#"{"name": "STSBenchmark", "type": "STS", "main_score": "ndcg_at_10"}"#).expect("write");
+    std::fs::write(
+        data.join("STSBenchmark/task.json"),
+        r#"{"name": "STSBenchmark", "type": "STS", "main_score": "ndcg_at_10"}"#,
+    )
+    .expect("write");
     let (result, _, _) = run(&data, &["STSBenchmark"]);
     let err = result.expect_err("unknown main score");
     for needle in ["field `main_score`", "`ndcg_at_10` is not a score of a STS task", "cosine_spearman"] {

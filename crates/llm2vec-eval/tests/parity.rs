@@ -76,7 +76,11 @@ fn label_metrics_match_sklearn() {
         close(&format!("v_measure case {i}"), metrics::v_measure(&t, &p), case["v_measure"].as_f64().expect("v"));
         close(&format!("accuracy case {i}"), metrics::accuracy(&t, &p), case["accuracy"].as_f64().expect("acc"));
         close(&format!("f1 macro case {i}"), metrics::f1_macro(&t, &p), case["f1_macro"].as_f64().expect("f1"));
-        close(&format!("f1 weighted case {i}"), metrics::f1_weighted(&t, &p), case["f1_weighted"].as_f64().expect("f1w"));
+        close(
+            &format!("f1 weighted case {i}"),
+            metrics::f1_weighted(&t, &p),
+            case["f1_weighted"].as_f64().expect("f1w"),
+        );
     }
 }
 
@@ -106,19 +110,29 @@ fn ranking_metrics_match_pytrec_eval() {
     let case = &f["trec"];
     let mut qrels = trec::Qrels::new();
     for (q, docs) in case["qrels"].as_object().expect("qrels") {
-        let judged: HashMap<String, i64> = docs.as_object().expect("docs").iter().map(|(d, r)| (d.clone(), r.as_i64().expect("rel"))).collect();
+        let judged: HashMap<String, i64> =
+            docs.as_object().expect("docs").iter().map(|(d, r)| (d.clone(), r.as_i64().expect("rel"))).collect();
         qrels.insert(q.clone(), judged);
     }
     let mut run = trec::Run::new();
     for (q, docs) in case["run"].as_object().expect("run") {
-        run.insert(q.clone(), docs.as_object().expect("docs").iter().map(|(d, s)| (d.clone(), s.as_f64().expect("score"))).collect());
+        run.insert(
+            q.clone(),
+            docs.as_object().expect("docs").iter().map(|(d, s)| (d.clone(), s.as_f64().expect("score"))).collect(),
+        );
     }
     let ks = usizes(&case["k_values"]);
     let got = trec::evaluate(&qrels, &run, &ks);
     let want = &case["expected"];
     assert_eq!(got.queries as u64, want["queries"].as_u64().expect("queries"));
-    let measures: BTreeMap<&str, &Vec<f64>> =
-        [("ndcg", &got.ndcg), ("map", &got.map), ("recall", &got.recall), ("precision", &got.precision), ("mrr", &got.mrr)].into();
+    let measures: BTreeMap<&str, &Vec<f64>> = [
+        ("ndcg", &got.ndcg),
+        ("map", &got.map),
+        ("recall", &got.recall),
+        ("precision", &got.precision),
+        ("mrr", &got.mrr),
+    ]
+    .into();
     for (name, values) in measures {
         for ((k, g), w) in ks.iter().zip(values).zip(f64s(&want[name])) {
             close(&format!("{name}@{k}"), *g, w);
@@ -192,10 +206,14 @@ fn classification_protocol_matches_mteb_sampling_and_sklearn() {
     assert_eq!(samples[0], usizes(&case["first_experiment_rows"]));
     assert_eq!(samples[samples.len() - 1], usizes(&case["last_experiment_rows"]));
     let test: Vec<f64> = x[n_train * dim..].iter().map(|&v| v as f64).collect();
-    let accuracies: Vec<f64> = samples.iter().map(|rows| metrics::accuracy(&y[n_train..], &fit_and_predict(&x, &y, rows, &test, dim))).collect();
+    let accuracies: Vec<f64> = samples
+        .iter()
+        .map(|rows| metrics::accuracy(&y[n_train..], &fit_and_predict(&x, &y, rows, &test, dim)))
+        .collect();
     let mean = accuracies.iter().sum::<f64>() / accuracies.len() as f64;
     let want = case["accuracy"].as_f64().expect("accuracy");
-    let per: Vec<String> = accuracies.iter().zip(f64s(&case["accuracies"])).map(|(a, b)| format!("{:+.2}", (a - b) * 100.0)).collect();
+    let per: Vec<String> =
+        accuracies.iter().zip(f64s(&case["accuracies"])).map(|(a, b)| format!("{:+.2}", (a - b) * 100.0)).collect();
     println!("classification protocol: mean accuracy {mean:.4} vs sklearn {want:.4} (diff {:+.2} points); per experiment: {}", (mean - want) * 100.0, per.join(" "));
     assert!((mean - want).abs() < 0.005, "mean accuracy differs from sklearn by more than half a point");
 }

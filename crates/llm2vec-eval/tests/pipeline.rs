@@ -9,7 +9,8 @@ use common::FakeEncoder;
 use llm2vec_eval::{run_with_encoder, CacheDir, EvalOptions};
 use serde_json::{json, Value};
 
-const DEV_TASKS: [&str; 5] = ["STSBenchmark", "SICKEntailmentPairs", "Banking77Classification", "BBCNewsClusteringS2S", "SciFact"];
+const DEV_TASKS: [&str; 5] =
+    ["STSBenchmark", "SICKEntailmentPairs", "Banking77Classification", "BBCNewsClusteringS2S", "SciFact"];
 
 fn tiny_dev_data(dir: &Path) {
     common::head("STSBenchmark", "test", 40, dir);
@@ -26,17 +27,28 @@ fn ranking_tasks(dir: &Path) {
         std::fs::create_dir_all(&folder).expect("mkdir");
         let spec = json!({ "name": name, "type": kind, "main_score": main, "splits": ["test"], "instruction_hint": "Find related text" });
         std::fs::write(folder.join("task.json"), spec.to_string()).expect("task.json");
-        std::fs::write(folder.join("test.jsonl"), lines.iter().map(|l| format!("{l}\n")).collect::<String>()).expect("test.jsonl");
+        std::fs::write(folder.join("test.jsonl"), lines.iter().map(|l| format!("{l}\n")).collect::<String>())
+            .expect("test.jsonl");
     };
-    task("TinyReranking", "Reranking", "map", vec![
-        json!({ "query": "red apple pie", "positive": ["apple pie with red apples"], "negative": ["blue car engine", "green tea"] }),
-        json!({ "query": "fast car", "positive": ["a fast red car", "car racing"], "negative": ["slow snail"] }),
-        json!({ "query": "no negatives here", "positive": ["x"], "negative": [] }),
-    ]);
-    task("TinySummarization", "Summarization", "cosine_spearman", vec![
-        json!({ "text": "t", "human_summaries": ["the cat sat on the mat", "a cat on a mat"], "machine_summaries": ["cat mat", "dog park", "the cat sat"], "relevance": [3.0, 1.0, 4.5] }),
-        json!({ "text": "u", "human_summaries": ["stocks fell sharply"], "machine_summaries": ["stocks fell", "markets dropped sharply", "weather is nice"], "relevance": [4.0, 3.5, 1.0] }),
-    ]);
+    task(
+        "TinyReranking",
+        "Reranking",
+        "map",
+        vec![
+            json!({ "query": "red apple pie", "positive": ["apple pie with red apples"], "negative": ["blue car engine", "green tea"] }),
+            json!({ "query": "fast car", "positive": ["a fast red car", "car racing"], "negative": ["slow snail"] }),
+            json!({ "query": "no negatives here", "positive": ["x"], "negative": [] }),
+        ],
+    );
+    task(
+        "TinySummarization",
+        "Summarization",
+        "cosine_spearman",
+        vec![
+            json!({ "text": "t", "human_summaries": ["the cat sat on the mat", "a cat on a mat"], "machine_summaries": ["cat mat", "dog park", "the cat sat"], "relevance": [3.0, 1.0, 4.5] }),
+            json!({ "text": "u", "human_summaries": ["stocks fell sharply"], "machine_summaries": ["stocks fell", "markets dropped sharply", "weather is nice"], "relevance": [4.0, 3.5, 1.0] }),
+        ],
+    );
 }
 
 fn options(data: &Path, out: &Path, cache: &Path, tasks: &[&str]) -> EvalOptions {
@@ -46,7 +58,9 @@ fn options(data: &Path, out: &Path, cache: &Path, tasks: &[&str]) -> EvalOptions
 }
 
 fn main_score(result: &Value, split: &str) -> f64 {
-    result["scores"][split][0]["main_score"].as_f64().unwrap_or_else(|| panic!("no main_score for split {split} in {result}"))
+    result["scores"][split][0]["main_score"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("no main_score for split {split} in {result}"))
 }
 
 #[test]
@@ -78,7 +92,9 @@ fn every_task_type_writes_mteb_shaped_results_and_a_summary() {
         assert_eq!(entry["main_score"], entry[metric], "{task}: main_score is {metric}");
         let score = main_score(&r, split);
         assert!(score.is_finite() && (-1.0..=1.0).contains(&score), "{task}: {score}");
-        assert!(r["evaluation_time"].as_f64().is_some() && r["dataset_revision"].as_str().is_some_and(|s| s.len() == 16));
+        assert!(
+            r["evaluation_time"].as_f64().is_some() && r["dataset_revision"].as_str().is_some_and(|s| s.len() == 16)
+        );
         assert_eq!(r["model"]["name"], "fake-bag-of-words");
     }
 
@@ -101,11 +117,21 @@ fn every_task_type_writes_mteb_shaped_results_and_a_summary() {
     }
     let clusters = common::result(&out, "BBCNewsClusteringS2S");
     assert_eq!(clusters["scores"]["test"][0]["v_measures"].as_array().map(Vec::len), Some(2));
-    assert_eq!(common::result(&out, "TinyReranking")["instruction"]["text"], "Find related text:", "hint made to end in ':'");
+    assert_eq!(
+        common::result(&out, "TinyReranking")["instruction"]["text"],
+        "Find related text:",
+        "hint made to end in ':'"
+    );
 
     let md = std::fs::read_to_string(out.join("summary.md")).expect("summary.md");
     assert_eq!(md, summary.markdown);
-    for needle in ["| STSBenchmark |", "| SciFact |", "| Retrieval | 1 |", "| Classification | 1 |", "**Overall** (mean over data sets) | 7 |"] {
+    for needle in [
+        "| STSBenchmark |",
+        "| SciFact |",
+        "| Retrieval | 1 |",
+        "| Classification | 1 |",
+        "**Overall** (mean over data sets) | 7 |",
+    ] {
         assert!(md.contains(needle), "summary lacks `{needle}`:\n{md}");
     }
     let mean = summary.results.iter().map(|r| r.main_score).sum::<f64>() / 7.0;
@@ -119,11 +145,13 @@ fn a_second_run_and_a_second_task_on_the_same_texts_come_from_the_cache() {
     common::head("STSBenchmark", "test", 30, &data);
     common::retrieval(4, 30, &data);
     let encoder = FakeEncoder::new();
-    let first = run_with_encoder(&options(&data, &out, &cache, &["STSBenchmark", "SciFact"]), &encoder).expect("first run");
+    let first =
+        run_with_encoder(&options(&data, &out, &cache, &["STSBenchmark", "SciFact"]), &encoder).expect("first run");
     let encoded = encoder.inputs.get();
     assert_eq!(first.encoded, encoded);
 
-    let second = run_with_encoder(&options(&data, &out, &cache, &["SciFact", "STSBenchmark"]), &encoder).expect("second run");
+    let second =
+        run_with_encoder(&options(&data, &out, &cache, &["SciFact", "STSBenchmark"]), &encoder).expect("second run");
     assert_eq!(encoder.inputs.get(), encoded, "nothing re-encoded");
     assert_eq!((second.encoded, second.cached), (0, encoded));
     for (a, b) in first.results.iter().zip(second.results.iter().rev()) {

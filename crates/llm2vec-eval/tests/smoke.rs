@@ -20,7 +20,8 @@ fn tiny_model_end_to_end_then_from_the_cache() {
     common::clustering(1, 24, &data);
     common::retrieval(3, 12, &data);
     let tasks = ["STSBenchmark", "Banking77Classification", "BBCNewsClusteringS2S", "SciFact"];
-    let mut opts = EvalOptions::new(tiny_model().to_string_lossy(), tasks.iter().map(|t| t.to_string()).collect(), &data, &out);
+    let mut opts =
+        EvalOptions::new(tiny_model().to_string_lossy(), tasks.iter().map(|t| t.to_string()).collect(), &data, &out);
     opts.cache = CacheDir::At(cache.clone());
     opts.encoder.max_length = Some(64);
 
@@ -96,8 +97,14 @@ fn summary_covers_earlier_runs_with_the_same_settings() {
     let banking = run(&opts("Banking77Classification")).expect("classification run");
     let summary = std::fs::read_to_string(out.join("summary.md")).expect("summary");
     assert_eq!(summary, banking.markdown);
-    assert!(summary.contains("| STSBenchmark | STS |") && summary.contains("| Banking77Classification | Classification |"), "{summary}");
-    assert!(summary.contains("From earlier runs into this folder with the same model and settings: STSBenchmark."), "{summary}");
+    assert!(
+        summary.contains("| STSBenchmark | STS |") && summary.contains("| Banking77Classification | Classification |"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("From earlier runs into this folder with the same model and settings: STSBenchmark."),
+        "{summary}"
+    );
     let mean = (sts.results[0].main_score + banking.results[0].main_score) / 2.0 * 100.0;
     assert!(summary.contains(&format!("| **Overall** (mean over data sets) | 2 | **{mean:.2}** |")), "{summary}");
 

@@ -72,8 +72,8 @@ impl Encoder {
         if normalize {
             embeddings.normalize();
         }
-        let array = Array2::from_shape_vec((embeddings.rows, embeddings.dim), embeddings.data)
-            .expect("rows * dim values");
+        let array =
+            Array2::from_shape_vec((embeddings.rows, embeddings.dim), embeddings.data).expect("rows * dim values");
         Ok((PyArray2::from_owned_array(py, array), embeddings.truncated))
     }
 

@@ -138,13 +138,23 @@ pub fn run(opts: &RecipeOptions) -> Result<Vec<StageRecord>> {
 
 /// One row: read from its `stage.json` if an earlier run finished it, else trained (if it has a training
 /// stage), evaluated and recorded.
-fn stage(opts: &RecipeOptions, row: Row, records: &[StageRecord], model: &str, eval_data: &Path, sts_dev: &Path) -> Result<StageRecord> {
+fn stage(
+    opts: &RecipeOptions,
+    row: Row,
+    records: &[StageRecord],
+    model: &str,
+    eval_data: &Path,
+    sts_dev: &Path,
+) -> Result<StageRecord> {
     let dir = opts.output_dir.join(row.slug);
     let record_path = dir.join("stage.json");
     if !opts.restart && record_path.exists() {
         let record = read_record(&record_path)?;
         if record.profile != opts.profile.name() {
-            return Err(RecipeError::format(&record_path, format!("a stage of the {} profile; use another output folder, or --restart", record.profile)));
+            return Err(RecipeError::format(
+                &record_path,
+                format!("a stage of the {} profile; use another output folder, or --restart", record.profile),
+            ));
         }
         note(opts, &format!("{}: finished earlier ({})", row.slug, record_path.display()));
         return Ok(record);
@@ -201,7 +211,14 @@ fn read_record(path: &Path) -> Result<StageRecord> {
 
 /// Trains one stage from its reference config with the profile's settings; the effective config is
 /// written to `<dir>/config.json` so that `llm2vec train` can rerun it.
-fn train(opts: &RecipeOptions, row: Row, stage: Stage, dir: &Path, on_top_of: Option<&PathBuf>, sts_dev: &Path) -> Result<TrainingRecord> {
+fn train(
+    opts: &RecipeOptions,
+    row: Row,
+    stage: Stage,
+    dir: &Path,
+    on_top_of: Option<&PathBuf>,
+    sts_dev: &Path,
+) -> Result<TrainingRecord> {
     let source = config_path(opts, stage);
     let loaded = llm2vec_train::config::load(&source)?;
     let mut config = loaded.config;
@@ -214,7 +231,12 @@ fn train(opts: &RecipeOptions, row: Row, stage: Stage, dir: &Path, on_top_of: Op
     let json = serde_json::to_string_pretty(&config).map_err(|e| RecipeError::format(&config_file, e))?;
     llm2vec::io::write_atomic(&config_file, json.as_bytes())?;
     note(opts, &format!("{}: training ({} steps) from {}", row.slug, settings.steps, config_file.display()));
-    let run_opts = RunOptions { restart: opts.restart, sts_dev: Some(sts_dev.to_path_buf()), stop: opts.stop.clone(), progress: opts.progress };
+    let run_opts = RunOptions {
+        restart: opts.restart,
+        sts_dev: Some(sts_dev.to_path_buf()),
+        stop: opts.stop.clone(),
+        progress: opts.progress,
+    };
     let outcome = trainer::run(stage, &config, &config_file, &run_opts)?;
     let state = &outcome.state;
     let sts = if stage == Stage::Mntp { String::new() } else { format!(" --sts-dev {}", sts_dev.display()) };
@@ -261,7 +283,12 @@ fn evaluate(
     let scores = summary
         .results
         .iter()
-        .map(|r| TaskScore { task: r.name.clone(), kind: r.kind.to_string(), metric: r.main_metric.clone(), score: r.main_score })
+        .map(|r| TaskScore {
+            task: r.name.clone(),
+            kind: r.kind.to_string(),
+            metric: r.main_metric.clone(),
+            score: r.main_score,
+        })
         .collect();
     let attention = match row.attention {
         AttentionMode::Causal => "causal",
@@ -309,6 +336,8 @@ mod tests {
         let shared = |slug: &str| shared_poolings(*ROWS.iter().find(|r| r.slug == slug).unwrap());
         assert_eq!(shared("causal-mean"), vec![Pooling::WeightedMean]);
         assert_eq!(shared("causal-weighted-mean"), vec![Pooling::Mean]);
-        assert!(shared("causal-eos").is_empty() && shared("bidirectional-mean").is_empty() && shared("mntp").is_empty());
+        assert!(
+            shared("causal-eos").is_empty() && shared("bidirectional-mean").is_empty() && shared("mntp").is_empty()
+        );
     }
 }

@@ -79,17 +79,30 @@ impl Profile {
             simcse_dropout: None,
         };
         match (self, stage) {
-            (Profile::Quick, Stage::Mntp) => Training { max_train_samples: Some(64), eval_steps: None, ..t(8, 4, 64, 1e-3, 0) },
-            (Profile::Quick, Stage::SimCse) => Training { max_train_samples: Some(128), eval_steps: None, ..t(8, 8, 32, 5e-4, 0) },
-            (Profile::Quick, Stage::Supervised) => Training { max_train_samples: Some(64), eval_steps: None, ..t(8, 4, 32, 5e-4, 0) },
+            (Profile::Quick, Stage::Mntp) => {
+                Training { max_train_samples: Some(64), eval_steps: None, ..t(8, 4, 64, 1e-3, 0) }
+            }
+            (Profile::Quick, Stage::SimCse) => {
+                Training { max_train_samples: Some(128), eval_steps: None, ..t(8, 8, 32, 5e-4, 0) }
+            }
+            (Profile::Quick, Stage::Supervised) => {
+                Training { max_train_samples: Some(64), eval_steps: None, ..t(8, 4, 32, 5e-4, 0) }
+            }
             (Profile::Full, Stage::Mntp) => t(1000, 8, 128, 1e-4, 50),
             (Profile::Full, Stage::SimCse) => t(740, 16, 128, 1e-4, 37),
             (Profile::Full, Stage::Supervised) => t(300, 16, 128, 2e-4, 15),
-            (Profile::Gpu, Stage::Mntp) => Training { gradient_checkpointing: true, save_steps: 200, ..t(1000, 32, 512, 5e-5, 0) },
-            (Profile::Gpu, Stage::SimCse) => {
-                Training { gradient_checkpointing: true, save_steps: 200, simcse_dropout: Some(0.3), ..t(1000, 128, 128, 3e-5, 0) }
+            (Profile::Gpu, Stage::Mntp) => {
+                Training { gradient_checkpointing: true, save_steps: 200, ..t(1000, 32, 512, 5e-5, 0) }
             }
-            (Profile::Gpu, Stage::Supervised) => Training { gradient_checkpointing: true, save_steps: 200, ..t(1000, 64, 512, 2e-4, 300) },
+            (Profile::Gpu, Stage::SimCse) => Training {
+                gradient_checkpointing: true,
+                save_steps: 200,
+                simcse_dropout: Some(0.3),
+                ..t(1000, 128, 128, 3e-5, 0)
+            },
+            (Profile::Gpu, Stage::Supervised) => {
+                Training { gradient_checkpointing: true, save_steps: 200, ..t(1000, 64, 512, 2e-4, 300) }
+            }
         }
     }
 
@@ -153,7 +166,8 @@ pub fn eval_data(profile: Profile, data_dir: &Path, work: &Path) -> Result<(Path
         let kept = head_lines(&from.join("test.jsonl"), &to.join("test.jsonl"), QUICK_PAIRS)?;
         let spec_path = from.join("task.json");
         let text = std::fs::read_to_string(&spec_path).map_err(|e| RecipeError::io(&spec_path, e))?;
-        let mut spec: serde_json::Value = serde_json::from_str(&text).map_err(|e| RecipeError::format(&spec_path, e))?;
+        let mut spec: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| RecipeError::format(&spec_path, e))?;
         spec["splits"] = serde_json::json!(["test"]);
         spec["counts"] = serde_json::json!({ "test": kept });
         let out = to.join("task.json");
@@ -182,7 +196,11 @@ mod tests {
         for task in QUICK_TASKS {
             let dir = data.path().join(task);
             std::fs::create_dir_all(&dir).unwrap();
-            std::fs::write(dir.join("task.json"), r#"{"name": "T", "splits": ["train", "test"], "counts": {"test": 500}}"#).unwrap();
+            std::fs::write(
+                dir.join("task.json"),
+                r#"{"name": "T", "splits": ["train", "test"], "counts": {"test": 500}}"#,
+            )
+            .unwrap();
             let lines: String = (0..500).map(|i| format!("{{\"i\": {i}}}\n")).collect();
             std::fs::write(dir.join("test.jsonl"), &lines).unwrap();
             if *task == "STSBenchmark" {
@@ -195,7 +213,8 @@ mod tests {
         assert_eq!(test.lines().count(), QUICK_PAIRS);
         assert_eq!(std::fs::read_to_string(&dev).unwrap().lines().count(), QUICK_DEV_PAIRS);
         let spec: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(sliced.join("SICKEntailmentPairs/task.json")).unwrap()).unwrap();
+            serde_json::from_str(&std::fs::read_to_string(sliced.join("SICKEntailmentPairs/task.json")).unwrap())
+                .unwrap();
         assert_eq!(spec["counts"]["test"], QUICK_PAIRS);
         assert_eq!(eval_data(Profile::Full, data.path(), work.path()).unwrap().0, data.path());
     }
@@ -205,7 +224,10 @@ mod tests {
         let mut config = TrainConfig { train_file: Some("old".into()), ..TrainConfig::default() };
         Profile::Gpu.training(Stage::SimCse).apply(Stage::SimCse, "wiki.txt".into(), &mut config);
         assert_eq!((config.train_file, config.dataset_file_path), (None, Some(PathBuf::from("wiki.txt"))));
-        assert_eq!((config.max_steps, config.stop_after_n_steps, config.per_device_train_batch_size), (1000, 1000, 128));
+        assert_eq!(
+            (config.max_steps, config.stop_after_n_steps, config.per_device_train_batch_size),
+            (1000, 1000, 128)
+        );
         assert_eq!((config.simcse_dropout, config.gradient_checkpointing), (0.3, true));
     }
 }

@@ -57,7 +57,14 @@ fn score(record: &StageRecord, task: &str) -> Option<f64> {
     record.scores.iter().find(|s| s.task == task).map(|s| 100.0 * s.score)
 }
 
-fn markdown(opts: &RecipeOptions, records: &[StageRecord], pending: &[&str], tasks: &[String], seconds: f64, links: &[String]) -> String {
+fn markdown(
+    opts: &RecipeOptions,
+    records: &[StageRecord],
+    pending: &[&str],
+    tasks: &[String],
+    seconds: f64,
+    links: &[String],
+) -> String {
     let mut md = String::new();
     let _ = writeln!(md, "# Results: the LLM2Vec recipe, profile `{}`\n", opts.profile.name());
     let _ = writeln!(
@@ -94,7 +101,8 @@ fn markdown(opts: &RecipeOptions, records: &[StageRecord], pending: &[&str], tas
     for r in records {
         if let Some(t) = &r.training {
             let (first, last) = thirds(&t.losses);
-            let evals: Vec<String> = t.evals.iter().map(|(step, metric, v)| format!("{metric} {v:.4} @{step}")).collect();
+            let evals: Vec<String> =
+                t.evals.iter().map(|(step, metric, v)| format!("{metric} {v:.4} @{step}")).collect();
             let _ = writeln!(
                 md,
                 "| {} | {} | {} x {} | {:e} | {} | {} | {first:.4} -> {last:.4} | {} |",
@@ -135,10 +143,20 @@ fn shape(records: &[StageRecord]) -> String {
     let compare = |md: &mut String, what: &str, a: &str, b: &str, paper: &str| {
         if let (Some(x), Some(y)) = (overall(a), overall(b)) {
             let verdict = if x > y { "higher" } else { "lower" };
-            let _ = writeln!(md, "- {what}: {x:.2} vs {y:.2} overall, {verdict} ({:+.2}); the paper found it {paper}.", x - y);
+            let _ = writeln!(
+                md,
+                "- {what}: {x:.2} vs {y:.2} overall, {verdict} ({:+.2}); the paper found it {paper}.",
+                x - y
+            );
         }
     };
-    compare(&mut md, "Bidirectional attention, untrained, vs causal (mean pooling)", "bidirectional-mean", "causal-mean", "lower (naive bidirectional attention hurts)");
+    compare(
+        &mut md,
+        "Bidirectional attention, untrained, vs causal (mean pooling)",
+        "bidirectional-mean",
+        "causal-mean",
+        "lower (naive bidirectional attention hurts)",
+    );
     compare(&mut md, "MNTP vs untrained bidirectional", "mntp", "bidirectional-mean", "higher (MNTP recovers)");
     compare(&mut md, "MNTP + SimCSE vs MNTP", "mntp-simcse", "mntp", "higher");
     md += "\n## Targets (STSBenchmark test, Spearman x 100)\n\n";
@@ -241,7 +259,11 @@ fn bar_chart(records: &[StageRecord], tasks: &[String]) -> String {
             );
         }
         let (lx, ly) = (x0 + group_width / 2.0, top + height + 8.0);
-        let _ = writeln!(svg, "<text x=\"{lx:.1}\" y=\"{ly}\" transform=\"rotate(45 {lx:.1} {ly})\">{}</text>", escape(name));
+        let _ = writeln!(
+            svg,
+            "<text x=\"{lx:.1}\" y=\"{ly}\" transform=\"rotate(45 {lx:.1} {ly})\">{}</text>",
+            escape(name)
+        );
     }
     for (k, r) in records.iter().enumerate() {
         let y = legend_top + 16.0 * k as f64;
@@ -274,7 +296,12 @@ mod tests {
             profile: "quick".into(),
             scores: scores
                 .iter()
-                .map(|&(task, kind, score)| TaskScore { task: task.into(), kind: kind.into(), metric: "m".into(), score })
+                .map(|&(task, kind, score)| TaskScore {
+                    task: task.into(),
+                    kind: kind.into(),
+                    metric: "m".into(),
+                    score,
+                })
                 .collect(),
             eval_seconds: 1.0,
             eval_command: "llm2vec eval".into(),
@@ -324,7 +351,11 @@ mod tests {
         assert!(bar_chart(&records, &task_names(&records)).matches("<rect x=").count() >= 6);
         let partial = markdown(&opts(), &records[..1], &["bidirectional-mean"], &task_names(&records), 5.0, &[]);
         assert!(partial.contains("still to run: bidirectional-mean."), "{partial}");
-        assert!(partial.contains("No training stage has finished yet.") && partial.contains("MNTP + supervised: not run yet"), "{partial}");
+        assert!(
+            partial.contains("No training stage has finished yet.")
+                && partial.contains("MNTP + supervised: not run yet"),
+            "{partial}"
+        );
     }
 
     fn opts() -> RecipeOptions {

@@ -14,7 +14,10 @@ fn repo() -> PathBuf {
 
 #[test]
 fn quick_profile_runs_every_stage_and_resumes() {
-    if !files::available(&llm2vec::load::models_dir().join("SmolLM2-135M-Instruct.Q4_1.gguf"), "run scripts/fetch-default-model.sh") {
+    if !files::available(
+        &llm2vec::load::models_dir().join("SmolLM2-135M-Instruct.Q4_1.gguf"),
+        "run scripts/fetch-default-model.sh",
+    ) {
         return;
     }
     let work = tempfile::tempdir().unwrap();

@@ -81,7 +81,8 @@ pub async fn embed(
     body: Bytes,
 ) -> Result<([(HeaderName, String); 1], Json<Vec<Vec<f32>>>), ApiError> {
     let request = parse_request(&body, state.config.max_client_batch_size)?;
-    let tokens = embedding::tokenize(state.encoder.clone(), request.inputs, request.truncate, state.max_text_bytes).await?;
+    let tokens =
+        embedding::tokenize(state.encoder.clone(), request.inputs, request.truncate, state.max_text_bytes).await?;
     let mut embeddings = embedding::run(&state.batcher, tokens, state.encoder.dim()).await?;
     if request.normalize {
         embeddings.normalize();

@@ -73,14 +73,14 @@ struct Usage {
 }
 
 /// The handler.
-pub async fn embeddings(
-    State(state): State<Arc<AppState>>,
-    body: Bytes,
-) -> Result<Json<Response>, ApiError> {
+pub async fn embeddings(State(state): State<Arc<AppState>>, body: Bytes) -> Result<Json<Response>, ApiError> {
     let request = parse_request(&body, state.config.max_client_batch_size, state.encoder.dim())?;
-    let tokens = embedding::tokenize(state.encoder.clone(), request.inputs, request.truncate, state.max_text_bytes).await?;
-    let mut embeddings =
-        embedding::cut_dimensions(embedding::run(&state.batcher, tokens, state.encoder.dim()).await?, request.dimensions);
+    let tokens =
+        embedding::tokenize(state.encoder.clone(), request.inputs, request.truncate, state.max_text_bytes).await?;
+    let mut embeddings = embedding::cut_dimensions(
+        embedding::run(&state.batcher, tokens, state.encoder.dim()).await?,
+        request.dimensions,
+    );
     embeddings.normalize();
     Ok(Json(response(&embeddings, request.encoding_format, &state.model_name)))
 }

@@ -42,7 +42,8 @@ fn main() -> anyhow::Result<()> {
         drop(backbone.forward(&batch.ids, &batch.lengths, AttentionMode::Bidirectional)?);
         let inference = start.elapsed().as_secs_f64();
         let start = Instant::now();
-        let hidden = backbone.forward_pass(&batch.ids, &batch.lengths, AttentionMode::Bidirectional, Pass::Train(&lora))?;
+        let hidden =
+            backbone.forward_pass(&batch.ids, &batch.lengths, AttentionMode::Bidirectional, Pass::Train(&lora))?;
         let forward = start.elapsed().as_secs_f64();
         let after_forward = rss_mb();
         drop(hidden);

@@ -21,7 +21,10 @@ impl Batch {
         for r in rows {
             ids.extend(r.iter().copied().chain(std::iter::repeat_n(0, t - r.len())));
         }
-        Ok(Self { ids: Tensor::from_vec(ids, (rows.len(), t), device)?, lengths: rows.iter().map(|r| r.len()).collect() })
+        Ok(Self {
+            ids: Tensor::from_vec(ids, (rows.len(), t), device)?,
+            lengths: rows.iter().map(|r| r.len()).collect(),
+        })
     }
 
     /// Real tokens in the batch.

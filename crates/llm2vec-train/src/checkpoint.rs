@@ -59,7 +59,13 @@ const OPTIMIZER: &str = "optimizer.safetensors";
 const ADAPTER: &str = "adapter_model.safetensors";
 
 /// Writes `<output_dir>/checkpoint-<step>/` and returns its path.
-pub fn save(output_dir: &Path, lora: &LoraModel, optimizer: &AdamW, state: &TrainerState, extra: &[(&str, Vec<u8>)]) -> Result<PathBuf> {
+pub fn save(
+    output_dir: &Path,
+    lora: &LoraModel,
+    optimizer: &AdamW,
+    state: &TrainerState,
+    extra: &[(&str, Vec<u8>)],
+) -> Result<PathBuf> {
     let dir = output_dir.join(format!("checkpoint-{}", state.step));
     let staging = output_dir.join(format!(".checkpoint-{}.partial", state.step));
     if staging.exists() {
@@ -77,7 +83,13 @@ pub fn save(output_dir: &Path, lora: &LoraModel, optimizer: &AdamW, state: &Trai
     Ok(dir)
 }
 
-fn write_all(dir: &Path, lora: &LoraModel, optimizer: &AdamW, state: &TrainerState, extra: &[(&str, Vec<u8>)]) -> Result<()> {
+fn write_all(
+    dir: &Path,
+    lora: &LoraModel,
+    optimizer: &AdamW,
+    state: &TrainerState,
+    extra: &[(&str, Vec<u8>)],
+) -> Result<()> {
     lora.save(dir, None)?;
     optimizer.save(&dir.join(OPTIMIZER))?;
     for (name, bytes) in extra {
@@ -111,7 +123,8 @@ pub fn complete(output_dir: &Path) -> Vec<PathBuf> {
 pub fn read_state(dir: &Path) -> Result<TrainerState> {
     let path = dir.join(STATE);
     let text = std::fs::read_to_string(&path).map_err(|e| TrainError::io(&path, e))?;
-    let state: TrainerState = serde_json::from_str(&text).map_err(|e| TrainError::Checkpoint { path: path.clone(), msg: e.to_string() })?;
+    let state: TrainerState =
+        serde_json::from_str(&text).map_err(|e| TrainError::Checkpoint { path: path.clone(), msg: e.to_string() })?;
     if state.steps.iter().try_fold(0usize, |sum, r| sum.checked_add(r.tokens)).is_none() {
         let msg = "the `tokens` of `steps` add up to more than a token count can hold".to_string();
         return Err(TrainError::Checkpoint { path, msg });
@@ -136,7 +149,8 @@ pub const PREVIOUS_RUN: &str = "previous-run";
 /// Written before a restart moves anything and removed after: while it exists the move is unfinished.
 const RESTART_MARK: &str = ".restart-pending";
 /// The files of a run in `output_dir` besides its checkpoints.
-const RUN_FILES: &[&str] = &["adapter_config.json", ADAPTER, "llm2vec_config.json", "metrics.jsonl", "loss.svg", "merged"];
+const RUN_FILES: &[&str] =
+    &["adapter_config.json", ADAPTER, "llm2vec_config.json", "metrics.jsonl", "loss.svg", "merged"];
 
 /// Moves the run in `output_dir` (checkpoints, final adapter, logs, merged model) to
 /// `<output_dir>/previous-run/`, replacing what an earlier restart left there. Returns that folder, or
@@ -178,7 +192,8 @@ fn run_entries(output_dir: &Path) -> Vec<PathBuf> {
         .filter_map(|e| e.ok())
         .filter(|e| {
             e.file_name().to_str().is_some_and(|n| {
-                n.strip_prefix("checkpoint-").is_some_and(|step| step.parse::<usize>().is_ok()) || RUN_FILES.contains(&n)
+                n.strip_prefix("checkpoint-").is_some_and(|step| step.parse::<usize>().is_ok())
+                    || RUN_FILES.contains(&n)
             })
         })
         .map(|e| e.path())
@@ -199,13 +214,39 @@ mod tests {
             f64::from_bits(0x3FF0_0000_0000_0000 | bits >> 12) * 3.0
         };
         let steps = (0..1000)
-            .map(|step| StepRecord { step, loss: next(), learning_rate: next() * 1e-4, grad_norm: next(), tokens: step, elapsed_seconds: next() })
-            .chain([StepRecord { step: 1000, loss: 3.876_888_513_565_063_5, learning_rate: 0.0, grad_norm: 0.0, tokens: 0, elapsed_seconds: 0.0 }])
+            .map(|step| StepRecord {
+                step,
+                loss: next(),
+                learning_rate: next() * 1e-4,
+                grad_norm: next(),
+                tokens: step,
+                elapsed_seconds: next(),
+            })
+            .chain([StepRecord {
+                step: 1000,
+                loss: 3.876_888_513_565_063_5,
+                learning_rate: 0.0,
+                grad_norm: 0.0,
+                tokens: 0,
+                elapsed_seconds: 0.0,
+            }])
             .collect();
-        let state = TrainerState { stage: "mntp".into(), step: 1001, planned_steps: 1001, steps, evals: vec![], fingerprint: None };
+        let state = TrainerState {
+            stage: "mntp".into(),
+            step: 1001,
+            planned_steps: 1001,
+            steps,
+            evals: vec![],
+            fingerprint: None,
+        };
         let back: TrainerState = serde_json::from_str(&serde_json::to_string(&state).unwrap()).unwrap();
         for (a, b) in state.steps.iter().zip(&back.steps) {
-            for (x, y) in [(a.loss, b.loss), (a.learning_rate, b.learning_rate), (a.grad_norm, b.grad_norm), (a.elapsed_seconds, b.elapsed_seconds)] {
+            for (x, y) in [
+                (a.loss, b.loss),
+                (a.learning_rate, b.learning_rate),
+                (a.grad_norm, b.grad_norm),
+                (a.elapsed_seconds, b.elapsed_seconds),
+            ] {
                 assert_eq!(x.to_bits(), y.to_bits(), "step {}: wrote {x:?}, read {y:?}", a.step);
             }
         }

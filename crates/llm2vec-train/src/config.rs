@@ -173,32 +173,17 @@ const KNOWN: &[&str] = &[
 
 /// Reference fields accepted but without effect here, with the reason.
 const IGNORED: &[(&str, &str)] = &[
-    (
-        "attn_implementation",
-        "attention is always the native implementation",
-    ),
-    (
-        "overwrite_output_dir",
-        "checkpoints are always written atomically over older ones",
-    ),
-    (
-        "evaluation_strategy",
-        "evaluation runs every eval_steps when set",
-    ),
+    ("attn_implementation", "attention is always the native implementation"),
+    ("overwrite_output_dir", "checkpoints are always written atomically over older ones"),
+    ("evaluation_strategy", "evaluation runs every eval_steps when set"),
     ("eval_strategy", "evaluation runs every eval_steps when set"),
-    (
-        "remove_unused_columns",
-        "datasets carry only the columns used",
-    ),
+    ("remove_unused_columns", "datasets carry only the columns used"),
     ("disable_tqdm", "progress is reported through logging_steps"),
     (
         "save_only_model",
         "checkpoints hold the adapter, the optimizer state and the step (randomness is derived from seed and step)",
     ),
-    (
-        "dataset_config_name",
-        "Hub datasets are not downloaded; give a local train_file",
-    ),
+    ("dataset_config_name", "Hub datasets are not downloaded; give a local train_file"),
     ("cache_dir", "no Hugging Face cache is used"),
     ("preprocessing_num_workers", "preprocessing runs in-process"),
     ("overwrite_cache", "no dataset cache is kept"),
@@ -207,26 +192,14 @@ const IGNORED: &[(&str, &str)] = &[
     ("trust_remote_code", "no remote code is run"),
     ("report_to", "metrics are written to the log"),
     ("ddp_find_unused_parameters", "training runs on one device"),
-    (
-        "model_type",
-        "the architecture is read from the model's config.json",
-    ),
+    ("model_type", "the architecture is read from the model's config.json"),
     ("config_name", "the model's own config.json is used"),
     ("config_overrides", "training from scratch is not supported"),
-    (
-        "model_revision",
-        "models are loaded from local paths or the default revision",
-    ),
+    ("model_revision", "models are loaded from local paths or the default revision"),
     ("token", "no Hugging Face token is used"),
     ("use_auth_token", "no Hugging Face token is used"),
-    (
-        "pad_to_max_length",
-        "batches are padded to their longest sequence",
-    ),
-    (
-        "max_eval_samples",
-        "evaluation uses the whole validation set",
-    ),
+    ("pad_to_max_length", "batches are padded to their longest sequence"),
+    ("max_eval_samples", "evaluation uses the whole validation set"),
     ("streaming", "data files are read whole"),
     ("experiment_id", "the output directory names the run"),
     ("loss_class", "the loss is always HardNegativeNLLLoss"),
@@ -261,10 +234,7 @@ pub fn parse(text: &str, file: &Path) -> Result<LoadedConfig> {
 }
 
 fn config_err(file: &Path, msg: impl std::fmt::Display) -> TrainError {
-    TrainError::Config {
-        file: file.to_path_buf(),
-        msg: msg.to_string(),
-    }
+    TrainError::Config { file: file.to_path_buf(), msg: msg.to_string() }
 }
 
 fn split_fields(map: Map<String, Value>, file: &Path) -> Result<(Map<String, Value>, Vec<String>)> {
@@ -277,11 +247,7 @@ fn split_fields(map: Map<String, Value>, file: &Path) -> Result<(Map<String, Val
             notes.push(format!("{}: `{key}` is ignored: {why}", file.display()));
         } else {
             let closest = closest_field(&key).map(str::to_string);
-            return Err(TrainError::UnknownField {
-                file: file.to_path_buf(),
-                field: key,
-                closest,
-            });
+            return Err(TrainError::UnknownField { file: file.to_path_buf(), field: key, closest });
         }
     }
     Ok((known, notes))
@@ -290,9 +256,7 @@ fn split_fields(map: Map<String, Value>, file: &Path) -> Result<(Map<String, Val
 /// The known or ignored field nearest to `name` by edit distance, if reasonably near.
 pub fn closest_field(name: &str) -> Option<&'static str> {
     let all = KNOWN.iter().copied().chain(IGNORED.iter().map(|(k, _)| *k));
-    let (best, dist) = all
-        .map(|k| (k, edit_distance(name, k)))
-        .min_by_key(|&(_, d)| d)?;
+    let (best, dist) = all.map(|k| (k, edit_distance(name, k))).min_by_key(|&(_, d)| d)?;
     (dist <= name.len().max(3) / 2).then_some(best)
 }
 
@@ -314,18 +278,12 @@ pub fn edit_distance(a: &str, b: &str) -> usize {
 impl TrainConfig {
     /// The base model; required by every stage.
     pub fn model(&self, file: &Path) -> Result<&str> {
-        self.model_name_or_path
-            .as_deref()
-            .ok_or_else(|| missing(file, "model_name_or_path"))
+        self.model_name_or_path.as_deref().ok_or_else(|| missing(file, "model_name_or_path"))
     }
 
     /// The local training data: `train_file`, else `dataset_file_path`.
     pub fn data_file(&self, file: &Path) -> Result<&Path> {
-        if let Some(p) = self
-            .train_file
-            .as_deref()
-            .or(self.dataset_file_path.as_deref())
-        {
+        if let Some(p) = self.train_file.as_deref().or(self.dataset_file_path.as_deref()) {
             return Ok(p);
         }
         match &self.dataset_name {
@@ -346,28 +304,17 @@ impl TrainConfig {
     pub fn validate(&self, stage: Stage, file: &Path) -> Result<()> {
         self.model(file)?;
         self.data_file(file)?;
-        self.output_dir
-            .as_ref()
-            .ok_or_else(|| missing(file, "output_dir"))?;
+        self.output_dir.as_ref().ok_or_else(|| missing(file, "output_dir"))?;
         let positive = [
-            (
-                "per_device_train_batch_size",
-                self.per_device_train_batch_size,
-            ),
-            (
-                "gradient_accumulation_steps",
-                self.gradient_accumulation_steps,
-            ),
+            ("per_device_train_batch_size", self.per_device_train_batch_size),
+            ("gradient_accumulation_steps", self.gradient_accumulation_steps),
             ("lora_r", self.lora_r),
         ];
         if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(config_err(file, format!("`{name}` must be positive")));
         }
         if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
-            return Err(config_err(
-                file,
-                format!("`learning_rate` must be positive, got {}", self.learning_rate),
-            ));
+            return Err(config_err(file, format!("`learning_rate` must be positive, got {}", self.learning_rate)));
         }
         let probability = match stage {
             Stage::Mntp => ("mlm_probability", self.mlm_probability),
@@ -375,20 +322,14 @@ impl TrainConfig {
             Stage::Supervised => ("lora_dropout", self.lora_dropout),
         };
         if !(0.0..1.0).contains(&probability.1) {
-            return Err(config_err(
-                file,
-                format!("`{}` must be in [0, 1)", probability.0),
-            ));
+            return Err(config_err(file, format!("`{}` must be in [0, 1)", probability.0)));
         }
         Ok(())
     }
 }
 
 fn missing(file: &Path, field: &str) -> TrainError {
-    TrainError::MissingField {
-        file: file.to_path_buf(),
-        field: field.to_string(),
-    }
+    TrainError::MissingField { file: file.to_path_buf(), field: field.to_string() }
 }
 
 #[cfg(test)]

@@ -14,11 +14,7 @@ fn read(path: &Path) -> Result<String> {
 }
 
 fn data_err(file: &Path, line: usize, msg: impl std::fmt::Display) -> TrainError {
-    TrainError::Data {
-        file: file.to_path_buf(),
-        line,
-        msg: msg.to_string(),
-    }
+    TrainError::Data { file: file.to_path_buf(), line, msg: msg.to_string() }
 }
 
 /// Loads MNTP texts: `.json` (array of `{"text"}` or JSONL), `.jsonl`, or any other file
@@ -38,31 +34,19 @@ pub fn parse_mntp_texts(text: &str, file: &Path) -> Result<Vec<String>> {
 }
 
 fn plain_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
-    text.lines()
-        .enumerate()
-        .map(|(i, l)| (i + 1, l.trim()))
-        .filter(|(_, l)| !l.is_empty())
+    text.lines().enumerate().map(|(i, l)| (i + 1, l.trim())).filter(|(_, l)| !l.is_empty())
 }
 
 fn text_field(value: &Value, file: &Path, line: usize) -> Result<String> {
     match value.get("text") {
         Some(Value::String(s)) => Ok(s.clone()),
-        _ => Err(data_err(
-            file,
-            line,
-            "expected an object with a string field \"text\"",
-        )),
+        _ => Err(data_err(file, line, "expected an object with a string field \"text\"")),
     }
 }
 
 fn parse_json_array(text: &str, file: &Path) -> Result<Vec<String>> {
-    let records: Vec<Value> =
-        serde_json::from_str(text).map_err(|e| data_err(file, e.line(), e))?;
-    records
-        .iter()
-        .enumerate()
-        .map(|(i, r)| text_field(r, file, i + 1))
-        .collect()
+    let records: Vec<Value> = serde_json::from_str(text).map_err(|e| data_err(file, e.line(), e))?;
+    records.iter().enumerate().map(|(i, r)| text_field(r, file, i + 1)).collect()
 }
 
 fn parse_jsonl_texts(text: &str, file: &Path) -> Result<Vec<String>> {
@@ -79,9 +63,7 @@ pub fn tokenize_all(tokenizer: &Tokenizer, texts: &[String]) -> Result<Vec<Vec<u
     texts
         .iter()
         .map(|t| {
-            let enc = tokenizer
-                .encode(t.as_str(), true)
-                .map_err(|e| TrainError::Tokenizer(e.to_string()))?;
+            let enc = tokenizer.encode(t.as_str(), true).map_err(|e| TrainError::Tokenizer(e.to_string()))?;
             Ok(enc.get_ids().to_vec())
         })
         .collect()
@@ -91,9 +73,7 @@ pub fn tokenize_all(tokenizer: &Tokenizer, texts: &[String]) -> Result<Vec<Vec<u
 /// `block_size`, drop the remainder.
 pub fn group_texts(sequences: &[Vec<u32>], block_size: usize) -> Result<Vec<Vec<u32>>> {
     if block_size == 0 {
-        return Err(TrainError::Invalid(
-            "max_seq_length must be positive".into(),
-        ));
+        return Err(TrainError::Invalid("max_seq_length must be positive".into()));
     }
     let all: Vec<u32> = sequences.iter().flatten().copied().collect();
     Ok(all.chunks_exact(block_size).map(<[u32]>::to_vec).collect())
@@ -113,9 +93,7 @@ pub fn line_by_line(sequences: Vec<Vec<u32>>, max_len: usize) -> Vec<Vec<u32>> {
 
 /// SimCSE sentences: one per non-empty line (the reference's wiki1m format).
 pub fn load_sentences(path: &Path) -> Result<Vec<String>> {
-    Ok(plain_lines(&read(path)?)
-        .map(|(_, l)| l.to_string())
-        .collect())
+    Ok(plain_lines(&read(path)?).map(|(_, l)| l.to_string()).collect())
 }
 
 /// One supervised example; `source` indexes the file it came from.
@@ -148,9 +126,7 @@ pub fn parse_supervised(
         .map(|(n, l)| {
             let r: SupervisedRecord = serde_json::from_str(l).map_err(|e| data_err(file, n, e))?;
             Ok(SupervisedExample {
-                instruction: r
-                    .instruction
-                    .unwrap_or_else(|| file_instruction.to_string()),
+                instruction: r.instruction.unwrap_or_else(|| file_instruction.to_string()),
                 query: r.query,
                 positive: r.positive,
                 negative: r.negative,
@@ -172,20 +148,14 @@ pub fn load_supervised(files: &[(PathBuf, String)]) -> Result<Vec<SupervisedExam
 
 /// Batches of example indices as the reference draws them: shuffled within each source,
 /// cut into full batches (a source's remainder is dropped), batches shuffled across sources.
-pub fn source_batches(
-    examples: &[SupervisedExample],
-    batch_size: usize,
-    rng: &mut Rng,
-) -> Result<Vec<Vec<usize>>> {
+pub fn source_batches(examples: &[SupervisedExample], batch_size: usize, rng: &mut Rng) -> Result<Vec<Vec<usize>>> {
     if batch_size == 0 {
         return Err(TrainError::Invalid("batch size must be positive".into()));
     }
     let sources = examples.iter().map(|e| e.source + 1).max().unwrap_or(0);
     let mut batches = Vec::new();
     for source in 0..sources {
-        let mut idx: Vec<usize> = (0..examples.len())
-            .filter(|&i| examples[i].source == source)
-            .collect();
+        let mut idx: Vec<usize> = (0..examples.len()).filter(|&i| examples[i].source == source).collect();
         rng.shuffle(&mut idx);
         batches.extend(idx.chunks_exact(batch_size).map(<[usize]>::to_vec));
     }
@@ -200,25 +170,15 @@ mod tests {
     #[test]
     fn mntp_formats() {
         let jsonl = "{\"text\": \"a b\"}\n\n{\"text\": \"c\"}\n";
-        assert_eq!(
-            parse_mntp_texts(jsonl, Path::new("x.jsonl")).unwrap(),
-            ["a b", "c"]
-        );
+        assert_eq!(parse_mntp_texts(jsonl, Path::new("x.jsonl")).unwrap(), ["a b", "c"]);
         let arr = "[{\"text\": \"a\"}, {\"text\": \"b\"}]";
-        assert_eq!(
-            parse_mntp_texts(arr, Path::new("x.json")).unwrap(),
-            ["a", "b"]
-        );
-        assert_eq!(
-            parse_mntp_texts("one\n\n two \n", Path::new("x.txt")).unwrap(),
-            ["one", "two"]
-        );
+        assert_eq!(parse_mntp_texts(arr, Path::new("x.json")).unwrap(), ["a", "b"]);
+        assert_eq!(parse_mntp_texts("one\n\n two \n", Path::new("x.txt")).unwrap(), ["one", "two"]);
     }
 
     #[test]
     fn mntp_errors_name_the_line() {
-        let err = parse_mntp_texts("{\"text\": \"a\"}\n{\"txt\": 1}\n", Path::new("d.jsonl"))
-            .unwrap_err();
+        let err = parse_mntp_texts("{\"text\": \"a\"}\n{\"txt\": 1}\n", Path::new("d.jsonl")).unwrap_err();
         assert!(err.to_string().starts_with("d.jsonl:2:"), "{err}");
         let err = parse_mntp_texts("{\"text\": \"a\"}\n{bad\n", Path::new("d.jsonl")).unwrap_err();
         assert!(err.to_string().starts_with("d.jsonl:2:"), "{err}");
@@ -227,16 +187,10 @@ mod tests {
     #[test]
     fn group_texts_drops_remainder() {
         let seqs = vec![vec![1, 2, 3], vec![4, 5], vec![6, 7, 8]];
-        assert_eq!(
-            group_texts(&seqs, 3).unwrap(),
-            vec![vec![1, 2, 3], vec![4, 5, 6]]
-        );
+        assert_eq!(group_texts(&seqs, 3).unwrap(), vec![vec![1, 2, 3], vec![4, 5, 6]]);
         assert!(group_texts(&seqs, 9).unwrap().is_empty());
         assert!(group_texts(&seqs, 0).is_err());
-        assert_eq!(
-            line_by_line(vec![vec![1, 2, 3], vec![], vec![4]], 2),
-            vec![vec![1, 2], vec![4]]
-        );
+        assert_eq!(line_by_line(vec![vec![1, 2, 3], vec![], vec![4]], 2), vec![vec![1, 2], vec![4]]);
     }
 
     #[test]
@@ -249,10 +203,7 @@ mod tests {
         assert_eq!(ex[1].negative.as_deref(), Some("n2"));
         assert_eq!(ex[1].source, 3);
         let err = parse_supervised("{\"query\":\"q\"}\n", Path::new("s.jsonl"), "", 0).unwrap_err();
-        assert!(
-            err.to_string().contains("s.jsonl:1:") && err.to_string().contains("positive"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("s.jsonl:1:") && err.to_string().contains("positive"), "{err}");
     }
 
     #[test]

@@ -6,26 +6,15 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
     #[error("{file}: unknown field `{field}`{}", closest.as_ref().map(|c| format!(" (did you mean `{c}`?)")).unwrap_or_default())]
-    UnknownField {
-        file: PathBuf,
-        field: String,
-        closest: Option<String>,
-    },
+    UnknownField { file: PathBuf, field: String, closest: Option<String> },
     #[error("{file}: missing required field `{field}`")]
     MissingField { file: PathBuf, field: String },
     #[error("{file}: {msg}")]
     Config { file: PathBuf, msg: String },
     #[error("{file}:{line}: {msg}")]
-    Data {
-        file: PathBuf,
-        line: usize,
-        msg: String,
-    },
+    Data { file: PathBuf, line: usize, msg: String },
     #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     #[error("tokenizer: {0}")]
     Tokenizer(String),
     #[error("adapter: {0}")]
@@ -33,11 +22,7 @@ pub enum TrainError {
     #[error("invalid argument: {0}")]
     Invalid(String),
     #[error("the loss is {loss} at step {step}: training stopped; {}", last_good.as_ref().map(|p| format!("the last good checkpoint is {}", p.display())).unwrap_or_else(|| "no checkpoint was saved yet".into()))]
-    NonFiniteLoss {
-        step: usize,
-        loss: f64,
-        last_good: Option<PathBuf>,
-    },
+    NonFiniteLoss { step: usize, loss: f64, last_good: Option<PathBuf> },
     #[error("interrupted after step {step}; saved {}; to resume, run the same command again{}", checkpoint.display(), if *restarted { " without --restart" } else { "" })]
     Interrupted {
         step: usize,
@@ -62,9 +47,6 @@ pub type Result<T, E = TrainError> = std::result::Result<T, E>;
 
 impl TrainError {
     pub(crate) fn io(path: &std::path::Path, source: std::io::Error) -> Self {
-        Self::Io {
-            path: path.to_path_buf(),
-            source,
-        }
+        Self::Io { path: path.to_path_buf(), source }
     }
 }

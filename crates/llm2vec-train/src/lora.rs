@@ -31,7 +31,14 @@ pub struct Lora {
 impl Lora {
     /// A fresh update for a projection `in_dim -> out_dim`: A kaiming-uniform (a = sqrt 5, i.e. bound
     /// 1/sqrt(in)) as PEFT, B zeros, so the model starts equal to the base.
-    pub fn new(in_dim: usize, out_dim: usize, settings: &LoraSettings, rng: &mut Rng, dtype: DType, device: &Device) -> Result<Self> {
+    pub fn new(
+        in_dim: usize,
+        out_dim: usize,
+        settings: &LoraSettings,
+        rng: &mut Rng,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Self> {
         let bound = 1.0 / (in_dim as f64).sqrt();
         let a: Vec<f64> = (0..settings.r * in_dim).map(|_| rng.uniform_range(-bound, bound)).collect();
         let a = Tensor::from_vec(a, (settings.r, in_dim), device)?.to_dtype(dtype)?;
@@ -64,7 +71,12 @@ impl Lora {
 
     /// The update as the model's training ops take it.
     pub fn low_rank(&self) -> LowRank {
-        LowRank { a: self.a.as_tensor().clone(), b: self.b.as_tensor().clone(), scale: self.scale, dropout: self.dropout }
+        LowRank {
+            a: self.a.as_tensor().clone(),
+            b: self.b.as_tensor().clone(),
+            scale: self.scale,
+            dropout: self.dropout,
+        }
     }
 }
 
@@ -79,7 +91,14 @@ pub struct LoraModel {
 
 impl LoraModel {
     /// Fresh updates (in `dtype`, the model's) on every projection of `sites` whose kind is in `targets`.
-    pub fn new(sites: &[(Site, usize, usize)], targets: &[Projection], settings: &LoraSettings, seed: u64, dtype: DType, device: &Device) -> Result<Self> {
+    pub fn new(
+        sites: &[(Site, usize, usize)],
+        targets: &[Projection],
+        settings: &LoraSettings,
+        seed: u64,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Self> {
         let mut rng = Rng::new(seed);
         let mut updates = BTreeMap::new();
         for &(site, inp, out) in sites.iter().filter(|(s, _, _)| targets.contains(&s.proj)) {
@@ -160,7 +179,12 @@ impl LoraModel {
                 .ok_or_else(|| TrainError::Adapter(format!("{}: no weights for {module}", dir.display())))?;
             for (var, t) in [(&lora.a, a), (&lora.b, b)] {
                 if var.dims() != t.dims() {
-                    return Err(TrainError::Adapter(format!("{}: {module} has shape {:?}, expected {:?}", dir.display(), t.dims(), var.dims())));
+                    return Err(TrainError::Adapter(format!(
+                        "{}: {module} has shape {:?}, expected {:?}",
+                        dir.display(),
+                        t.dims(),
+                        var.dims()
+                    )));
                 }
                 var.set(&t.to_dtype(var.dtype())?.to_device(var.device())?)?;
             }
@@ -251,25 +275,19 @@ pub struct LoadedAdapter {
 pub fn load_adapter(dir: &Path, device: &candle_core::Device) -> Result<LoadedAdapter> {
     let cfg_path = dir.join("adapter_config.json");
     let text = std::fs::read(&cfg_path).map_err(|e| TrainError::io(&cfg_path, e))?;
-    let config: AdapterConfig = serde_json::from_slice(&text)
-        .map_err(|e| TrainError::Adapter(format!("{}: {e}", cfg_path.display())))?;
+    let config: AdapterConfig =
+        serde_json::from_slice(&text).map_err(|e| TrainError::Adapter(format!("{}: {e}", cfg_path.display())))?;
     let st_path = dir.join("adapter_model.safetensors");
     let bytes = std::fs::read(&st_path).map_err(|e| TrainError::io(&st_path, e))?;
     let mut tensors = candle_core::safetensors::load_buffer(&bytes, device)?;
     let modules: Vec<String> = tensors
         .keys()
-        .filter_map(|k| {
-            k.strip_prefix("base_model.model.")?
-                .strip_suffix(".lora_A.weight")
-                .map(str::to_string)
-        })
+        .filter_map(|k| k.strip_prefix("base_model.model.")?.strip_suffix(".lora_A.weight").map(str::to_string))
         .collect();
     let mut weights = HashMap::new();
     for m in modules {
         let mut take = |part: &str| {
-            tensors
-                .remove(&key(&m, part))
-                .ok_or_else(|| TrainError::Adapter(format!("{m}: lora_{part} missing")))
+            tensors.remove(&key(&m, part)).ok_or_else(|| TrainError::Adapter(format!("{m}: lora_{part} missing")))
         };
         let pair = (take("A")?, take("B")?);
         weights.insert(m, pair);

@@ -19,15 +19,10 @@ pub fn log_softmax(x: &Tensor) -> Result<Tensor> {
 pub fn cross_entropy(logits: &Tensor, targets: &[u32]) -> Result<Tensor> {
     let (n, v) = logits.dims2()?;
     if n != targets.len() || n == 0 {
-        return Err(TrainError::Invalid(format!(
-            "cross_entropy: {n} rows but {} targets",
-            targets.len()
-        )));
+        return Err(TrainError::Invalid(format!("cross_entropy: {n} rows but {} targets", targets.len())));
     }
     if let Some(t) = targets.iter().find(|&&t| t as usize >= v) {
-        return Err(TrainError::Invalid(format!(
-            "target {t} out of range for {v} classes"
-        )));
+        return Err(TrainError::Invalid(format!("target {t} out of range for {v} classes")));
     }
     let idx = Tensor::from_slice(targets, (n, 1), logits.device())?;
     let picked = log_softmax(logits)?.gather(&idx, 1)?;
@@ -40,16 +35,11 @@ pub fn cross_entropy(logits: &Tensor, targets: &[u32]) -> Result<Tensor> {
 pub fn mntp_loss(logits: &Tensor, labels: &[i64]) -> Result<Tensor> {
     let (b, t, v) = logits.dims3()?;
     if labels.len() != b * t {
-        return Err(TrainError::Invalid(format!(
-            "mntp_loss: {} labels for a {b}x{t} batch",
-            labels.len()
-        )));
+        return Err(TrainError::Invalid(format!("mntp_loss: {} labels for a {b}x{t} batch", labels.len())));
     }
     let (rows, targets) = shifted_targets(labels, t, v)?;
     if rows.is_empty() {
-        return Err(TrainError::Invalid(
-            "mntp_loss: no masked tokens in the batch".into(),
-        ));
+        return Err(TrainError::Invalid("mntp_loss: no masked tokens in the batch".into()));
     }
     let rows = Tensor::from_slice(&rows, rows.len(), logits.device())?;
     let picked = logits.reshape((b * t, v))?.index_select(&rows, 0)?;
@@ -64,9 +54,7 @@ fn shifted_targets(labels: &[i64], t: usize, v: usize) -> Result<(Vec<u32>, Vec<
             continue;
         }
         if label < 0 || label as usize >= v {
-            return Err(TrainError::Invalid(format!(
-                "label {label} out of range for {v} classes"
-            )));
+            return Err(TrainError::Invalid(format!("label {label} out of range for {v} classes")));
         }
         rows.push((k - 1) as u32);
         targets.push(label as u32);
@@ -100,18 +88,13 @@ pub fn contrastive_loss(
 ) -> Result<Tensor> {
     let n = queries.dim(0)?;
     if positives.dim(0)? != n {
-        return Err(TrainError::Invalid(format!(
-            "{n} queries but {} positives",
-            positives.dim(0)?
-        )));
+        return Err(TrainError::Invalid(format!("{n} queries but {} positives", positives.dim(0)?)));
     }
     let docs = match negatives {
         Some(neg) => Tensor::cat(&[positives, neg], 0)?,
         None => positives.clone(),
     };
-    let scores = l2_normalize(queries)?
-        .matmul(&l2_normalize(&docs)?.t()?)?
-        .affine(scale, 0.0)?;
+    let scores = l2_normalize(queries)?.matmul(&l2_normalize(&docs)?.t()?)?.affine(scale, 0.0)?;
     let targets: Vec<u32> = (0..n as u32).collect();
     cross_entropy(&scores, &targets)
 }

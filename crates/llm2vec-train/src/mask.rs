@@ -15,21 +15,14 @@ pub const IGNORE_INDEX: i64 = -100;
 pub const MASK_TOKEN: &str = "<mask>";
 
 /// The id of the mask token the reference would use for `kind`.
-pub fn mask_token_id(
-    kind: MaskTokenType,
-    tokenizer: &Tokenizer,
-    eos_id: Option<u32>,
-) -> Result<u32> {
+pub fn mask_token_id(kind: MaskTokenType, tokenizer: &Tokenizer, eos_id: Option<u32>) -> Result<u32> {
     let (token, found) = match kind {
         MaskTokenType::Blank => ("_", tokenizer.token_to_id("_")),
         MaskTokenType::Eos => ("eos", eos_id),
         MaskTokenType::Mask => (MASK_TOKEN, tokenizer.token_to_id(MASK_TOKEN)),
     };
-    found.ok_or_else(|| {
-        TrainError::Invalid(format!(
-            "mask_token_type needs token `{token}`, which the tokenizer lacks"
-        ))
-    })
+    found
+        .ok_or_else(|| TrainError::Invalid(format!("mask_token_type needs token `{token}`, which the tokenizer lacks")))
 }
 
 /// Masking parameters.
@@ -70,9 +63,7 @@ impl Masker {
         match self.collator {
             CollatorType::AllMask => self.mask_id,
             CollatorType::Default if rng.bernoulli(0.8) => self.mask_id,
-            CollatorType::Default if rng.bernoulli(0.5) => {
-                rng.below(u64::from(self.vocab_size)) as u32
-            }
+            CollatorType::Default if rng.bernoulli(0.5) => rng.below(u64::from(self.vocab_size)) as u32,
             CollatorType::Default => id,
         }
     }
@@ -83,13 +74,7 @@ mod tests {
     use super::*;
 
     fn masker(collator: CollatorType, probability: f64) -> Masker {
-        Masker {
-            probability,
-            collator,
-            mask_id: 999,
-            vocab_size: 1000,
-            special_ids: vec![1, 2],
-        }
+        Masker { probability, collator, mask_id: 999, vocab_size: 1000, special_ids: vec![1, 2] }
     }
 
     fn sequence(n: usize) -> Vec<u32> {
@@ -128,14 +113,10 @@ mod tests {
     fn default_collator_80_10_10() {
         let ids = sequence(100_000);
         let m = masker(CollatorType::Default, 0.15).mask(&ids, &mut Rng::new(1));
-        let sel: Vec<usize> = (0..ids.len())
-            .filter(|&i| m.labels[i] != IGNORE_INDEX)
-            .collect();
+        let sel: Vec<usize> = (0..ids.len()).filter(|&i| m.labels[i] != IGNORE_INDEX).collect();
         let normal = ids.iter().filter(|&&i| i > 2).count() as f64;
         assert!((sel.len() as f64 / normal - 0.15).abs() < 0.005);
-        let frac = |f: &dyn Fn(usize) -> bool| {
-            sel.iter().filter(|&&i| f(i)).count() as f64 / sel.len() as f64
-        };
+        let frac = |f: &dyn Fn(usize) -> bool| sel.iter().filter(|&&i| f(i)).count() as f64 / sel.len() as f64;
         let masked = frac(&|i| m.input_ids[i] == 999);
         let kept = frac(&|i| m.input_ids[i] == ids[i]);
         assert!((masked - 0.8).abs() < 0.015, "{masked}");
@@ -148,13 +129,7 @@ mod tests {
     fn deterministic_for_a_seed() {
         let ids = sequence(300);
         let m = masker(CollatorType::Default, 0.3);
-        assert_eq!(
-            m.mask(&ids, &mut Rng::new(9)),
-            m.mask(&ids, &mut Rng::new(9))
-        );
-        assert_ne!(
-            m.mask(&ids, &mut Rng::new(9)),
-            m.mask(&ids, &mut Rng::new(10))
-        );
+        assert_eq!(m.mask(&ids, &mut Rng::new(9)), m.mask(&ids, &mut Rng::new(9)));
+        assert_ne!(m.mask(&ids, &mut Rng::new(9)), m.mask(&ids, &mut Rng::new(10)));
     }
 }

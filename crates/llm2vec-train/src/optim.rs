@@ -71,10 +71,15 @@ impl AdamW {
     pub fn load(&mut self, path: &Path) -> Result<()> {
         let mut tensors = candle_core::safetensors::load(path, &Device::Cpu)?;
         let mut take = |name: String, like: &Tensor| -> Result<Tensor> {
-            let t = tensors.remove(&name).ok_or_else(|| TrainError::Invalid(format!("{}: `{name}` missing", path.display())))?;
+            let t = tensors
+                .remove(&name)
+                .ok_or_else(|| TrainError::Invalid(format!("{}: `{name}` missing", path.display())))?;
             if t.dims() != like.dims() || t.dtype() != like.dtype() {
                 let (got, expected) = ((t.dtype(), t.dims()), (like.dtype(), like.dims()));
-                return Err(TrainError::Invalid(format!("{}: `{name}` is {got:?}, expected {expected:?}", path.display())));
+                return Err(TrainError::Invalid(format!(
+                    "{}: `{name}` is {got:?}, expected {expected:?}",
+                    path.display()
+                )));
             }
             Ok(t.to_device(like.device())?)
         };
@@ -82,7 +87,9 @@ impl AdamW {
             self.m[i] = take(format!("m.{i}"), &self.m[i])?;
             self.v[i] = take(format!("v.{i}"), &self.v[i])?;
         }
-        let steps = tensors.remove("steps").ok_or_else(|| TrainError::Invalid(format!("{}: `steps` missing", path.display())))?;
+        let steps = tensors
+            .remove("steps")
+            .ok_or_else(|| TrainError::Invalid(format!("{}: `steps` missing", path.display())))?;
         self.steps = steps.to_vec1::<u32>()?.first().copied().unwrap_or(0) as usize;
         Ok(())
     }

@@ -15,7 +15,8 @@ pub fn loss_curve_svg(title: &str, steps: &[StepRecord]) -> String {
     );
     let finite: Vec<&StepRecord> = steps.iter().filter(|r| r.loss.is_finite()).collect();
     if finite.len() >= 2 {
-        let (lo, hi) = finite.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), r| (lo.min(r.loss), hi.max(r.loss)));
+        let (lo, hi) =
+            finite.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), r| (lo.min(r.loss), hi.max(r.loss)));
         let hi = if hi > lo { hi } else { lo + 1.0 };
         let (first, last) = (finite[0].step as f64, finite[finite.len() - 1].step as f64);
         let span = (last - first).max(1.0);

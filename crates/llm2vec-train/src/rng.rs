@@ -31,14 +31,7 @@ impl Rng {
     /// A generator whose stream is fully determined by `seed`.
     pub fn new(seed: u64) -> Self {
         let mut x = seed;
-        Self {
-            s: [
-                splitmix64(&mut x),
-                splitmix64(&mut x),
-                splitmix64(&mut x),
-                splitmix64(&mut x),
-            ],
-        }
+        Self { s: [splitmix64(&mut x), splitmix64(&mut x), splitmix64(&mut x), splitmix64(&mut x)] }
     }
 
     /// An independent stream for one use (`purpose`) at one position (`index`: a batch, an epoch) of
@@ -119,9 +112,7 @@ impl Rng {
             return vec![1.0; n];
         }
         let keep = 1.0 / (1.0 - p);
-        (0..n)
-            .map(|_| if self.bernoulli(p) { 0.0 } else { keep })
-            .collect()
+        (0..n).map(|_| if self.bernoulli(p) { 0.0 } else { keep }).collect()
     }
 }
 

@@ -48,7 +48,10 @@ pub struct Outcome {
 /// Trains one stage as `config` says and writes the adapter (PEFT format) to its `output_dir`.
 pub fn run(stage: Stage, config: &TrainConfig, config_path: &Path, opts: &RunOptions) -> Result<Outcome> {
     config.validate(stage, config_path)?;
-    let output_dir = config.output_dir.clone().ok_or_else(|| TrainError::MissingField { file: config_path.into(), field: "output_dir".into() })?;
+    let output_dir = config
+        .output_dir
+        .clone()
+        .ok_or_else(|| TrainError::MissingField { file: config_path.into(), field: "output_dir".into() })?;
     std::fs::create_dir_all(&output_dir).map_err(|e| TrainError::io(&output_dir, e))?;
     tidy(&output_dir, opts)?;
     let fingerprint = Fingerprint::of(config, config.data_file(config_path)?)?;
@@ -57,7 +60,8 @@ pub fn run(stage: Stage, config: &TrainConfig, config_path: &Path, opts: &RunOpt
     let accum = config.gradient_accumulation_steps;
     let planned = planned_steps(config, objective.batches_per_epoch());
     let last_step = planned.min(config.stop_after_n_steps);
-    let mut optimizer = AdamW::new(&model.lora.vars(), AdamWConfig { weight_decay: config.weight_decay, ..Default::default() })?;
+    let mut optimizer =
+        AdamW::new(&model.lora.vars(), AdamWConfig { weight_decay: config.weight_decay, ..Default::default() })?;
     let mut state = TrainerState { stage: stage_name(stage).into(), planned_steps: planned, ..Default::default() };
     let mut last_saved = None;
     if opts.restart {
@@ -69,7 +73,8 @@ pub fn run(stage: Stage, config: &TrainConfig, config_path: &Path, opts: &RunOpt
         state = resumed;
     }
     state.fingerprint = Some(fingerprint);
-    let mut run = Run { stage, config, opts, model: &model, objective: objective.as_ref(), output_dir: &output_dir, last_saved };
+    let mut run =
+        Run { stage, config, opts, model: &model, objective: objective.as_ref(), output_dir: &output_dir, last_saved };
     if state.step == 0 {
         run.evaluate(&mut state)?;
     }
@@ -79,13 +84,24 @@ pub fn run(stage: Stage, config: &TrainConfig, config_path: &Path, opts: &RunOpt
         let lr = linear_schedule(config.learning_rate, state.step, config.warmup_steps, planned);
         let (loss, mut grads, tokens) = run.accumulated(state.step, accum)?;
         if !loss.is_finite() {
-            return Err(TrainError::NonFiniteLoss { step: state.step + 1, loss, last_good: checkpoint::latest(&output_dir) });
+            return Err(TrainError::NonFiniteLoss {
+                step: state.step + 1,
+                loss,
+                last_good: checkpoint::latest(&output_dir),
+            });
         }
         let grad_norm = clip_grad_norm(&mut grads, config.max_grad_norm)?;
         optimizer.step(&model.lora.vars(), &grads, lr)?;
         state.step += 1;
         let elapsed = elapsed_before + started.elapsed().as_secs_f64();
-        state.steps.push(StepRecord { step: state.step, loss, learning_rate: lr, grad_norm, tokens, elapsed_seconds: elapsed });
+        state.steps.push(StepRecord {
+            step: state.step,
+            loss,
+            learning_rate: lr,
+            grad_norm,
+            tokens,
+            elapsed_seconds: elapsed,
+        });
         run.progress(&state, last_step, started, elapsed_before);
         if config.eval_steps.is_some_and(|n| n > 0 && state.step.is_multiple_of(n)) {
             run.evaluate(&mut state)?;
@@ -113,14 +129,21 @@ fn planned_steps(config: &TrainConfig, batches_per_epoch: usize) -> usize {
     if config.max_steps > 0 {
         config.max_steps as usize
     } else {
-        ((config.num_train_epochs * batches_per_epoch as f64) / config.gradient_accumulation_steps as f64).ceil() as usize
+        ((config.num_train_epochs * batches_per_epoch as f64) / config.gradient_accumulation_steps as f64).ceil()
+            as usize
     }
 }
 
 /// Completes a restart that was cut short and removes the temporary files of writes that were killed.
 fn tidy(output_dir: &Path, opts: &RunOptions) -> Result<()> {
     if checkpoint::finish_restart(output_dir)? {
-        note(opts, &format!("completed an interrupted --restart: the run before it is in {}", output_dir.join(checkpoint::PREVIOUS_RUN).display()));
+        note(
+            opts,
+            &format!(
+                "completed an interrupted --restart: the run before it is in {}",
+                output_dir.join(checkpoint::PREVIOUS_RUN).display()
+            ),
+        );
     }
     let dirs = std::iter::once(output_dir.to_path_buf()).chain(checkpoint::complete(output_dir));
     for dir in dirs {
@@ -133,7 +156,14 @@ fn tidy(output_dir: &Path, opts: &RunOptions) -> Result<()> {
 
 /// Restores the latest usable checkpoint in `output_dir` of this run, if there is one: an unreadable
 /// checkpoint is skipped for the one before it; one of another stage or with other settings is refused.
-fn resume(stage: Stage, output_dir: &Path, fingerprint: &Fingerprint, model: &mut Trainee, optimizer: &mut AdamW, opts: &RunOptions) -> Result<Option<TrainerState>> {
+fn resume(
+    stage: Stage,
+    output_dir: &Path,
+    fingerprint: &Fingerprint,
+    model: &mut Trainee,
+    optimizer: &mut AdamW,
+    opts: &RunOptions,
+) -> Result<Option<TrainerState>> {
     let mut problems = Vec::new();
     let skip = |dir: &Path, e: TrainError, problems: &mut Vec<String>| {
         note(opts, &format!("warning: skipping unusable checkpoint {}: {e}", dir.display()));
@@ -164,11 +194,21 @@ fn resume(stage: Stage, output_dir: &Path, fingerprint: &Fingerprint, model: &mu
 }
 
 /// Refuses checkpoint `dir` (with `state`) when it belongs to another stage or was trained with other settings.
-fn same_run(stage: Stage, dir: &Path, state: &TrainerState, fingerprint: &Fingerprint, opts: &RunOptions) -> Result<()> {
+fn same_run(
+    stage: Stage,
+    dir: &Path,
+    state: &TrainerState,
+    fingerprint: &Fingerprint,
+    opts: &RunOptions,
+) -> Result<()> {
     if state.stage != stage_name(stage) {
         return Err(TrainError::Config {
             file: dir.to_path_buf(),
-            msg: format!("a {} checkpoint; this is a {} run (use another output_dir, or --restart)", state.stage, stage_name(stage)),
+            msg: format!(
+                "a {} checkpoint; this is a {} run (use another output_dir, or --restart)",
+                state.stage,
+                stage_name(stage)
+            ),
         });
     }
     match &state.fingerprint {
@@ -198,7 +238,10 @@ const NEW_ROW_STD: f64 = 0.02;
 
 /// The frozen encoder (the base with `peft_model_name_or_path` merged) and fresh LoRA updates.
 fn trainee(stage: Stage, config: &TrainConfig, config_path: &Path) -> Result<Trainee> {
-    let pooling: Pooling = config.pooling_mode.parse().map_err(|e: llm2vec::Error| TrainError::Config { file: config_path.into(), msg: e.to_string() })?;
+    let pooling: Pooling = config
+        .pooling_mode
+        .parse()
+        .map_err(|e: llm2vec::Error| TrainError::Config { file: config_path.into(), msg: e.to_string() })?;
     let mode = if config.bidirectional { AttentionMode::Bidirectional } else { AttentionMode::Causal };
     let options = Options {
         adapters: config.peft_model_name_or_path.iter().map(PathBuf::from).collect(),
@@ -214,16 +257,29 @@ fn trainee(stage: Stage, config: &TrainConfig, config_path: &Path) -> Result<Tra
     };
     let base_adapters = options.adapters.clone();
     let mut loaded = llm2vec::load::load(config.model(config_path)?, &options.device)?;
-    if stage == Stage::Mntp && config.mask_token_type == MaskTokenType::Mask && loaded.tokenizer.inner().token_to_id(MASK_TOKEN).is_none() {
+    if stage == Stage::Mntp
+        && config.mask_token_type == MaskTokenType::Mask
+        && loaded.tokenizer.inner().token_to_id(MASK_TOKEN).is_none()
+    {
         // As the reference: a new `<mask>` token, its embedding row drawn as transformers initialises one.
         let mut rng = Rng::derived(config.seed, Purpose::Init, 1);
-        loaded.add_token(MASK_TOKEN, |rows, hidden| (0..rows * hidden).map(|_| (NEW_ROW_STD * rng.normal()) as f32).collect())?;
+        loaded.add_token(MASK_TOKEN, |rows, hidden| {
+            (0..rows * hidden).map(|_| (NEW_ROW_STD * rng.normal()) as f32).collect()
+        })?;
     }
     let encoder = Encoder::from_loaded(loaded, options)?;
-    let settings = LoraSettings { r: config.lora_r, lora_alpha: config.lora_alpha(), lora_dropout: config.lora_dropout };
+    let settings =
+        LoraSettings { r: config.lora_r, lora_alpha: config.lora_alpha(), lora_dropout: config.lora_dropout };
     let seed = Rng::derived(config.seed, Purpose::Init, 0).next_u64();
     let device = encoder.backbone().device().clone();
-    let lora = LoraModel::new(&encoder.backbone().sites(), &Projection::ALL, &settings, seed, encoder.backbone().dtype(), &device)?;
+    let lora = LoraModel::new(
+        &encoder.backbone().sites(),
+        &Projection::ALL,
+        &settings,
+        seed,
+        encoder.backbone().dtype(),
+        &device,
+    )?;
     let lora = if stage == Stage::SimCse { lora.with_attention_dropout(config.simcse_dropout) } else { lora };
     Ok(Trainee {
         base: config.model(config_path)?.to_string(),
@@ -236,7 +292,13 @@ fn trainee(stage: Stage, config: &TrainConfig, config_path: &Path) -> Result<Tra
     })
 }
 
-fn objective(stage: Stage, config: &TrainConfig, config_path: &Path, model: &Trainee, opts: &RunOptions) -> Result<Box<dyn Objective>> {
+fn objective(
+    stage: Stage,
+    config: &TrainConfig,
+    config_path: &Path,
+    model: &Trainee,
+    opts: &RunOptions,
+) -> Result<Box<dyn Objective>> {
     let dev = || opts.sts_dev.as_deref().map(|p| StsDev::load(p, &model.encoder)).transpose();
     Ok(match stage {
         Stage::Mntp => Box::new(Mntp::new(config, config_path, model)?),
@@ -270,7 +332,11 @@ impl Run<'_> {
             loss += out.loss / accum as f64;
             tokens += n;
             let scaled = out.grads.iter().map(|g| g / accum as f64).collect::<candle_core::Result<Vec<_>>>()?;
-            grads = if grads.is_empty() { scaled } else { grads.iter().zip(&scaled).map(|(a, b)| a + b).collect::<candle_core::Result<_>>()? };
+            grads = if grads.is_empty() {
+                scaled
+            } else {
+                grads.iter().zip(&scaled).map(|(a, b)| a + b).collect::<candle_core::Result<_>>()?
+            };
         }
         Ok((loss, grads, tokens))
     }
@@ -315,7 +381,13 @@ impl Run<'_> {
     }
 
     fn save(&mut self, optimizer: &AdamW, state: &TrainerState) -> Result<PathBuf> {
-        let dir = checkpoint::save(self.output_dir, &self.model.lora, optimizer, state, &[("llm2vec_config.json", self.llm2vec_config())])?;
+        let dir = checkpoint::save(
+            self.output_dir,
+            &self.model.lora,
+            optimizer,
+            state,
+            &[("llm2vec_config.json", self.llm2vec_config())],
+        )?;
         self.last_saved = Some(state.step);
         self.write_logs(state)?;
         Ok(dir)
@@ -343,7 +415,10 @@ impl Run<'_> {
         }
         llm2vec::io::write_atomic(&self.output_dir.join("metrics.jsonl"), (lines.join("\n") + "\n").as_bytes())?;
         let title = format!("{} loss, {}", stage_name(self.stage), self.output_dir.display());
-        llm2vec::io::write_atomic(&self.output_dir.join("loss.svg"), plot::loss_curve_svg(&title, &state.steps).as_bytes())?;
+        llm2vec::io::write_atomic(
+            &self.output_dir.join("loss.svg"),
+            plot::loss_curve_svg(&title, &state.steps).as_bytes(),
+        )?;
         Ok(())
     }
 

@@ -16,17 +16,14 @@ fn weight(out: usize, inp: usize) -> Tensor {
 
 #[test]
 fn save_and_load_round_trip() {
-    let s = LoraSettings {
-        r: 2,
-        lora_alpha: 4.0,
-        lora_dropout: 0.05,
-    };
+    let s = LoraSettings { r: 2, lora_alpha: 4.0, lora_dropout: 0.05 };
     let sites = [
         (Site { layer: 0, proj: Projection::Q }, 4, 3),
         (Site { layer: 0, proj: Projection::V }, 4, 5),
         (Site { layer: 0, proj: Projection::Down }, 4, 4),
     ];
-    let model = LoraModel::new(&sites, &[Projection::Q, Projection::V], &s, 1, candle_core::DType::F32, &Device::Cpu).unwrap();
+    let model =
+        LoraModel::new(&sites, &[Projection::Q, Projection::V], &s, 1, candle_core::DType::F32, &Device::Cpu).unwrap();
     let dir = tempfile::tempdir().unwrap();
     model.save(dir.path(), Some("tiny".into())).unwrap();
     let raw = std::fs::read(dir.path().join("adapter_model.safetensors")).unwrap();
@@ -47,33 +44,16 @@ fn save_and_load_round_trip() {
 
 #[test]
 fn init_matches_peft_and_dropout_is_seeded() {
-    let s = LoraSettings {
-        r: 4,
-        lora_alpha: 8.0,
-        lora_dropout: 0.5,
-    };
+    let s = LoraSettings { r: 4, lora_alpha: 8.0, lora_dropout: 0.5 };
     let lin = LoraLinear::new(weight(3, 16), &s, &mut Rng::new(2)).unwrap();
     let [a, b] = lin.vars();
     let bound = 1.0 / 4.0; // 1/sqrt(in = 16)
     let a: Vec<f32> = a.as_tensor().flatten_all().unwrap().to_vec1().unwrap();
     assert!(a.iter().all(|x| x.abs() <= bound) && a.iter().any(|x| *x != 0.0));
-    assert!(b
-        .as_tensor()
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<f32>()
-        .unwrap()
-        .iter()
-        .all(|x| *x == 0.0));
+    assert!(b.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().all(|x| *x == 0.0));
     let x = Tensor::ones((2, 16), candle_core::DType::F32, &Device::Cpu).unwrap();
     let base = lin.forward(&x, None).unwrap().to_vec2::<f32>().unwrap();
-    assert_eq!(
-        base,
-        x.matmul(&weight(3, 16).t().unwrap())
-            .unwrap()
-            .to_vec2::<f32>()
-            .unwrap()
-    );
+    assert_eq!(base, x.matmul(&weight(3, 16).t().unwrap()).unwrap().to_vec2::<f32>().unwrap());
     // Dropout masks depend only on their seed. With x and A all ones, each output's update is the sum of
     // the kept inputs scaled by 1 / (1 - p) = 2: an even number.
     let ones = |shape: (usize, usize)| Tensor::ones(shape, candle_core::DType::F32, &Device::Cpu).unwrap();

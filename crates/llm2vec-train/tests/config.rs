@@ -1,9 +1,7 @@
 //! The config parser on the reference's field sets (values written here, fields as in
 //! train_configs/{mntp,simcse,supervised}/*.json), ignored-field notes and field errors.
 
-use llm2vec_train::config::{
-    closest_field, edit_distance, parse, CollatorType, MaskTokenType, Stage,
-};
+use llm2vec_train::config::{closest_field, edit_distance, parse, CollatorType, MaskTokenType, Stage};
 use llm2vec_train::TrainError;
 use std::path::Path;
 
@@ -47,30 +45,15 @@ fn mntp_fields() {
     let c = &loaded.config;
     assert_eq!(c.data_collator_type, CollatorType::AllMask);
     assert_eq!(c.mask_token_type, MaskTokenType::Blank);
-    assert_eq!(
-        (c.mlm_probability, c.max_seq_length, c.lora_r),
-        (0.8, Some(64), 4)
-    );
-    assert_eq!(
-        (
-            c.gradient_accumulation_steps,
-            c.eval_steps,
-            c.stop_after_n_steps
-        ),
-        (2, Some(10), 100)
-    );
+    assert_eq!((c.mlm_probability, c.max_seq_length, c.lora_r), (0.8, Some(64), 4));
+    assert_eq!((c.gradient_accumulation_steps, c.eval_steps, c.stop_after_n_steps), (2, Some(10), 100));
     assert_eq!(c.lora_alpha(), 8.0);
     assert_eq!(c.data_file(file).unwrap(), Path::new("data/wiki.txt"));
     c.validate(Stage::Mntp, file).unwrap();
-    let ignored: Vec<_> = [
-        "attn_implementation",
-        "dataset_config_name",
-        "evaluation_strategy",
-        "overwrite_output_dir",
-    ]
-    .into_iter()
-    .filter(|f| loaded.notes.iter().any(|n| n.contains(&format!("`{f}`"))))
-    .collect();
+    let ignored: Vec<_> = ["attn_implementation", "dataset_config_name", "evaluation_strategy", "overwrite_output_dir"]
+        .into_iter()
+        .filter(|f| loaded.notes.iter().any(|n| n.contains(&format!("`{f}`"))))
+        .collect();
     assert_eq!(ignored.len(), 4, "{:?}", loaded.notes);
 }
 
@@ -78,19 +61,13 @@ fn mntp_fields() {
 fn simcse_and_supervised_fields() {
     let file = Path::new("simcse.json");
     let c = parse(SIMCSE, file).unwrap().config;
-    assert_eq!(
-        (c.simcse_dropout, c.loss_scale, c.seed, c.bidirectional),
-        (0.3, 20.0, 7, true)
-    );
+    assert_eq!((c.simcse_dropout, c.loss_scale, c.seed, c.bidirectional), (0.3, 20.0, 7, true));
     assert_eq!(c.peft_model_name_or_path.as_deref(), Some("out/mntp"));
     assert_eq!(c.data_file(file).unwrap(), Path::new("data/wiki1m.txt"));
     c.validate(Stage::SimCse, file).unwrap();
     let file = Path::new("sup.json");
     let c = parse(SUPERVISED, file).unwrap().config;
-    assert_eq!(
-        (c.learning_rate, c.warmup_steps, c.num_train_epochs),
-        (2e-4, 30, 3.0)
-    );
+    assert_eq!((c.learning_rate, c.warmup_steps, c.num_train_epochs), (2e-4, 30, 3.0));
     assert_eq!(c.loss_scale, 50.0, "the reference's default scale");
     assert_eq!(c.pooling_mode, "mean");
     c.validate(Stage::Supervised, file).unwrap();
@@ -98,24 +75,14 @@ fn simcse_and_supervised_fields() {
 
 #[test]
 fn unknown_field_names_the_closest() {
-    let err = parse(
-        r#"{"model_name_or_path": "m", "lerning_rate": 1e-4}"#,
-        Path::new("c.json"),
-    )
-    .unwrap_err();
+    let err = parse(r#"{"model_name_or_path": "m", "lerning_rate": 1e-4}"#, Path::new("c.json")).unwrap_err();
     match &err {
         TrainError::UnknownField { field, closest, .. } => {
-            assert_eq!(
-                (field.as_str(), closest.as_deref()),
-                ("lerning_rate", Some("learning_rate"))
-            );
+            assert_eq!((field.as_str(), closest.as_deref()), ("lerning_rate", Some("learning_rate")));
         }
         other => panic!("unexpected {other}"),
     }
-    assert!(
-        err.to_string().contains("c.json")
-            && err.to_string().contains("did you mean `learning_rate`")
-    );
+    assert!(err.to_string().contains("c.json") && err.to_string().contains("did you mean `learning_rate`"));
     assert_eq!(closest_field("zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz"), None);
     assert_eq!(edit_distance("kitten", "sitting"), 3);
     assert_eq!(edit_distance("", "abc"), 3);
@@ -124,42 +91,23 @@ fn unknown_field_names_the_closest() {
 #[test]
 fn missing_and_invalid_fields() {
     let file = Path::new("m.json");
-    let c = parse(r#"{"train_file": "t.txt", "output_dir": "o"}"#, file)
-        .unwrap()
-        .config;
+    let c = parse(r#"{"train_file": "t.txt", "output_dir": "o"}"#, file).unwrap().config;
     let err = c.validate(Stage::Mntp, file).unwrap_err().to_string();
-    assert!(
-        err.contains("m.json") && err.contains("model_name_or_path"),
-        "{err}"
-    );
-    let c = parse(
-        r#"{"model_name_or_path": "m", "dataset_name": "wikitext", "output_dir": "o"}"#,
-        file,
-    )
-    .unwrap()
-    .config;
-    assert!(c
-        .validate(Stage::Mntp, file)
-        .unwrap_err()
-        .to_string()
-        .contains("train_file"));
+    assert!(err.contains("m.json") && err.contains("model_name_or_path"), "{err}");
+    let c =
+        parse(r#"{"model_name_or_path": "m", "dataset_name": "wikitext", "output_dir": "o"}"#, file).unwrap().config;
+    assert!(c.validate(Stage::Mntp, file).unwrap_err().to_string().contains("train_file"));
     let c = parse(r#"{"model_name_or_path": "m", "train_file": "t", "output_dir": "o", "mlm_probability": 1.5}"#, file)
         .unwrap()
         .config;
-    assert!(c
-        .validate(Stage::Mntp, file)
-        .unwrap_err()
-        .to_string()
-        .contains("mlm_probability"));
+    assert!(c.validate(Stage::Mntp, file).unwrap_err().to_string().contains("mlm_probability"));
     for rate in ["0", "-1e-4"] {
-        let json = format!(r#"{{"model_name_or_path": "m", "train_file": "t", "output_dir": "o", "learning_rate": {rate}}}"#);
+        let json =
+            format!(r#"{{"model_name_or_path": "m", "train_file": "t", "output_dir": "o", "learning_rate": {rate}}}"#);
         let err = parse(&json, file).unwrap().config.validate(Stage::SimCse, file).unwrap_err().to_string();
         assert!(err.contains("m.json") && err.contains("`learning_rate` must be positive"), "{err}");
     }
     assert!(parse(r#"{"mask_token_type": "bogus"}"#, file).is_err());
-    assert!(parse(r#"{"lora_r": "sixteen"}"#, file)
-        .unwrap_err()
-        .to_string()
-        .contains("m.json"));
+    assert!(parse(r#"{"lora_r": "sixteen"}"#, file).unwrap_err().to_string().contains("m.json"));
     assert!(parse("[1]", file).is_err());
 }

@@ -17,7 +17,8 @@ use llm2vec_train::optim::{AdamW, AdamWConfig};
 mod regressions;
 use regressions::regressions;
 
-const FILES: [&str; 4] = ["trainer_state.json", "adapter_config.json", "adapter_model.safetensors", "optimizer.safetensors"];
+const FILES: [&str; 4] =
+    ["trainer_state.json", "adapter_config.json", "adapter_model.safetensors", "optimizer.safetensors"];
 
 /// Writes the four files of a target input into `dir`.
 fn write_checkpoint(data: &[u8], dir: &Path) {

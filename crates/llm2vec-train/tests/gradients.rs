@@ -39,10 +39,7 @@ fn numeric_grad(x: &Tensor, f: &dyn Fn(&Tensor) -> f64) -> Vec<f64> {
 fn assert_close(analytic: &[f64], numeric: &[f64]) {
     assert_eq!(analytic.len(), numeric.len());
     for (a, n) in analytic.iter().zip(numeric) {
-        assert!(
-            (a - n).abs() < 1e-6 * (1.0 + n.abs()),
-            "analytic {a} vs numeric {n}"
-        );
+        assert!((a - n).abs() < 1e-6 * (1.0 + n.abs()), "analytic {a} vs numeric {n}");
     }
 }
 
@@ -56,20 +53,12 @@ fn check(x: &Tensor, loss: &dyn Fn(&Tensor) -> Tensor) {
 }
 
 fn settings() -> LoraSettings {
-    LoraSettings {
-        r: 2,
-        lora_alpha: 4.0,
-        lora_dropout: 0.0,
-    }
+    LoraSettings { r: 2, lora_alpha: 4.0, lora_dropout: 0.0 }
 }
 
 /// A layer with non-zero B so every gradient path is exercised.
 fn layer(rng: &mut Rng) -> (Tensor, Tensor, Tensor) {
-    (
-        random(&[3, 4], rng),
-        random(&[2, 4], rng),
-        random(&[3, 2], rng),
-    )
+    (random(&[3, 4], rng), random(&[2, 4], rng), random(&[3, 2], rng))
 }
 
 fn weighted_sum(y: &Tensor, rng_seed: u64) -> Tensor {
@@ -82,12 +71,8 @@ fn lora_gradients_match_finite_differences() {
     let mut rng = Rng::new(11);
     let (w, a, b) = layer(&mut rng);
     let x = random(&[2, 3, 4], &mut rng);
-    let build = |a: &Tensor, b: &Tensor| {
-        LoraLinear::from_parts(w.clone(), a.clone(), b.clone(), &settings()).unwrap()
-    };
-    check(&x, &|x| {
-        weighted_sum(&build(&a, &b).forward(x, None).unwrap(), 5)
-    });
+    let build = |a: &Tensor, b: &Tensor| LoraLinear::from_parts(w.clone(), a.clone(), b.clone(), &settings()).unwrap();
+    check(&x, &|x| weighted_sum(&build(&a, &b).forward(x, None).unwrap(), 5));
     let loss_ab = |a: &Tensor, b: &Tensor| {
         let x = x.clone();
         let lin = build(a, b);
@@ -99,25 +84,15 @@ fn lora_gradients_match_finite_differences() {
     let [va, vb] = lin.vars();
     let ga = values(grads.get(va.as_tensor()).unwrap());
     let gb = values(grads.get(vb.as_tensor()).unwrap());
-    assert_close(
-        &ga,
-        &numeric_grad(&a, &|a| scalar(&loss_ab(a, &b).1).unwrap()),
-    );
-    assert_close(
-        &gb,
-        &numeric_grad(&b, &|b| scalar(&loss_ab(&a, b).1).unwrap()),
-    );
+    assert_close(&ga, &numeric_grad(&a, &|a| scalar(&loss_ab(a, &b).1).unwrap()));
+    assert_close(&gb, &numeric_grad(&b, &|b| scalar(&loss_ab(&a, b).1).unwrap()));
 }
 
 #[test]
 fn frozen_weight_gets_no_gradient_and_lora_params_do() {
     let mut rng = Rng::new(3);
     let w = random(&[5, 4], &mut rng);
-    let s = LoraSettings {
-        r: 2,
-        lora_alpha: 4.0,
-        lora_dropout: 0.1,
-    };
+    let s = LoraSettings { r: 2, lora_alpha: 4.0, lora_dropout: 0.1 };
     let lin = LoraLinear::new(w.clone(), &s, &mut rng).unwrap();
     // B starts at zero: one step of an optimizer would move it; here we only need the
     // gradient of B (non-zero because A is not) and of A (non-zero once B is).
@@ -128,26 +103,15 @@ fn frozen_weight_gets_no_gradient_and_lora_params_do() {
     assert!(grads.get(&w).is_none());
     assert!(grads.get(x.as_tensor()).is_some());
     let [a, b] = lin.vars();
-    assert!(values(grads.get(b.as_tensor()).unwrap())
-        .iter()
-        .any(|&g| g != 0.0));
-    assert!(
-        values(grads.get(a.as_tensor()).unwrap())
-            .iter()
-            .all(|&g| g == 0.0),
-        "B = 0 at init"
-    );
+    assert!(values(grads.get(b.as_tensor()).unwrap()).iter().any(|&g| g != 0.0));
+    assert!(values(grads.get(a.as_tensor()).unwrap()).iter().all(|&g| g == 0.0), "B = 0 at init");
 
     let (w2, a2, b2) = layer(&mut rng);
     let lin = LoraLinear::from_parts(w2.clone(), a2, b2, &settings()).unwrap();
-    let grads = weighted_sum(&lin.forward(x.as_tensor(), None).unwrap(), 9)
-        .backward()
-        .unwrap();
+    let grads = weighted_sum(&lin.forward(x.as_tensor(), None).unwrap(), 9).backward().unwrap();
     assert!(grads.get(&w2).is_none() && grads.get(lin.weight()).is_none());
     for v in lin.vars() {
-        assert!(values(grads.get(v.as_tensor()).unwrap())
-            .iter()
-            .all(|&g| g != 0.0));
+        assert!(values(grads.get(v.as_tensor()).unwrap()).iter().all(|&g| g != 0.0));
     }
 }
 
@@ -159,13 +123,7 @@ fn plain_matmul_would_store_a_weight_gradient() {
     let x = Var::from_tensor(&random(&[2, 4], &mut rng)).unwrap();
     let wt = w.t().unwrap();
     let naive = x.as_tensor().matmul(&wt).unwrap();
-    assert!(naive
-        .sum_all()
-        .unwrap()
-        .backward()
-        .unwrap()
-        .get(&wt)
-        .is_some());
+    assert!(naive.sum_all().unwrap().backward().unwrap().get(&wt).is_some());
     let ours = frozen_linear(x.as_tensor(), &w).unwrap();
     let diff = (ours - naive).unwrap().abs().unwrap().max_all().unwrap();
     assert!(scalar(&diff).unwrap() < 1e-12);
@@ -179,18 +137,11 @@ fn frozen_linear_accepts_views_with_an_offset() {
     let view = x.as_tensor().narrow(0, 2, 3).unwrap();
     let ours = frozen_linear(&view, &w).unwrap();
     let expected = view.matmul(&w.t().unwrap()).unwrap();
-    let diff = (&ours - expected)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap();
+    let diff = (&ours - expected).unwrap().abs().unwrap().max_all().unwrap();
     assert!(scalar(&diff).unwrap() < 1e-12);
     let grads = ours.sum_all().unwrap().backward().unwrap();
     let gx: Vec<Vec<f64>> = grads.get(x.as_tensor()).unwrap().to_vec2().unwrap();
-    let col_sums: Vec<f64> = (0..4)
-        .map(|j| values(&w.narrow(1, j, 1).unwrap()).iter().sum())
-        .collect();
+    let col_sums: Vec<f64> = (0..4).map(|j| values(&w.narrow(1, j, 1).unwrap()).iter().sum()).collect();
     assert!(gx[..2].iter().flatten().all(|&g| g == 0.0));
     for row in &gx[2..] {
         for (g, c) in row.iter().zip(&col_sums) {
@@ -219,11 +170,7 @@ fn mntp_loss_gradient() {
 #[test]
 fn contrastive_loss_gradients() {
     let mut rng = Rng::new(8);
-    let (q, p, n) = (
-        random(&[3, 4], &mut rng),
-        random(&[3, 4], &mut rng),
-        random(&[2, 4], &mut rng),
-    );
+    let (q, p, n) = (random(&[3, 4], &mut rng), random(&[3, 4], &mut rng), random(&[2, 4], &mut rng));
     check(&q, &|q| contrastive_loss(q, &p, Some(&n), 5.0).unwrap());
     check(&p, &|p| contrastive_loss(&q, p, Some(&n), 5.0).unwrap());
     check(&n, &|n| contrastive_loss(&q, &p, Some(n), 5.0).unwrap());
@@ -235,9 +182,6 @@ fn pooled_contrastive_gradient() {
     let mut rng = Rng::new(12);
     let h = random(&[2, 3, 4], &mut rng);
     let other = random(&[2, 4], &mut rng);
-    let mask =
-        Tensor::from_vec(vec![1.0f64, 1.0, 0.0, 1.0, 1.0, 1.0], (2, 3), &Device::Cpu).unwrap();
-    check(&h, &|h| {
-        simcse_loss(&masked_mean_pool(h, &mask).unwrap(), &other, 20.0).unwrap()
-    });
+    let mask = Tensor::from_vec(vec![1.0f64, 1.0, 0.0, 1.0, 1.0, 1.0], (2, 3), &Device::Cpu).unwrap();
+    check(&h, &|h| simcse_loss(&masked_mean_pool(h, &mask).unwrap(), &other, 20.0).unwrap());
 }

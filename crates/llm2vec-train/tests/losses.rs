@@ -26,10 +26,7 @@ fn mntp_is_shifted_cross_entropy() {
     // Sequence 1: label 0 at position 2 is predicted by [2, 2] -> p = 1/2.
     let labels = [1, 0, 1, IGNORE_INDEX, IGNORE_INDEX, 0];
     let expected = (4f64.ln() + 3f64.ln() + 2f64.ln()) / 3.0;
-    close(
-        scalar(&mntp_loss(&logits, &labels).unwrap()).unwrap(),
-        expected,
-    );
+    close(scalar(&mntp_loss(&logits, &labels).unwrap()).unwrap(), expected);
 }
 
 #[test]
@@ -48,10 +45,7 @@ fn simcse_in_batch_negatives() {
     let c = 20.0 / 2f64.sqrt();
     let row0 = (1.0 + (c - 20.0).exp()).ln();
     let row1 = (1.0 + (-c).exp()).ln();
-    close(
-        scalar(&simcse_loss(&q, &p, 20.0).unwrap()).unwrap(),
-        (row0 + row1) / 2.0,
-    );
+    close(scalar(&simcse_loss(&q, &p, 20.0).unwrap()).unwrap(), (row0 + row1) / 2.0);
 }
 
 #[test]
@@ -65,21 +59,13 @@ fn supervised_with_hard_negatives() {
     let lse = |xs: &[f64]| xs.iter().map(|x| (s * x).exp()).sum::<f64>().ln();
     let row0 = lse(&[1.0, 0.0, h, -1.0]) - s;
     let row1 = lse(&[0.0, 1.0, h, 0.0]) - s;
-    close(
-        scalar(&contrastive_loss(&q, &p, Some(&n), s).unwrap()).unwrap(),
-        (row0 + row1) / 2.0,
-    );
+    close(scalar(&contrastive_loss(&q, &p, Some(&n), s).unwrap()).unwrap(), (row0 + row1) / 2.0);
     assert!(contrastive_loss(&q, &n.narrow(0, 0, 1).unwrap(), None, s).is_err());
 }
 
 #[test]
 fn pooling_uses_real_tokens_only() {
-    let h = Tensor::from_vec(
-        vec![1.0f64, 2.0, 3.0, 4.0, 100.0, 100.0],
-        (1, 3, 2),
-        &Device::Cpu,
-    )
-    .unwrap();
+    let h = Tensor::from_vec(vec![1.0f64, 2.0, 3.0, 4.0, 100.0, 100.0], (1, 3, 2), &Device::Cpu).unwrap();
     let mask = Tensor::from_vec(vec![1.0f64, 1.0, 0.0], (1, 3), &Device::Cpu).unwrap();
     let pooled: Vec<Vec<f64>> = masked_mean_pool(&h, &mask).unwrap().to_vec2().unwrap();
     assert_eq!(pooled, vec![vec![2.0, 3.0]]);

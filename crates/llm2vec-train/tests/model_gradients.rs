@@ -85,7 +85,10 @@ fn attention_gradients() {
 #[test]
 fn attention_dropout_and_mask() {
     let (b, l, heads) = (2, 8, 2);
-    let (cos, sin) = (Tensor::ones((l, l / 2), DType::F64, &Device::Cpu).unwrap(), Tensor::zeros((l, l / 2), DType::F64, &Device::Cpu).unwrap());
+    let (cos, sin) = (
+        Tensor::ones((l, l / 2), DType::F64, &Device::Cpu).unwrap(),
+        Tensor::zeros((l, l / 2), DType::F64, &Device::Cpu).unwrap(),
+    );
     let bias = padding_bias(b, l, &[0, 3]);
     let mut rng = Rng::new(5);
     let qk = random(&[b, l, (heads + 1) * l], &mut rng);
@@ -126,14 +129,32 @@ fn f32_ops_agree_with_f64() {
     let (w_t, a, b) = (random(&[40, 6], &mut rng), random(&[2, 40], &mut rng), random(&[6, 2], &mut rng));
     type Op<'a> = Box<dyn Fn(&Tensor) -> Tensor + 'a>;
     let cases: Vec<(Tensor, Op)> = vec![
-        (gate.clone(), Box::new(|g: &Tensor| gated(&Tensor::cat(&[g, &up.to_dtype(g.dtype()).unwrap()], 1).unwrap(), false).unwrap())),
-        (gate.clone(), Box::new(|g: &Tensor| gated(&Tensor::cat(&[g, &up.to_dtype(g.dtype()).unwrap()], 1).unwrap(), true).unwrap())),
+        (
+            gate.clone(),
+            Box::new(|g: &Tensor| {
+                gated(&Tensor::cat(&[g, &up.to_dtype(g.dtype()).unwrap()], 1).unwrap(), false).unwrap()
+            }),
+        ),
+        (
+            gate.clone(),
+            Box::new(|g: &Tensor| {
+                gated(&Tensor::cat(&[g, &up.to_dtype(g.dtype()).unwrap()], 1).unwrap(), true).unwrap()
+            }),
+        ),
         (gate.clone(), Box::new(|x: &Tensor| rms_norm(x, &up.get(0).unwrap(), 1e-6).unwrap())),
         (qkv.clone(), Box::new(|qkv: &Tensor| attention(qkv, &cos, &sin, &bias, spec, Some((0.2, 3))).unwrap())),
-        (up.clone(), Box::new(|x: &Tensor| {
-            let lr = LowRank { a: a.to_dtype(x.dtype()).unwrap(), b: b.to_dtype(x.dtype()).unwrap(), scale: 2.0, dropout: 0.25 };
-            lora_linear(x, &w_t, None, &[Part { width: 6, update: Some((lr, Some(5))) }]).unwrap()
-        })),
+        (
+            up.clone(),
+            Box::new(|x: &Tensor| {
+                let lr = LowRank {
+                    a: a.to_dtype(x.dtype()).unwrap(),
+                    b: b.to_dtype(x.dtype()).unwrap(),
+                    scale: 2.0,
+                    dropout: 0.25,
+                };
+                lora_linear(x, &w_t, None, &[Part { width: 6, update: Some((lr, Some(5))) }]).unwrap()
+            }),
+        ),
     ];
     for (i, (x, f)) in cases.iter().enumerate() {
         let run = |dtype: DType| {
@@ -155,10 +176,13 @@ fn f32_ops_agree_with_f64() {
 fn lora_linear_gradients_with_dropout() {
     let mut rng = Rng::new(12);
     let (w_t, bias) = (random(&[6, 9], &mut rng), random(&[9], &mut rng));
-    let (a0, b0, a2, b2) = (random(&[2, 6], &mut rng), random(&[4, 2], &mut rng), random(&[3, 6], &mut rng), random(&[2, 3], &mut rng));
+    let (a0, b0, a2, b2) =
+        (random(&[2, 6], &mut rng), random(&[4, 2], &mut rng), random(&[3, 6], &mut rng), random(&[2, 3], &mut rng));
     let x = random(&[2, 3, 6], &mut rng);
     let run = |x: &Tensor, [a0, b0, a2, b2]: [&Tensor; 4]| {
-        let update = |a: &Tensor, b: &Tensor, dropout, seed| Some((LowRank { a: a.clone(), b: b.clone(), scale: 2.0, dropout }, seed));
+        let update = |a: &Tensor, b: &Tensor, dropout, seed| {
+            Some((LowRank { a: a.clone(), b: b.clone(), scale: 2.0, dropout }, seed))
+        };
         let parts = [
             Part { width: 4, update: update(a0, b0, 0.25, Some(13)) },
             Part { width: 3, update: None },
@@ -185,7 +209,9 @@ fn tiny(family: &str, dtype: DType) -> Box<dyn Backbone> {
 /// LoRA on every projection with random (non-zero) B, so every gradient path is live.
 fn lora(backbone: &dyn Backbone, dropout: f64) -> LoraModel {
     let settings = LoraSettings { r: 2, lora_alpha: 4.0, lora_dropout: dropout };
-    let lora = LoraModel::new(&backbone.sites(), &Projection::ALL, &settings, 1, backbone.dtype(), &Device::Cpu).unwrap().with_attention_dropout(dropout);
+    let lora = LoraModel::new(&backbone.sites(), &Projection::ALL, &settings, 1, backbone.dtype(), &Device::Cpu)
+        .unwrap()
+        .with_attention_dropout(dropout);
     let mut rng = Rng::new(2);
     for v in lora.vars() {
         v.set(&(random(v.dims(), &mut rng) * 0.3).unwrap().to_dtype(v.dtype()).unwrap()).unwrap();
@@ -200,10 +226,11 @@ fn batch() -> Batch {
 
 fn model_loss(backbone: &dyn Backbone, lora: &LoraModel, batch: &Batch, checkpoint: bool) -> (f64, Vec<Tensor>) {
     lora.set_rng(Some(Rng::new(21)));
-    let out = loss_and_grads(backbone, lora, std::slice::from_ref(batch), AttentionMode::Bidirectional, checkpoint, |h| {
-        Ok(weighted(&h[0], 22))
-    })
-    .unwrap();
+    let out =
+        loss_and_grads(backbone, lora, std::slice::from_ref(batch), AttentionMode::Bidirectional, checkpoint, |h| {
+            Ok(weighted(&h[0], 22))
+        })
+        .unwrap();
     (out.loss, out.grads)
 }
 
@@ -215,7 +242,8 @@ fn tiny_gemma3(dtype: DType) -> (tempfile::TempDir, Box<dyn Backbone>) {
     for file in ["tokenizer.json", "tokenizer_config.json"] {
         std::fs::copy(src.join(file), dir.path().join(file)).unwrap();
     }
-    let mut config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(src.join("config.json")).unwrap()).unwrap();
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(src.join("config.json")).unwrap()).unwrap();
     config["model_type"] = "gemma3_text".into();
     config["architectures"] = serde_json::json!(["Gemma3ForCausalLM"]);
     config["sliding_window_pattern"] = 2.into();
@@ -227,7 +255,10 @@ fn tiny_gemma3(dtype: DType) -> (tempfile::TempDir, Box<dyn Backbone>) {
     let mut rng = Rng::new(8);
     for layer in 0..4 {
         for norm in ["q_norm", "k_norm"] {
-            weights.insert(format!("model.layers.{layer}.self_attn.{norm}.weight"), random(&[16], &mut rng).to_dtype(DType::F32).unwrap());
+            weights.insert(
+                format!("model.layers.{layer}.self_attn.{norm}.weight"),
+                random(&[16], &mut rng).to_dtype(DType::F32).unwrap(),
+            );
         }
     }
     candle_core::safetensors::save(&weights, dir.path().join("model.safetensors")).unwrap();
@@ -258,7 +289,11 @@ fn check_model(family: &str, backbone: Box<dyn Backbone>) {
                 loss
             };
             let numeric = (at(1e-6) - at(-1e-6)) / 2e-6;
-            assert!((analytic[i] - numeric).abs() < 1e-5 * (1.0 + numeric.abs()), "{family} var {k}[{i}]: {} vs {numeric}", analytic[i]);
+            assert!(
+                (analytic[i] - numeric).abs() < 1e-5 * (1.0 + numeric.abs()),
+                "{family} var {k}[{i}]: {} vs {numeric}",
+                analytic[i]
+            );
         }
     }
 }
@@ -297,7 +332,8 @@ fn frozen_weights_never_get_a_gradient() {
     let lora = lora(backbone.as_ref(), 0.0);
     let batch = batch();
     lora.set_rng(Some(Rng::new(1)));
-    let hidden = backbone.forward_pass(&batch.ids, &batch.lengths, AttentionMode::Bidirectional, Pass::Train(&lora)).unwrap();
+    let hidden =
+        backbone.forward_pass(&batch.ids, &batch.lengths, AttentionMode::Bidirectional, Pass::Train(&lora)).unwrap();
     let logits = backbone.logits(&hidden, Pass::Train(&lora)).unwrap();
     let store = weighted(&logits, 3).backward().unwrap();
     // Every weight of the model has one of these shapes (as stored, or transposed); no activation here does
@@ -311,7 +347,11 @@ fn frozen_weights_never_get_a_gradient() {
     for id in store.get_ids() {
         let g = store.get_id(*id).unwrap();
         if !lora_ids.contains(id) {
-            assert!(!weight_shapes.contains(&g.dims().to_vec()), "a gradient of shape {:?} (a frozen weight?)", g.dims());
+            assert!(
+                !weight_shapes.contains(&g.dims().to_vec()),
+                "a gradient of shape {:?} (a frozen weight?)",
+                g.dims()
+            );
         }
     }
     assert!(lora.vars().iter().all(|v| store.get(v.as_tensor()).is_some()));
@@ -323,7 +363,15 @@ fn training_forward_equals_inference_forward() {
     let mut backbones: Vec<(&str, Box<dyn Backbone>)> = vec![("gemma3", gemma3)];
     backbones.extend(["llama", "gemma2", "qwen2", "mistral", "gemma"].map(|f| (f, tiny(f, DType::F32))));
     for (family, backbone) in backbones {
-        let fresh = LoraModel::new(&backbone.sites(), &Projection::ALL, &LoraSettings { r: 2, lora_alpha: 4.0, lora_dropout: 0.1 }, 1, DType::F32, &Device::Cpu).unwrap();
+        let fresh = LoraModel::new(
+            &backbone.sites(),
+            &Projection::ALL,
+            &LoraSettings { r: 2, lora_alpha: 4.0, lora_dropout: 0.1 },
+            1,
+            DType::F32,
+            &Device::Cpu,
+        )
+        .unwrap();
         let batch = batch();
         for mode in [AttentionMode::Bidirectional, AttentionMode::Causal] {
             let infer = backbone.forward(&batch.ids, &batch.lengths, mode).unwrap();

@@ -18,11 +18,7 @@ fn tokenizer() -> Tokenizer {
 fn load_tokenize_group_and_mask() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("wiki.jsonl");
-    std::fs::write(
-        &path,
-        "{\"text\": \"the cat sat\"}\n{\"text\": \"on the mat\"}\n{\"text\": \"cat\"}\n",
-    )
-    .unwrap();
+    std::fs::write(&path, "{\"text\": \"the cat sat\"}\n{\"text\": \"on the mat\"}\n{\"text\": \"cat\"}\n").unwrap();
     let tok = tokenizer();
     let ids = tokenize_all(&tok, &load_mntp_texts(&path).unwrap()).unwrap();
     assert_eq!(ids, vec![vec![2, 3, 4], vec![5, 2, 6], vec![3]]);
@@ -33,13 +29,8 @@ fn load_tokenize_group_and_mask() {
     assert_eq!(mask_id, 1);
     assert_eq!(mask_token_id(MaskTokenType::Eos, &tok, Some(6)).unwrap(), 6);
     assert!(mask_token_id(MaskTokenType::Mask, &tok, None).is_err());
-    let masker = Masker {
-        probability: 0.5,
-        collator: CollatorType::AllMask,
-        mask_id,
-        vocab_size: 7,
-        special_ids: vec![2],
-    };
+    let masker =
+        Masker { probability: 0.5, collator: CollatorType::AllMask, mask_id, vocab_size: 7, special_ids: vec![2] };
     let m = masker.mask(&blocks[0], &mut Rng::new(0));
     assert_eq!(m.labels[0], IGNORE_INDEX, "special ids are never masked");
 }
@@ -49,12 +40,6 @@ fn sentences_skip_blank_lines() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("wiki1m.txt");
     std::fs::write(&path, "first sentence\n\n  second one  \n").unwrap();
-    assert_eq!(
-        load_sentences(&path).unwrap(),
-        ["first sentence", "second one"]
-    );
-    assert!(load_sentences(&dir.path().join("none.txt"))
-        .unwrap_err()
-        .to_string()
-        .contains("none.txt"));
+    assert_eq!(load_sentences(&path).unwrap(), ["first sentence", "second one"]);
+    assert!(load_sentences(&dir.path().join("none.txt")).unwrap_err().to_string().contains("none.txt"));
 }

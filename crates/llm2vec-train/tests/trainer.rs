@@ -116,13 +116,16 @@ fn resume_is_exact() {
     let data = mntp_data(dir.path());
     let straight = dir.path().join("straight");
     std::fs::create_dir_all(&straight).unwrap();
-    let cfg = config(&straight, Stage::Mntp, &data, json!({"stop_after_n_steps": 6, "save_steps": 3, "lora_dropout": 0.1}));
+    let cfg =
+        config(&straight, Stage::Mntp, &data, json!({"stop_after_n_steps": 6, "save_steps": 3, "lora_dropout": 0.1}));
     let a = train(Stage::Mntp, &cfg, &RunOptions::default()).unwrap();
     let split = dir.path().join("split");
     std::fs::create_dir_all(&split).unwrap();
-    let first = config(&split, Stage::Mntp, &data, json!({"stop_after_n_steps": 3, "save_steps": 3, "lora_dropout": 0.1}));
+    let first =
+        config(&split, Stage::Mntp, &data, json!({"stop_after_n_steps": 3, "save_steps": 3, "lora_dropout": 0.1}));
     train(Stage::Mntp, &first, &RunOptions::default()).unwrap();
-    let second = config(&split, Stage::Mntp, &data, json!({"stop_after_n_steps": 6, "save_steps": 3, "lora_dropout": 0.1}));
+    let second =
+        config(&split, Stage::Mntp, &data, json!({"stop_after_n_steps": 6, "save_steps": 3, "lora_dropout": 0.1}));
     let b = train(Stage::Mntp, &second, &RunOptions::default()).unwrap();
     assert_eq!(losses(&a), losses(&b));
     let weights = |d: &Path| std::fs::read(d.join("out/adapter_model.safetensors")).unwrap();
@@ -132,10 +135,16 @@ fn resume_is_exact() {
 #[test]
 fn rerunning_a_finished_run_leaves_its_weights_untouched() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), Stage::Mntp, &mntp_data(dir.path()), json!({"stop_after_n_steps": 4, "save_steps": 2}));
+    let cfg =
+        config(dir.path(), Stage::Mntp, &mntp_data(dir.path()), json!({"stop_after_n_steps": 4, "save_steps": 2}));
     train(Stage::Mntp, &cfg, &RunOptions::default()).unwrap();
     let out = dir.path().join("out");
-    let files = ["adapter_model.safetensors", "adapter_config.json", "llm2vec_config.json", "checkpoint-4/adapter_model.safetensors"];
+    let files = [
+        "adapter_model.safetensors",
+        "adapter_config.json",
+        "llm2vec_config.json",
+        "checkpoint-4/adapter_model.safetensors",
+    ];
     let times = || files.map(|f| std::fs::metadata(out.join(f)).unwrap().modified().unwrap());
     let before = times();
     let again = train(Stage::Mntp, &cfg, &RunOptions::default()).unwrap();
@@ -150,7 +159,9 @@ fn ctrl_c_saves_a_checkpoint_and_the_run_resumes() {
     let opts = RunOptions::default();
     opts.stop.store(true, Ordering::SeqCst);
     match train(Stage::Mntp, &cfg, &opts) {
-        Err(TrainError::Interrupted { step: 1, checkpoint, restarted: false }) => assert!(checkpoint.join("trainer_state.json").is_file()),
+        Err(TrainError::Interrupted { step: 1, checkpoint, restarted: false }) => {
+            assert!(checkpoint.join("trainer_state.json").is_file())
+        }
         other => panic!("expected an interruption after step 1, got {other:?}"),
     }
     let outcome = train(Stage::Mntp, &cfg, &RunOptions::default()).unwrap();
@@ -173,7 +184,12 @@ fn a_non_finite_loss_stops_the_run_and_keeps_the_last_checkpoint() {
 fn simcse_loss_goes_down() {
     let dir = tempfile::tempdir().unwrap();
     let data = write(dir.path(), "wiki.txt", &SENTENCES.join("\n"));
-    let cfg = config(dir.path(), Stage::SimCse, &data, json!({"simcse_dropout": 0.1, "lora_dropout": 0.05, "loss_scale": 20}));
+    let cfg = config(
+        dir.path(),
+        Stage::SimCse,
+        &data,
+        json!({"simcse_dropout": 0.1, "lora_dropout": 0.05, "loss_scale": 20}),
+    );
     let sts = write(
         dir.path(),
         "dev.jsonl",
@@ -209,7 +225,9 @@ fn supervised_loss_goes_down_with_hard_negatives_and_instructions() {
 #[test]
 fn bad_input_is_named() {
     let dir = tempfile::tempdir().unwrap();
-    let err = |stage, data: &Path, extra| train(stage, &config(dir.path(), stage, data, extra), &RunOptions::default()).unwrap_err().to_string();
+    let err = |stage, data: &Path, extra| {
+        train(stage, &config(dir.path(), stage, data, extra), &RunOptions::default()).unwrap_err().to_string()
+    };
     let missing = dir.path().join("nope.txt");
     assert!(err(Stage::Mntp, &missing, json!({})).contains("nope.txt"));
     let empty = write(dir.path(), "empty.txt", "\n\n");
@@ -224,14 +242,16 @@ fn bad_input_is_named() {
 #[test]
 fn a_failed_save_leaves_the_previous_checkpoint_intact() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), Stage::Mntp, &mntp_data(dir.path()), json!({"stop_after_n_steps": 2, "save_steps": 1}));
+    let cfg =
+        config(dir.path(), Stage::Mntp, &mntp_data(dir.path()), json!({"stop_after_n_steps": 2, "save_steps": 1}));
     train(Stage::Mntp, &cfg, &RunOptions::default()).unwrap();
     let out = dir.path().join("out");
     let before = std::fs::read(out.join("checkpoint-2/adapter_model.safetensors")).unwrap();
     // The next save cannot write its files: its staging folder's place is taken by a file we cannot remove
     // as a folder (standing in for a full disk).
     std::fs::write(out.join(".checkpoint-3.partial"), "in the way").unwrap();
-    let cfg = config(dir.path(), Stage::Mntp, &mntp_data(dir.path()), json!({"stop_after_n_steps": 3, "save_steps": 1}));
+    let cfg =
+        config(dir.path(), Stage::Mntp, &mntp_data(dir.path()), json!({"stop_after_n_steps": 3, "save_steps": 1}));
     assert!(train(Stage::Mntp, &cfg, &RunOptions::default()).is_err());
     assert_eq!(std::fs::read(out.join("checkpoint-2/adapter_model.safetensors")).unwrap(), before);
     assert_eq!(llm2vec_train::checkpoint::latest(&out), Some(out.join("checkpoint-2")));
@@ -263,7 +283,9 @@ fn mntp_with_an_added_mask_token() {
     let outcome = train(Stage::Mntp, &cfg, &RunOptions::default()).unwrap();
     let l = losses(&outcome);
     assert!(mean(&l[25..]) < 0.9 * mean(&l[..5]), "{l:?}");
-    let encoder = Encoder::from_pretrained(&model(), Options { adapters: vec![dir.path().join("out")], ..Options::default() }).unwrap();
+    let encoder =
+        Encoder::from_pretrained(&model(), Options { adapters: vec![dir.path().join("out")], ..Options::default() })
+            .unwrap();
     assert!(encoder.tokenizer().inner().token_to_id("<mask>").is_none(), "the base model is unchanged");
     assert!(encoder.encode(&[Input::text("a dog runs")]).unwrap().data.iter().all(|v| v.is_finite()));
 }
@@ -277,7 +299,8 @@ fn resuming_with_other_settings_or_data_is_refused_naming_what_changed() {
     let refusal = |extra: Value, data: &Path| {
         let mut fields = base.clone();
         fields.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
-        let err = train(Stage::Mntp, &config(dir.path(), Stage::Mntp, data, fields), &RunOptions::default()).unwrap_err();
+        let err =
+            train(Stage::Mntp, &config(dir.path(), Stage::Mntp, data, fields), &RunOptions::default()).unwrap_err();
         assert!(matches!(err, TrainError::OtherRun { .. }), "{err}");
         let msg = err.to_string();
         assert!(msg.contains("checkpoint-2") && msg.contains("--restart"), "{msg}");
@@ -301,12 +324,22 @@ fn resuming_with_other_settings_or_data_is_refused_naming_what_changed() {
 fn a_checkpoint_without_a_fingerprint_is_resumed() {
     let dir = tempfile::tempdir().unwrap();
     let data = mntp_data(dir.path());
-    train(Stage::Mntp, &config(dir.path(), Stage::Mntp, &data, json!({"stop_after_n_steps": 2, "save_steps": 2})), &RunOptions::default()).unwrap();
+    train(
+        Stage::Mntp,
+        &config(dir.path(), Stage::Mntp, &data, json!({"stop_after_n_steps": 2, "save_steps": 2})),
+        &RunOptions::default(),
+    )
+    .unwrap();
     let state_file = dir.path().join("out/checkpoint-2/trainer_state.json");
     let mut state: Value = serde_json::from_str(&std::fs::read_to_string(&state_file).unwrap()).unwrap();
     state.as_object_mut().unwrap().remove("fingerprint").expect("a fingerprint is saved");
     std::fs::write(&state_file, state.to_string()).unwrap();
-    let outcome = train(Stage::Mntp, &config(dir.path(), Stage::Mntp, &data, json!({"stop_after_n_steps": 3})), &RunOptions::default()).unwrap();
+    let outcome = train(
+        Stage::Mntp,
+        &config(dir.path(), Stage::Mntp, &data, json!({"stop_after_n_steps": 3})),
+        &RunOptions::default(),
+    )
+    .unwrap();
     assert_eq!(outcome.state.steps.len(), 3);
     assert!(outcome.state.fingerprint.is_some());
 }
@@ -314,7 +347,8 @@ fn a_checkpoint_without_a_fingerprint_is_resumed() {
 #[test]
 fn restart_sets_the_old_run_aside_even_when_interrupted() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), Stage::Mntp, &mntp_data(dir.path()), json!({"stop_after_n_steps": 4, "save_steps": 2}));
+    let cfg =
+        config(dir.path(), Stage::Mntp, &mntp_data(dir.path()), json!({"stop_after_n_steps": 4, "save_steps": 2}));
     let first = train(Stage::Mntp, &cfg, &RunOptions::default()).unwrap();
     let out = dir.path().join("out");
     let restart = RunOptions { restart: true, ..Default::default() };
@@ -322,12 +356,19 @@ fn restart_sets_the_old_run_aside_even_when_interrupted() {
     let err = train(Stage::Mntp, &cfg, &restart).unwrap_err();
     assert!(matches!(err, TrainError::Interrupted { step: 1, restarted: true, .. }), "{err}");
     assert!(err.to_string().contains("run the same command again without --restart"), "{err}");
-    assert_eq!(llm2vec_train::checkpoint::latest(&out), Some(out.join("checkpoint-1")), "the old run's checkpoint-4 is out of reach");
+    assert_eq!(
+        llm2vec_train::checkpoint::latest(&out),
+        Some(out.join("checkpoint-1")),
+        "the old run's checkpoint-4 is out of reach"
+    );
     let previous = out.join("previous-run");
     for f in ["checkpoint-2", "checkpoint-4", "adapter_model.safetensors", "metrics.jsonl"] {
         assert!(previous.join(f).exists(), "{f}");
     }
-    assert!(!out.join("adapter_model.safetensors").exists(), "no final adapter of the old run is left beside the new checkpoints");
+    assert!(
+        !out.join("adapter_model.safetensors").exists(),
+        "no final adapter of the old run is left beside the new checkpoints"
+    );
     let second = train(Stage::Mntp, &cfg, &RunOptions::default()).unwrap();
     assert_eq!(second.state.steps.len(), 4);
     assert_eq!(losses(&second), losses(&first), "the same seed replays the same run");
@@ -345,7 +386,8 @@ fn restart_sets_the_old_run_aside_even_when_interrupted() {
 fn a_corrupt_checkpoint_falls_back_to_the_one_before() {
     let dir = tempfile::tempdir().unwrap();
     let data = mntp_data(dir.path());
-    let cfg = |steps: usize| config(dir.path(), Stage::Mntp, &data, json!({"stop_after_n_steps": steps, "save_steps": 2}));
+    let cfg =
+        |steps: usize| config(dir.path(), Stage::Mntp, &data, json!({"stop_after_n_steps": steps, "save_steps": 2}));
     let straight = train(Stage::Mntp, &cfg(6), &RunOptions::default()).unwrap();
     let out = dir.path().join("out");
     for step in [4, 6] {
@@ -361,7 +403,12 @@ fn a_corrupt_checkpoint_falls_back_to_the_one_before() {
     let err = train(Stage::Mntp, &cfg(8), &RunOptions::default()).unwrap_err();
     assert!(matches!(err, TrainError::NoUsableCheckpoint { .. }), "{err}");
     let msg = err.to_string();
-    for file in ["checkpoint-6/trainer_state.json", "checkpoint-4/optimizer.safetensors", "checkpoint-2/adapter_model.safetensors", "--restart"] {
+    for file in [
+        "checkpoint-6/trainer_state.json",
+        "checkpoint-4/optimizer.safetensors",
+        "checkpoint-2/adapter_model.safetensors",
+        "--restart",
+    ] {
         assert!(msg.contains(file), "{file}: {msg}");
     }
 }
@@ -369,10 +416,15 @@ fn a_corrupt_checkpoint_falls_back_to_the_one_before() {
 #[test]
 fn stale_temporary_files_are_removed_when_a_run_starts() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), Stage::Mntp, &mntp_data(dir.path()), json!({"stop_after_n_steps": 2, "save_steps": 2}));
+    let cfg =
+        config(dir.path(), Stage::Mntp, &mntp_data(dir.path()), json!({"stop_after_n_steps": 2, "save_steps": 2}));
     train(Stage::Mntp, &cfg, &RunOptions::default()).unwrap();
     let out = dir.path().join("out");
-    let stale = [".adapter_model.safetensors.0123456789abcdef.tmp", ".metrics.jsonl.tmp4242", "checkpoint-2/.trainer_state.json.tmp77"];
+    let stale = [
+        ".adapter_model.safetensors.0123456789abcdef.tmp",
+        ".metrics.jsonl.tmp4242",
+        "checkpoint-2/.trainer_state.json.tmp77",
+    ];
     let kept = ["notes.tmp", ".keep", "checkpoint-2/.notes"];
     for f in stale.iter().chain(&kept) {
         std::fs::write(out.join(f), "x").unwrap();

@@ -38,7 +38,15 @@ fn usage() -> ! {
 }
 
 fn parse_args() -> Args {
-    let mut args = Args { model: String::new(), input: None, output: None, threads: None, batch_size: 32, quantize: false, load_only: false };
+    let mut args = Args {
+        model: String::new(),
+        input: None,
+        output: None,
+        threads: None,
+        batch_size: 32,
+        quantize: false,
+        load_only: false,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || it.next().unwrap_or_else(|| usage());
@@ -102,7 +110,12 @@ fn main() -> llm2vec::Result<()> {
     };
 
     let start = Instant::now();
-    let options = Options { pooling: Some(Pooling::Mean), batch_size: args.batch_size, quantize: args.quantize, ..Options::default() };
+    let options = Options {
+        pooling: Some(Pooling::Mean),
+        batch_size: args.batch_size,
+        quantize: args.quantize,
+        ..Options::default()
+    };
     let encoder = Encoder::from_pretrained(&args.model, options)?;
     let load_s = start.elapsed().as_secs_f64();
     let peak_load = status_kb("VmHWM");

@@ -27,7 +27,11 @@ fn main() -> llm2vec::Result<()> {
     println!("model {model}, {attention:?} attention, mean pooling; cosine(query, document):");
     for i in 0..q.rows {
         let row: Vec<f32> = (0..d.rows).map(|j| q.row(i).iter().zip(d.row(j)).map(|(a, b)| a * b).sum()).collect();
-        let best = if row[i] >= row.iter().copied().fold(f32::MIN, f32::max) { "diagonal is the row maximum" } else { "diagonal is NOT the row maximum" };
+        let best = if row[i] >= row.iter().copied().fold(f32::MIN, f32::max) {
+            "diagonal is the row maximum"
+        } else {
+            "diagonal is NOT the row maximum"
+        };
         println!("  {:<40} {:?}  ({best})", QUERIES[i], row.iter().map(|v| format!("{v:.4}")).collect::<Vec<_>>());
     }
     Ok(())

@@ -181,7 +181,13 @@ impl Encoder {
         let text = self.tokenizer.shorten_document(&input.text, &opts)?;
         let tokenized = self.tokenizer.tokenize(&input.instruction, &text, &opts)?;
         // Checks now, so that an error names this input rather than its batch.
-        pool::weights(self.settings.pooling, &tokenized, self.settings.skip_instruction, self.tokenizer.bos_id(), tokenized.ids.len())?;
+        pool::weights(
+            self.settings.pooling,
+            &tokenized,
+            self.settings.skip_instruction,
+            self.tokenizer.bos_id(),
+            tokenized.ids.len(),
+        )?;
         Ok(tokenized)
     }
 
@@ -280,7 +286,13 @@ impl Encoder {
             .map(|&mode| {
                 let mut weights = Vec::with_capacity(items.len() * seq_len);
                 for t in items {
-                    weights.extend(pool::weights(mode, t, self.settings.skip_instruction, self.tokenizer.bos_id(), seq_len)?);
+                    weights.extend(pool::weights(
+                        mode,
+                        t,
+                        self.settings.skip_instruction,
+                        self.tokenizer.bos_id(),
+                        seq_len,
+                    )?);
                 }
                 let pooled = pool::pool(&hidden, weights)?;
                 let mut rows = pooled.to_device(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?;

@@ -214,7 +214,8 @@ pub fn remove_stale_temps(dir: &Path) -> Result<Vec<PathBuf>> {
     };
     for entry in entries {
         let entry = entry.map_err(|e| Error::io(dir, e))?;
-        let stale = entry.file_name().to_str().is_some_and(is_temp_name) && entry.file_type().is_ok_and(|t| t.is_file());
+        let stale =
+            entry.file_name().to_str().is_some_and(is_temp_name) && entry.file_type().is_ok_and(|t| t.is_file());
         if stale {
             let path = entry.path();
             std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
@@ -238,7 +239,15 @@ mod tests {
             assert!(is_temp_name(p.file_name().unwrap().to_str().unwrap()), "{}", p.display());
         }
         assert!(is_temp_name(".x.json.tmp4242"));
-        for other in ["x.json", ".x.json", ".x.json.tmp", ".tmp123", "..0123456789abcdef.tmp", ".x.0123456789abcdeg.tmp", "a.0123456789abcdef.tmp"] {
+        for other in [
+            "x.json",
+            ".x.json",
+            ".x.json.tmp",
+            ".tmp123",
+            "..0123456789abcdef.tmp",
+            ".x.0123456789abcdeg.tmp",
+            "a.0123456789abcdef.tmp",
+        ] {
             assert!(!is_temp_name(other), "{other}");
         }
     }

@@ -11,8 +11,8 @@ pub mod model;
 pub mod pool;
 pub mod tokenize;
 
+pub use candle_core::{DType, Device};
 pub use encoder::{set_num_threads, Embeddings, Encoder, Input, Options, Progress, Settings};
 pub use error::{Error, Result};
 pub use model::AttentionMode;
 pub use pool::Pooling;
-pub use candle_core::{DType, Device};

@@ -47,20 +47,31 @@ impl FromStr for Pooling {
             "last_token" => Pooling::LastToken,
             "bos_token" => Pooling::BosToken,
             other => {
-                return Err(Error::Input(format!("unknown pooling mode `{other}`; expected one of {}", Self::NAMES.join(", "))))
+                return Err(Error::Input(format!(
+                    "unknown pooling mode `{other}`; expected one of {}",
+                    Self::NAMES.join(", ")
+                )))
             }
         })
     }
 }
 
 /// Per-position weights of one sequence, of length `seq_len` (positions past the sequence get 0).
-pub fn weights(mode: Pooling, t: &Tokenized, skip_instruction: bool, bos_id: Option<u32>, seq_len: usize) -> Result<Vec<f32>> {
+pub fn weights(
+    mode: Pooling,
+    t: &Tokenized,
+    skip_instruction: bool,
+    bos_id: Option<u32>,
+    seq_len: usize,
+) -> Result<Vec<f32>> {
     let mut w = vec![0f32; seq_len];
     let range = if skip_instruction { t.text_range.clone() } else { 0..t.ids.len() };
     match mode {
         Pooling::Mean | Pooling::WeightedMean => {
             if range.is_empty() {
-                return Err(Error::Input("no text tokens left to pool (empty text, or the instruction fills max_length)".into()));
+                return Err(Error::Input(
+                    "no text tokens left to pool (empty text, or the instruction fills max_length)".into(),
+                ));
             }
             let n = range.len();
             let total = if mode == Pooling::Mean { n as f32 } else { (n * (n + 1) / 2) as f32 };

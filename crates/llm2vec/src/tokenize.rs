@@ -57,9 +57,7 @@ impl TextTokenizer {
     /// Wraps a tokenizer; its own padding and truncation settings are removed (we pad and truncate ourselves).
     pub fn new(mut inner: Tokenizer, bos_id: Option<u32>, eos_id: Option<u32>, name_or_path: &str) -> Result<Self> {
         inner.with_padding(None);
-        inner
-            .with_truncation(None)
-            .map_err(|e| Error::Tokenizer(format!("cannot disable truncation: {e}")))?;
+        inner.with_truncation(None).map_err(|e| Error::Tokenizer(format!("cannot disable truncation: {e}")))?;
         Ok(Self { inner, eos_id, bos_id, chat: chat_wrapper(name_or_path) })
     }
 

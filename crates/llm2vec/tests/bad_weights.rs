@@ -67,7 +67,8 @@ fn adapter_patterns_matching_the_matrices_are_used() {
         c["r"] = 16.into();
         c["lora_alpha"] = 1.into();
         c["rank_pattern"] = modules.iter().map(|m| (m.to_string(), 4.into())).collect::<serde_json::Map<_, _>>().into();
-        c["alpha_pattern"] = modules.iter().map(|m| (m.to_string(), 8.into())).collect::<serde_json::Map<_, _>>().into();
+        c["alpha_pattern"] =
+            modules.iter().map(|m| (m.to_string(), 8.into())).collect::<serde_json::Map<_, _>>().into();
     });
     let patterned = with_adapter(adapter.path()).unwrap().encode(&inputs).unwrap();
     assert_eq!(plain.data, patterned.data);
@@ -79,7 +80,8 @@ fn set_elements(path: &Path, name: &str, n: usize, value: f32) {
     let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
     let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + header_len]).unwrap();
     assert_eq!(header[name]["dtype"], "F32");
-    let offsets: Vec<usize> = header[name]["data_offsets"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
+    let offsets: Vec<usize> =
+        header[name]["data_offsets"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
     let data = &mut bytes[8 + header_len + offsets[0]..8 + header_len + offsets[1]];
     for element in data.chunks_exact_mut(4).take(n) {
         element.copy_from_slice(&value.to_le_bytes());
@@ -130,7 +132,11 @@ fn embeddings_that_overflow_are_an_error_naming_the_input() {
     set_elements(&model.path().join("model.safetensors"), "model.norm.weight", usize::MAX, f32::MAX);
     let options = Options { batch_size: 1, ..Options::default() };
     let encoder = Encoder::from_pretrained(model.path().to_str().unwrap(), options).unwrap();
-    let inputs = [Input::text("a flute ."), Input::text("a man ."), Input::text("a man is playing a large flute on the stage .")];
+    let inputs = [
+        Input::text("a flute ."),
+        Input::text("a man ."),
+        Input::text("a man is playing a large flute on the stage ."),
+    ];
     let err = encoder.encode(&inputs).unwrap_err();
     assert!(matches!(err, llm2vec::Error::NonFinite { input: 2 }), "{err}");
     assert!(err.to_string().contains("input 3: the embedding has NaN or infinite values"), "{err}");

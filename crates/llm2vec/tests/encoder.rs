@@ -33,7 +33,11 @@ fn sentences(n: usize) -> Vec<Input> {
         .map(|(i, line)| {
             let v: serde_json::Value = serde_json::from_str(line).unwrap();
             let text = v["sentence1"].as_str().unwrap();
-            if i % 3 == 0 { Input::new("Retrieve semantically similar text:", text) } else { Input::text(text) }
+            if i % 3 == 0 {
+                Input::new("Retrieve semantically similar text:", text)
+            } else {
+                Input::text(text)
+            }
         })
         .collect()
 }
@@ -173,7 +177,8 @@ fn input_files_parse_instructions() {
 
 #[test]
 fn npy_output_round_trips_its_header() {
-    let e = llm2vec::Embeddings { data: vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0], rows: 2, dim: 3, tokens: 0, truncated: vec![] };
+    let e =
+        llm2vec::Embeddings { data: vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0], rows: 2, dim: 3, tokens: 0, truncated: vec![] };
     let bytes = io::npy_bytes(&e);
     assert_eq!(&bytes[..8], b"\x93NUMPY\x01\x00");
     let header_len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
@@ -231,7 +236,10 @@ fn an_added_token_gets_a_new_embedding_row() {
     assert_eq!(id as usize, before);
     let grown = loaded.weights.get("model.embed_tokens.weight").unwrap();
     assert_eq!(grown.dims2().unwrap().0, before + 1);
-    assert_eq!(grown.narrow(0, 0, table.dim(0).unwrap()).unwrap().to_vec2::<f32>().unwrap(), table.to_vec2::<f32>().unwrap());
+    assert_eq!(
+        grown.narrow(0, 0, table.dim(0).unwrap()).unwrap().to_vec2::<f32>().unwrap(),
+        table.to_vec2::<f32>().unwrap()
+    );
     assert!(grown.get(before).unwrap().to_vec1::<f32>().unwrap().iter().all(|&v| v == 0.5));
     assert_eq!(loaded.config_json["vocab_size"], before + 1);
     let encoder = Encoder::from_loaded(loaded, Options::default()).unwrap();

@@ -53,7 +53,12 @@ fn hostile_adapters_are_errors_without_huge_allocations() {
             .unwrap()
             .keys()
             .filter_map(|k| k.strip_suffix(".lora_A.weight"))
-            .map(|m| (format!("model.{}.weight", m.trim_start_matches("base_model.model.").trim_start_matches("model.")), Tensor::zeros((1, 1), DType::F32, &Device::Cpu).unwrap()))
+            .map(|m| {
+                (
+                    format!("model.{}.weight", m.trim_start_matches("base_model.model.").trim_start_matches("model.")),
+                    Tensor::zeros((1, 1), DType::F32, &Device::Cpu).unwrap(),
+                )
+            })
             .collect();
         let mut base = Weights::new(base, "model.safetensors");
         assert!(adapter.merge_into(&mut base).is_err(), "{}", path.display());

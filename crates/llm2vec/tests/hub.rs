@@ -68,8 +68,12 @@ fn hub_ids_download_cache_and_fail_clearly() {
 
     std::env::set_var("HF_ENDPOINT", format!("http://127.0.0.1:{}", serve(fixture_model())));
     let inputs = [Input::new("Retrieve semantically similar text:", "a man is playing a flute .")];
-    let from_hub = Encoder::from_pretrained("tiny-org/tiny-llama", Options::default()).unwrap().encode(&inputs).unwrap();
-    let from_dir = Encoder::from_pretrained(fixture_model().to_str().unwrap(), Options::default()).unwrap().encode(&inputs).unwrap();
+    let from_hub =
+        Encoder::from_pretrained("tiny-org/tiny-llama", Options::default()).unwrap().encode(&inputs).unwrap();
+    let from_dir = Encoder::from_pretrained(fixture_model().to_str().unwrap(), Options::default())
+        .unwrap()
+        .encode(&inputs)
+        .unwrap();
     assert_eq!(from_hub.data, from_dir.data);
     assert!(llm2vec::load::hub::download_dir("tiny-org/tiny-llama").join(".complete").is_file());
 

@@ -24,7 +24,14 @@ fn a_symlink_at_a_temporary_name_is_not_written_through() {
 fn stale_temporary_files_are_removed_and_nothing_else() {
     let dir = tempfile::tempdir().unwrap();
     let stale = [".adapter_model.safetensors.0123456789abcdef.tmp", ".metrics.jsonl.tmp4242"];
-    let kept = ["adapter_model.safetensors", ".hidden", "notes.tmp", ".notes.tmp", ".x.0123456789abcdef.tmp.bak", ".x.tmpfile"];
+    let kept = [
+        "adapter_model.safetensors",
+        ".hidden",
+        "notes.tmp",
+        ".notes.tmp",
+        ".x.0123456789abcdef.tmp.bak",
+        ".x.tmpfile",
+    ];
     for name in stale.iter().chain(&kept) {
         std::fs::write(dir.path().join(name), "x").unwrap();
     }

@@ -47,7 +47,8 @@ fn is_window_variant(case: &Case) -> bool {
 
 fn check_family(family: &str) {
     let dir = fixtures(family);
-    let expected: Expected = serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
+    let expected: Expected =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
     let mut checked = 0;
     for case in expected.cases.iter().filter(|c| !is_window_variant(c)) {
         let options = Options {
@@ -66,7 +67,11 @@ fn check_family(family: &str) {
             .iter()
             .map(|&i| {
                 let (instruction, text) = &expected.inputs[i];
-                if case.with_instructions { Input::new(instruction.clone(), text.clone()) } else { Input::text(text.clone()) }
+                if case.with_instructions {
+                    Input::new(instruction.clone(), text.clone())
+                } else {
+                    Input::text(text.clone())
+                }
             })
             .collect();
         for (k, input) in inputs.iter().enumerate() {
@@ -134,7 +139,8 @@ struct BertExpected {
 /// gives sentence-transformers' embeddings.
 fn check_bert(variant: &str, pooling: Pooling, max_length: usize, normalized: bool) {
     let dir = fixtures(&format!("bert-{variant}"));
-    let expected: BertExpected = serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
+    let expected: BertExpected =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
     let options = Options { batch_size: 3, ..Options::default() };
     let encoder = Encoder::from_pretrained(dir.to_str().unwrap(), options).unwrap();
     let settings = encoder.settings();
@@ -142,7 +148,11 @@ fn check_bert(variant: &str, pooling: Pooling, max_length: usize, normalized: bo
     assert!(!settings.skip_instruction, "sentence-transformers pools the special tokens too");
     let inputs: Vec<Input> = expected.inputs.iter().map(|t| Input::text(t.clone())).collect();
     for (k, input) in inputs.iter().enumerate() {
-        assert_eq!(encoder.tokenize(input).unwrap().ids, expected.token_ids[k], "bert-{variant}: token ids of input {k}");
+        assert_eq!(
+            encoder.tokenize(input).unwrap().ids,
+            expected.token_ids[k],
+            "bert-{variant}: token ids of input {k}"
+        );
     }
     let got = encoder.encode(&inputs).unwrap();
     for (k, want) in expected.embeddings.iter().enumerate() {

@@ -8,7 +8,8 @@ use llm2vec::{Encoder, Input, Options, Progress};
 fn progress_counts_inputs_and_tokens_up_to_the_totals() {
     let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/parity/llama/model");
     let encoder = Encoder::from_pretrained(model.to_str().unwrap(), Options::default()).unwrap();
-    let inputs: Vec<Input> = ["a flute .", "a man is playing a large flute .", "a man .", "the man sings ."].map(Input::text).into();
+    let inputs: Vec<Input> =
+        ["a flute .", "a man is playing a large flute .", "a man .", "the man sings ."].map(Input::text).into();
     let mut seen: Vec<Progress> = Vec::new();
     let embeddings = encoder
         .encode_with_progress(&inputs, 3, |p| {

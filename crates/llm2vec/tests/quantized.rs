@@ -12,7 +12,11 @@ fn sentences(n: usize) -> Vec<Input> {
     let path = common::shared().join("data/STSBenchmark/test.jsonl");
     let text = std::fs::read_to_string(path).unwrap();
     let lines = text.lines().take(n);
-    lines.map(|line| Input::text(serde_json::from_str::<serde_json::Value>(line).unwrap()["sentence1"].as_str().unwrap())).collect()
+    lines
+        .map(|line| {
+            Input::text(serde_json::from_str::<serde_json::Value>(line).unwrap()["sentence1"].as_str().unwrap())
+        })
+        .collect()
 }
 
 /// Cosines between each input's f32 and 8-bit embeddings, sorted.
@@ -58,6 +62,9 @@ fn bert_keeps_its_embeddings() {
 fn eight_bit_products_need_f32_on_the_cpu() {
     let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/parity/llama/model");
     let options = Options { quantize: true, dtype: DType::BF16, ..Options::default() };
-    let err = Encoder::from_pretrained(model.to_str().unwrap(), options).err().expect("bf16 with 8-bit products loaded").to_string();
+    let err = Encoder::from_pretrained(model.to_str().unwrap(), options)
+        .err()
+        .expect("bf16 with 8-bit products loaded")
+        .to_string();
     assert!(err.contains("quantize") && err.contains("f32"), "{err}");
 }

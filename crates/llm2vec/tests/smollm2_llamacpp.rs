@@ -17,11 +17,7 @@ fn reference() -> Value {
 }
 
 fn causal_mean(model: &str) -> Encoder {
-    let options = Options {
-        attention: AttentionMode::Causal,
-        pooling: Some(Pooling::Mean),
-        ..Options::default()
-    };
+    let options = Options { attention: AttentionMode::Causal, pooling: Some(Pooling::Mean), ..Options::default() };
     Encoder::from_pretrained(model, options).unwrap()
 }
 
@@ -73,7 +69,11 @@ fn next_token_logits_match_llamacpp() {
         assert_eq!(top.0 as u64, want[0][0].as_u64().unwrap(), "top-1 next token after {:?}", s["text"]);
         for entry in want {
             let (id, value) = (entry[0].as_u64().unwrap() as usize, entry[2].as_f64().unwrap());
-            assert!((logits[id] as f64 - value).abs() < 0.35, "logit of token {id}: {} vs llama.cpp {value}", logits[id]);
+            assert!(
+                (logits[id] as f64 - value).abs() < 0.35,
+                "logit of token {id}: {} vs llama.cpp {value}",
+                logits[id]
+            );
         }
     }
 }
@@ -85,7 +85,14 @@ fn next_token(model: &str, prompt: &str) -> String {
     let n = t.ids.len();
     let input = Tensor::from_vec(t.ids, (1, n), &llm2vec::Device::Cpu).unwrap();
     let hidden = enc.backbone().forward(&input, &[n], AttentionMode::Causal).unwrap();
-    let logits: Vec<f32> = enc.backbone().logits(&hidden.narrow(1, n - 1, 1).unwrap(), Pass::Infer).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+    let logits: Vec<f32> = enc
+        .backbone()
+        .logits(&hidden.narrow(1, n - 1, 1).unwrap(), Pass::Infer)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
     let best = logits.iter().enumerate().fold((0, f32::MIN), |b, (i, &v)| if v > b.1 { (i, v) } else { b }).0;
     enc.tokenizer().decode(&[best as u32]).unwrap()
 }
@@ -100,8 +107,14 @@ fn smollm2_knows_the_capital_of_france() {
 /// Gemma 3's 512-token sliding window). A wrong norm, rope or mask sends it far above 100.
 fn wikitext_perplexity(model: &str) -> f64 {
     let path = common::shared().join("data/train/unsup/english_mix.txt");
-    let text: Vec<String> = std::fs::read_to_string(path).unwrap().lines().skip(10_992).take(8).map(String::from).collect();
-    let options = Options { attention: AttentionMode::Causal, max_length: Some(2048), doc_max_length: Some(2048), ..Options::default() };
+    let text: Vec<String> =
+        std::fs::read_to_string(path).unwrap().lines().skip(10_992).take(8).map(String::from).collect();
+    let options = Options {
+        attention: AttentionMode::Causal,
+        max_length: Some(2048),
+        doc_max_length: Some(2048),
+        ..Options::default()
+    };
     let enc = Encoder::from_pretrained(model, options).unwrap();
     let t = enc.tokenize(&Input::text(text.join(" "))).unwrap();
     let n = t.ids.len();

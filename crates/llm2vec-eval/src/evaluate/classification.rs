@@ -87,6 +87,7 @@ fn average(per_experiment: Vec<Scores>) -> Scores {
             scores.insert(key.clone(), num(mean(&values)));
         }
     }
-    scores.insert("scores_per_experiment".into(), Value::Array(per_experiment.into_iter().map(Value::Object).collect()));
+    scores
+        .insert("scores_per_experiment".into(), Value::Array(per_experiment.into_iter().map(Value::Object).collect()));
     scores
 }

@@ -15,8 +15,12 @@ pub fn evaluate(pairs: &Pairs<bool>, ctx: &mut Context) -> Result<Scores> {
     let vectors = ctx.embed(pairs.first.iter().chain(&pairs.second), true)?;
     let mut scores = Scores::new();
     let mut best = [f64::NEG_INFINITY; 3];
-    let measures: [(&str, Measure, bool); 4] =
-        [("cosine", cosine, true), ("dot", dot, true), ("manhattan", manhattan, false), ("euclidean", euclidean, false)];
+    let measures: [(&str, Measure, bool); 4] = [
+        ("cosine", cosine, true),
+        ("dot", dot, true),
+        ("manhattan", manhattan, false),
+        ("euclidean", euclidean, false),
+    ];
     for (name, f, similar_when_high) in measures {
         let values: Vec<f64> = (0..n).map(|i| f(vectors.row(i), vectors.row(n + i))).collect();
         let t = threshold_scores(&values, &pairs.targets, similar_when_high)

@@ -47,7 +47,9 @@ pub fn summarization(samples: &[SummarySample], ctx: &mut Context) -> Result<Sco
     for s in samples {
         let best = |f: fn(&[f32], &[f32]) -> f64| -> Vec<f64> {
             (m0..m0 + s.machine.len())
-                .map(|m| (h0..h0 + s.human.len()).map(|h| f(machine.row(m), human.row(h))).fold(f64::NEG_INFINITY, f64::max))
+                .map(|m| {
+                    (h0..h0 + s.human.len()).map(|h| f(machine.row(m), human.row(h))).fold(f64::NEG_INFINITY, f64::max)
+                })
                 .collect()
         };
         let (cos, dots) = (best(cosine), best(dot));
@@ -69,7 +71,8 @@ pub fn summarization(samples: &[SummarySample], ctx: &mut Context) -> Result<Sco
         return Err(Error::task(&ctx.label, "no text has varying relevance ratings and scores"));
     }
     let mut scores = Scores::new();
-    for (key, values) in ["cosine_spearman", "cosine_pearson", "dot_spearman", "dot_pearson"].into_iter().zip(&results) {
+    for (key, values) in ["cosine_spearman", "cosine_pearson", "dot_spearman", "dot_pearson"].into_iter().zip(&results)
+    {
         scores.insert(key.into(), num(mean(values)));
     }
     Ok(scores)

@@ -21,7 +21,9 @@ pub fn evaluate(beir: &Beir, ctx: &mut Context) -> Result<Scores> {
     }
     let r = trec::evaluate(&beir.qrels, &run, &K_VALUES);
     let mut scores = Scores::new();
-    for (name, values) in [("ndcg", &r.ndcg), ("map", &r.map), ("recall", &r.recall), ("precision", &r.precision), ("mrr", &r.mrr)] {
+    for (name, values) in
+        [("ndcg", &r.ndcg), ("map", &r.map), ("recall", &r.recall), ("precision", &r.precision), ("mrr", &r.mrr)]
+    {
         for (k, v) in r.k_values.iter().zip(values) {
             scores.insert(format!("{name}_at_{k}"), num(*v));
         }
@@ -50,7 +52,9 @@ fn search(query: &[f64], docs: &[Vec<f64>], beir: &Beir, qid: &str) -> Vec<(Stri
         .map(|((id, _), d)| (id.clone(), query.iter().zip(d).map(|(a, b)| a * b).sum()))
         .collect();
     if hits.len() > TOP_K {
-        hits.select_nth_unstable_by(TOP_K - 1, |a, b| b.1.total_cmp(&a.1).then_with(|| b.0.as_bytes().cmp(a.0.as_bytes())));
+        hits.select_nth_unstable_by(TOP_K - 1, |a, b| {
+            b.1.total_cmp(&a.1).then_with(|| b.0.as_bytes().cmp(a.0.as_bytes()))
+        });
         hits.truncate(TOP_K);
     }
     trec::trec_order(&mut hits);

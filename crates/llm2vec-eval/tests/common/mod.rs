@@ -17,7 +17,11 @@ pub fn shared_data() -> PathBuf {
 }
 
 fn lines(path: &Path) -> Vec<String> {
-    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).lines().map(str::to_string).collect()
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .lines()
+        .map(str::to_string)
+        .collect()
 }
 
 fn parse(line: &str) -> Value {
@@ -113,8 +117,10 @@ pub fn retrieval(queries: usize, extra_docs: usize, out: &Path) {
         .filter(|(i, l)| *i < extra_docs || docs.contains(parse(l)["_id"].as_str().unwrap_or_default()))
         .map(|(_, l)| l)
         .collect();
-    let texts: Vec<String> =
-        lines(&src.join("queries.jsonl")).into_iter().filter(|l| kept_q.iter().any(|q| parse(l)["_id"].as_str() == Some(q))).collect();
+    let texts: Vec<String> = lines(&src.join("queries.jsonl"))
+        .into_iter()
+        .filter(|l| kept_q.iter().any(|q| parse(l)["_id"].as_str() == Some(q)))
+        .collect();
     write(&out.join(task).join("qrels/test.tsv"), &rows);
     write(&out.join(task).join("corpus.jsonl"), &corpus);
     write(&out.join(task).join("queries.jsonl"), &texts);
@@ -171,5 +177,6 @@ impl TextEncoder for FakeEncoder {
 /// Reads a result file.
 pub fn result(dir: &Path, task: &str) -> Value {
     let path = dir.join(format!("{task}.json"));
-    serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).expect("result JSON")
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+        .expect("result JSON")
 }

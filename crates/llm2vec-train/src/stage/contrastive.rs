@@ -57,7 +57,11 @@ fn tokenize_all(model: &Trainee, inputs: &[Input], file: &Path) -> Result<Vec<To
         .iter()
         .enumerate()
         .map(|(i, input)| {
-            model.encoder.tokenize(input).map_err(|e| TrainError::Data { file: file.into(), line: i + 1, msg: e.to_string() })
+            model.encoder.tokenize(input).map_err(|e| TrainError::Data {
+                file: file.into(),
+                line: i + 1,
+                msg: e.to_string(),
+            })
         })
         .collect()
 }
@@ -79,7 +83,11 @@ impl SimCse {
         let inputs: Vec<Input> = texts.into_iter().map(Input::text).collect();
         let sentences = tokenize_all(model, &inputs, file)?;
         if sentences.len() < config.per_device_train_batch_size.max(2) {
-            return Err(TrainError::Data { file: file.into(), line: 1, msg: format!("{} sentences, fewer than one batch", sentences.len()) });
+            return Err(TrainError::Data {
+                file: file.into(),
+                line: 1,
+                msg: format!("{} sentences, fewer than one batch", sentences.len()),
+            });
         }
         Ok(Self { sentences, batch_size: config.per_device_train_batch_size.max(2), scale: config.loss_scale, dev })
     }
@@ -91,11 +99,15 @@ impl Objective for SimCse {
     }
 
     fn step(&self, model: &Trainee, index: usize) -> Result<(LossAndGrads, usize)> {
-        let picked: Vec<&Tokenized> =
-            batch_items(self.sentences.len(), self.batch_size, model.seed, index).into_iter().map(|i| &self.sentences[i]).collect();
+        let picked: Vec<&Tokenized> = batch_items(self.sentences.len(), self.batch_size, model.seed, index)
+            .into_iter()
+            .map(|i| &self.sentences[i])
+            .collect();
         let items: Vec<&Tokenized> = picked.iter().chain(picked.iter()).copied().collect();
         let n = picked.len();
-        pooled_loss(model, &items, index, |emb| loss::simcse_loss(&emb.narrow(0, 0, n)?, &emb.narrow(0, n, n)?, self.scale))
+        pooled_loss(model, &items, index, |emb| {
+            loss::simcse_loss(&emb.narrow(0, 0, n)?, &emb.narrow(0, n, n)?, self.scale)
+        })
     }
 
     fn evaluate(&self, model: &Trainee) -> Result<Option<(String, f64)>> {
@@ -168,7 +180,11 @@ impl Supervised {
             .map(|(i, r)| {
                 let file = &files[r.source].0;
                 let tok = |input: Input| {
-                    model.encoder.tokenize(&input).map_err(|e| TrainError::Data { file: file.clone(), line: i + 1, msg: e.to_string() })
+                    model.encoder.tokenize(&input).map_err(|e| TrainError::Data {
+                        file: file.clone(),
+                        line: i + 1,
+                        msg: e.to_string(),
+                    })
                 };
                 Ok(Example {
                     query: tok(Input::new(r.instruction, r.query))?,
@@ -178,10 +194,20 @@ impl Supervised {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let mut this = Self { examples, batch_size: config.per_device_train_batch_size, per_epoch: 0, scale: config.loss_scale, dev };
+        let mut this = Self {
+            examples,
+            batch_size: config.per_device_train_batch_size,
+            per_epoch: 0,
+            scale: config.loss_scale,
+            dev,
+        };
         this.per_epoch = this.batches(0, 0)?.len();
         if this.per_epoch == 0 {
-            return Err(TrainError::Data { file: path.into(), line: 1, msg: format!("no source has a full batch of {}", this.batch_size) });
+            return Err(TrainError::Data {
+                file: path.into(),
+                line: 1,
+                msg: format!("no source has a full batch of {}", this.batch_size),
+            });
         }
         Ok(this)
     }
@@ -204,7 +230,8 @@ impl Objective for Supervised {
         let batch: Vec<&Example> = batches[index % self.per_epoch].iter().map(|&i| &self.examples[i]).collect();
         let n = batch.len();
         let with_negatives = batch.iter().all(|e| e.negative.is_some());
-        let mut items: Vec<&Tokenized> = batch.iter().map(|e| &e.query).chain(batch.iter().map(|e| &e.positive)).collect();
+        let mut items: Vec<&Tokenized> =
+            batch.iter().map(|e| &e.query).chain(batch.iter().map(|e| &e.positive)).collect();
         if with_negatives {
             items.extend(batch.iter().filter_map(|e| e.negative.as_ref()));
         }

@@ -114,14 +114,18 @@ impl Objective for Mntp {
     }
 
     fn step(&self, model: &Trainee, index: usize) -> Result<(LossAndGrads, usize)> {
-        let blocks: Vec<&Vec<u32>> =
-            batch_items(self.train.len(), self.batch_size, model.seed, index).into_iter().map(|i| &self.train[i]).collect();
-        let (batch, masked) = self.masked_batch(model, &blocks, &mut Rng::derived(model.seed, Purpose::Mask, index as u64))?;
+        let blocks: Vec<&Vec<u32>> = batch_items(self.train.len(), self.batch_size, model.seed, index)
+            .into_iter()
+            .map(|i| &self.train[i])
+            .collect();
+        let (batch, masked) =
+            self.masked_batch(model, &blocks, &mut Rng::derived(model.seed, Purpose::Mask, index as u64))?;
         let (rows, targets) = prediction_rows(&masked, batch.ids.dim(1)?);
         let tokens = batch.tokens();
         if rows.is_empty() {
             // Nothing was masked (tiny blocks): a zero loss with zero gradients.
-            let grads = model.lora.vars().iter().map(|v| v.as_tensor().zeros_like()).collect::<candle_core::Result<_>>()?;
+            let grads =
+                model.lora.vars().iter().map(|v| v.as_tensor().zeros_like()).collect::<candle_core::Result<_>>()?;
             return Ok((LossAndGrads { loss: 0.0, grads }, tokens));
         }
         start_dropout(model, index);
@@ -141,13 +145,15 @@ impl Objective for Mntp {
         let (mut right, mut total) = (0usize, 0usize);
         for (k, chunk) in self.eval.chunks(self.eval_batch_size).enumerate() {
             let blocks: Vec<&Vec<u32>> = chunk.iter().collect();
-            let (batch, masked) = self.masked_batch(model, &blocks, &mut Rng::derived(model.seed, Purpose::Eval, k as u64))?;
+            let (batch, masked) =
+                self.masked_batch(model, &blocks, &mut Rng::derived(model.seed, Purpose::Eval, k as u64))?;
             let (rows, targets) = prediction_rows(&masked, batch.ids.dim(1)?);
             if rows.is_empty() {
                 continue;
             }
             let backbone = model.encoder.backbone();
-            let hidden = backbone.forward_pass(&batch.ids, &batch.lengths, model.mode, Pass::Train(&model.lora))?.detach();
+            let hidden =
+                backbone.forward_pass(&batch.ids, &batch.lengths, model.mode, Pass::Train(&model.lora))?.detach();
             let predicted: Vec<u32> = head(model, &hidden, &rows)?.argmax(D::Minus1)?.to_vec1()?;
             right += predicted.iter().zip(&targets).filter(|(p, t)| p == t).count();
             total += targets.len();

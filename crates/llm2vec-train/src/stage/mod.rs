@@ -86,7 +86,8 @@ impl StsDev {
         for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
             let err = |msg: String| TrainError::Data { file: path.into(), line: n + 1, msg };
             let v: serde_json::Value = serde_json::from_str(line).map_err(|e| err(e.to_string()))?;
-            let field = |k: &str| v.get(k).and_then(|x| x.as_str()).ok_or_else(|| err(format!("missing text field `{k}`")));
+            let field =
+                |k: &str| v.get(k).and_then(|x| x.as_str()).ok_or_else(|| err(format!("missing text field `{k}`")));
             let score = v.get("score").and_then(|x| x.as_f64()).ok_or_else(|| err("missing number `score`".into()))?;
             let tok = |s: &str| encoder.tokenize(&llm2vec::Input::text(s)).map_err(|e| err(e.to_string()));
             pairs.push((tok(field("sentence1")?)?, tok(field("sentence2")?)?));
@@ -128,7 +129,12 @@ impl StsDev {
             }
         }
         let cosines: Vec<f64> = (0..self.pairs.len())
-            .map(|i| llm2vec_eval::metrics::cosine(&embeddings[2 * i * dim..(2 * i + 1) * dim], &embeddings[(2 * i + 1) * dim..(2 * i + 2) * dim]))
+            .map(|i| {
+                llm2vec_eval::metrics::cosine(
+                    &embeddings[2 * i * dim..(2 * i + 1) * dim],
+                    &embeddings[(2 * i + 1) * dim..(2 * i + 2) * dim],
+                )
+            })
             .collect();
         Ok(llm2vec_eval::metrics::spearman(&cosines, &self.scores))
     }

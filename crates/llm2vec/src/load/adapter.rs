@@ -44,7 +44,10 @@ impl Adapter {
         let config = std::fs::read(&config_path).map_err(|e| Error::io(&config_path, e))?;
         let weights_path = dir.join("adapter_model.safetensors");
         if !weights_path.exists() && dir.join("adapter_model.bin").exists() {
-            return Err(Error::format(dir, "adapter_model.bin (pickle) is not supported; save the adapter as safetensors"));
+            return Err(Error::format(
+                dir,
+                "adapter_model.bin (pickle) is not supported; save the adapter as safetensors",
+            ));
         }
         let file = std::fs::File::open(&weights_path).map_err(|e| Error::io(&weights_path, e))?;
         // SAFETY: read-only map, dropped before returning.
@@ -57,7 +60,8 @@ impl Adapter {
         let config_path = dir.join("adapter_config.json");
         let config: AdapterConfig =
             serde_json::from_slice(config).map_err(|source| Error::Json { path: config_path.clone(), source })?;
-        let unsupported = |field: &str, msg: &str| Error::Config { path: config_path.clone(), field: field.into(), msg: msg.into() };
+        let unsupported =
+            |field: &str, msg: &str| Error::Config { path: config_path.clone(), field: field.into(), msg: msg.into() };
         if config.peft_type.as_deref().is_some_and(|t| t != "LORA") {
             return Err(unsupported("peft_type", "only LORA adapters are supported"));
         }
@@ -96,7 +100,11 @@ impl Adapter {
         for (module, (a, b)) in &self.pairs {
             let name = format!("{module}.weight");
             let w = base.get(&name).map_err(|_| {
-                Error::weight(&weights_path, &name, "the adapter targets a module the base model does not have (an adapter for another base model?)")
+                Error::weight(
+                    &weights_path,
+                    &name,
+                    "the adapter targets a module the base model does not have (an adapter for another base model?)",
+                )
             })?;
             let update = (b.dim(0)?, a.dim(1)?);
             let expected = if self.config.fan_in_fan_out { (w.dim(1)?, w.dim(0)?) } else { w.dims2()? };
@@ -107,7 +115,8 @@ impl Adapter {
                     format!("adapter update has shape {update:?} but the base weight is {:?} (an adapter for another base model?)", w.dims()),
                 ));
             }
-            let (a, b) = (a.to_dtype(DType::F32)?.to_device(w.device())?, b.to_dtype(DType::F32)?.to_device(w.device())?);
+            let (a, b) =
+                (a.to_dtype(DType::F32)?.to_device(w.device())?, b.to_dtype(DType::F32)?.to_device(w.device())?);
             let delta = (b.matmul(&a)? * self.scale(module))?;
             let delta = if self.config.fan_in_fan_out { delta.t()? } else { delta };
             let merged = (w.to_dtype(DType::F32)? + delta)?;
@@ -156,7 +165,10 @@ fn pattern_value<T: Copy>(pattern: &HashMap<String, T>, module: &str) -> Option<
 
 /// The key and value of the override that applies to `module`, if any.
 fn pattern_entry<'a, T: Copy>(pattern: &'a HashMap<String, T>, module: &str) -> Option<(&'a str, T)> {
-    pattern.iter().find(|(k, _)| module == k.as_str() || module.ends_with(&format!(".{k}"))).map(|(k, v)| (k.as_str(), *v))
+    pattern
+        .iter()
+        .find(|(k, _)| module == k.as_str() || module.ends_with(&format!(".{k}")))
+        .map(|(k, v)| (k.as_str(), *v))
 }
 
 /// A module's LoRA matrices, and the A matrix's name in the file (for error messages).
@@ -190,7 +202,11 @@ fn pair_tensors(tensors: HashMap<String, Tensor>, path: &Path) -> Result<HashMap
         let b = b_parts.remove(&module).ok_or_else(|| Error::weight(path, &module, "lora_A without lora_B"))?;
         let (r_a, r_b) = (a.dim(0)?, b.dim(1)?);
         if a.rank() != 2 || b.rank() != 2 || r_a != r_b || r_a == 0 {
-            return Err(Error::weight(path, &module, format!("lora_A {:?} and lora_B {:?} do not fit together", a.dims(), b.dims())));
+            return Err(Error::weight(
+                path,
+                &module,
+                format!("lora_A {:?} and lora_B {:?} do not fit together", a.dims(), b.dims()),
+            ));
         }
         pairs.insert(module, Pair { a, b, a_name });
     }

@@ -127,7 +127,8 @@ pub fn resolve(spec: &str) -> Result<PathBuf> {
 /// A model name meant as a local path, never to be downloaded: it starts with `.`, `/` or `~`, ends in `.gguf`,
 /// or has a `/` after a first component that exists here (`models/typo` when `models/` exists).
 fn looks_like_path(spec: &str) -> bool {
-    let first_exists = spec.split_once(['/', '\\']).is_some_and(|(first, _)| !first.is_empty() && Path::new(first).exists());
+    let first_exists =
+        spec.split_once(['/', '\\']).is_some_and(|(first, _)| !first.is_empty() && Path::new(first).exists());
     spec.starts_with(['.', '/', '~', '\\']) || spec.to_ascii_lowercase().ends_with(".gguf") || first_exists
 }
 
@@ -159,12 +160,8 @@ fn load_dir(dir: &Path, spec: &str, device: &Device) -> Result<Loaded> {
     if has_weights && dir.join("adapter_config.json").exists() {
         adapter::Adapter::load(dir)?.merge_into(&mut weights)?;
     }
-    let name = config_json
-        .get("_name_or_path")
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
-        .unwrap_or(spec)
-        .to_string();
+    let name =
+        config_json.get("_name_or_path").and_then(Value::as_str).filter(|s| !s.is_empty()).unwrap_or(spec).to_string();
     let raw_tokenizer = TextTokenizer::load_json(&dir.join("tokenizer.json"))?;
     let (bos, eos) = special_ids(dir, &config_json, &raw_tokenizer)?;
     let tokenizer = TextTokenizer::new(raw_tokenizer, bos, eos, &name)?;

@@ -24,7 +24,9 @@ pub fn settings(dir: &Path) -> Result<Option<Value>> {
         match kind.rsplit('.').next().unwrap_or("") {
             "Transformer" => {
                 let path = sub.join("sentence_bert_config.json");
-                if let Some(n) = path.exists().then(|| read_json(&path)).transpose()?.and_then(|c| c.get("max_seq_length").cloned()) {
+                if let Some(n) =
+                    path.exists().then(|| read_json(&path)).transpose()?.and_then(|c| c.get("max_seq_length").cloned())
+                {
                     out.insert("max_length".into(), n);
                 }
             }
@@ -32,7 +34,12 @@ pub fn settings(dir: &Path) -> Result<Option<Value>> {
             "Normalize" => {
                 out.insert("normalize".into(), json!(true));
             }
-            _ => return Err(Error::format(&modules_path, format!("module type `{kind}` is not supported (Transformer, Pooling, Normalize)"))),
+            _ => {
+                return Err(Error::format(
+                    &modules_path,
+                    format!("module type `{kind}` is not supported (Transformer, Pooling, Normalize)"),
+                ))
+            }
         }
     }
     Ok(Some(Value::Object(out)))
@@ -61,7 +68,10 @@ fn pooling(path: &Path, out: &mut Map<String, Value>) -> Result<()> {
             ))
         }
     }
-    out.insert("skip_instruction".into(), json!(!config.get("include_prompt").and_then(Value::as_bool).unwrap_or(true)));
+    out.insert(
+        "skip_instruction".into(),
+        json!(!config.get("include_prompt").and_then(Value::as_bool).unwrap_or(true)),
+    );
     Ok(())
 }
 

@@ -113,7 +113,13 @@ pub fn read_safetensors(path: &Path, device: &Device) -> Result<HashMap<String, 
     Ok(out)
 }
 
-fn to_tensor(name: &str, dtype: safetensors::Dtype, shape: &[usize], bytes: &[u8], device: &Device) -> std::result::Result<Tensor, String> {
+fn to_tensor(
+    name: &str,
+    dtype: safetensors::Dtype,
+    shape: &[usize],
+    bytes: &[u8],
+    device: &Device,
+) -> std::result::Result<Tensor, String> {
     let dtype = match dtype {
         safetensors::Dtype::F32 => DType::F32,
         safetensors::Dtype::F16 => DType::F16,

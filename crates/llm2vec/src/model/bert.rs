@@ -75,7 +75,11 @@ struct LayerNorm {
 
 impl LayerNorm {
     fn load(w: &Weights, prefix: &str, size: usize, eps: f64, dtype: DType) -> Result<Self> {
-        Ok(Self { weight: w.take(&format!("{prefix}.weight"), size, dtype)?, bias: w.take(&format!("{prefix}.bias"), size, dtype)?, eps })
+        Ok(Self {
+            weight: w.take(&format!("{prefix}.weight"), size, dtype)?,
+            bias: w.take(&format!("{prefix}.bias"), size, dtype)?,
+            eps,
+        })
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
@@ -150,7 +154,9 @@ impl Model {
 
     fn inference_only(pass: Pass) -> Result<()> {
         if pass.is_train() {
-            return Err(Error::Input("BERT models are supported for encoding only; training needs a decoder family".into()));
+            return Err(Error::Input(
+                "BERT models are supported for encoding only; training needs a decoder family".into(),
+            ));
         }
         Ok(())
     }
@@ -186,7 +192,14 @@ impl Backbone for Model {
         let hd = h / self.heads;
         let qkv = blk.qkv.apply(x, i, pass)?;
         let heads_of = |t: &Tensor| -> Result<Tensor> { Ok(t.reshape((b, l, self.heads, hd))?.transpose(1, 2)?) };
-        let attn = attention(&heads_of(&qkv[0])?, &heads_of(&qkv[1])?, &heads_of(&qkv[2])?, &ctx.global.bias, 1.0 / (hd as f64).sqrt(), None)?;
+        let attn = attention(
+            &heads_of(&qkv[0])?,
+            &heads_of(&qkv[1])?,
+            &heads_of(&qkv[2])?,
+            &ctx.global.bias,
+            1.0 / (hd as f64).sqrt(),
+            None,
+        )?;
         let x = blk.attention_norm.forward(&(x + blk.attention_out.output(&attn, i, pass)?)?)?;
         let inner = blk.intermediate.output(&x, i, pass)?.gelu_erf()?;
         blk.output_norm.forward(&(&x + blk.output.output(&inner, i, pass)?)?)
@@ -207,7 +220,10 @@ impl Backbone for Model {
     }
 
     fn linears_mut(&mut self) -> Vec<&mut Linear> {
-        self.blocks.iter_mut().flat_map(|b| [&mut b.qkv, &mut b.attention_out, &mut b.intermediate, &mut b.output]).collect()
+        self.blocks
+            .iter_mut()
+            .flat_map(|b| [&mut b.qkv, &mut b.attention_out, &mut b.intermediate, &mut b.output])
+            .collect()
     }
 
     fn hidden_size(&self) -> usize {

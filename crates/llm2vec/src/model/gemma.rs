@@ -90,10 +90,17 @@ impl Config {
 
     pub fn validate(&self, path: &std::path::Path) -> Result<()> {
         let err = |field: &str, msg: String| Error::Config { path: path.into(), field: field.into(), msg };
-        if self.num_attention_heads == 0 || self.kv_heads() == 0 || !self.num_attention_heads.is_multiple_of(self.kv_heads()) {
+        if self.num_attention_heads == 0
+            || self.kv_heads() == 0
+            || !self.num_attention_heads.is_multiple_of(self.kv_heads())
+        {
             return Err(err(
                 "num_key_value_heads",
-                format!("{} must be positive and divide num_attention_heads {}", self.kv_heads(), self.num_attention_heads),
+                format!(
+                    "{} must be positive and divide num_attention_heads {}",
+                    self.kv_heads(),
+                    self.num_attention_heads
+                ),
             ));
         }
         if self.head_dim == 0 || !self.head_dim.is_multiple_of(2) {
@@ -207,7 +214,6 @@ impl Model {
             device: device.clone(),
         })
     }
-
 }
 
 impl Backbone for Model {
@@ -254,10 +260,14 @@ impl Backbone for Model {
                         None => Ok(t),
                     }
                 };
-                Tensor::cat(&[part(0, heads, q_norm)?, part(heads, kv, k_norm)?, part(heads + kv, kv, &None)?], D::Minus1)?
+                Tensor::cat(
+                    &[part(0, heads, q_norm)?, part(heads, kv, k_norm)?, part(heads + kv, kv, &None)?],
+                    D::Minus1,
+                )?
             }
         };
-        let spec = AttentionSpec { heads, kv_heads: kv, head_dim: hd, scale: self.attn_scale, softcap: self.attn_softcap };
+        let spec =
+            AttentionSpec { heads, kv_heads: kv, head_dim: hd, scale: self.attn_scale, softcap: self.attn_softcap };
         let attn = rotary_attention(&qkv, attend, spec, pass)?;
         let attn = blk.o_proj.output(&attn, i, pass)?;
         let attn = match &blk.post_attention_norm {
@@ -292,7 +302,10 @@ impl Backbone for Model {
 
     fn sites(&self) -> Vec<(Site, usize, usize)> {
         let linears = |(i, b): (usize, &Block)| {
-            [&b.qkv, &b.o_proj, &b.gate_up, &b.down_proj].into_iter().flat_map(move |lin| lin.sites(i)).collect::<Vec<_>>()
+            [&b.qkv, &b.o_proj, &b.gate_up, &b.down_proj]
+                .into_iter()
+                .flat_map(move |lin| lin.sites(i))
+                .collect::<Vec<_>>()
         };
         self.blocks.iter().enumerate().flat_map(linears).collect()
     }

@@ -71,11 +71,17 @@ impl Linear {
         let weight_t = self.dense()?;
         let (inp, out) = weight_t.dims2()?;
         if !weight_t.device().is_cpu() || weight_t.dtype() != DType::F32 {
-            let msg = format!("8-bit products run on the CPU from f32 weights, not {:?} on {:?}", weight_t.dtype(), weight_t.device());
+            let msg = format!(
+                "8-bit products run on the CPU from f32 weights, not {:?} on {:?}",
+                weight_t.dtype(),
+                weight_t.device()
+            );
             return Err(Error::Option { option: "quantize", msg });
         }
-        let matrix = cpu::q8::Matrix::from_transposed(&weight_t.flatten_all()?.to_vec1::<f32>()?, inp, out)
-            .ok_or_else(|| Error::Option { option: "quantize", msg: format!("a [{inp}, {out}] weight cannot be quantized") })?;
+        let matrix =
+            cpu::q8::Matrix::from_transposed(&weight_t.flatten_all()?.to_vec1::<f32>()?, inp, out).ok_or_else(
+                || Error::Option { option: "quantize", msg: format!("a [{inp}, {out}] weight cannot be quantized") },
+            )?;
         let bias = self.bias.as_ref().map(|b| b.to_dtype(DType::F32)?.to_vec1::<f32>()).transpose()?;
         self.weight = Weight::Int8(matrix, bias);
         Ok(())
@@ -84,7 +90,9 @@ impl Linear {
     fn dense(&self) -> Result<&Tensor> {
         match &self.weight {
             Weight::Dense(w) => Ok(w),
-            Weight::Int8(..) => Err(Error::Option { option: "quantize", msg: "8-bit weights are for inference only".into() }),
+            Weight::Int8(..) => {
+                Err(Error::Option { option: "quantize", msg: "8-bit weights are for inference only".into() })
+            }
         }
     }
 
@@ -100,7 +108,15 @@ impl Linear {
     }
 
     /// Projection `proj` of the block whose weights are under `block` (`model.layers.3`).
-    pub fn load(w: &Weights, block: &str, proj: Projection, out: usize, inp: usize, bias: bool, dtype: DType) -> Result<Self> {
+    pub fn load(
+        w: &Weights,
+        block: &str,
+        proj: Projection,
+        out: usize,
+        inp: usize,
+        bias: bool,
+        dtype: DType,
+    ) -> Result<Self> {
         let prefix = format!("{block}.{}", proj.module());
         let weight = w.take(&format!("{prefix}.weight"), (out, inp), dtype)?;
         let bias = if bias { Some(w.take(&format!("{prefix}.bias"), out, dtype)?) } else { None };
@@ -297,7 +313,9 @@ pub(crate) fn rotary_attention(qkv: &Tensor, attend: &Attend, spec: AttentionSpe
     }
     let (b, l, _) = qkv.dims3()?;
     let AttentionSpec { heads, kv_heads, head_dim: d, .. } = spec;
-    let part = |first: usize, n: usize| -> Result<Tensor> { Ok(qkv.narrow(D::Minus1, first * d, n * d)?.reshape((b, l, n, d))?.transpose(1, 2)?) };
+    let part = |first: usize, n: usize| -> Result<Tensor> {
+        Ok(qkv.narrow(D::Minus1, first * d, n * d)?.reshape((b, l, n, d))?.transpose(1, 2)?)
+    };
     let q = apply_rotary(&part(0, heads)?, cos, sin)?;
     let k = apply_rotary(&part(heads, kv_heads)?, cos, sin)?;
     attention(&q, &k, &part(heads + kv_heads, kv_heads)?, bias, spec.scale, spec.softcap)
@@ -336,8 +354,8 @@ pub fn attention_bias(
         for i in 0..seq_len {
             let row = &mut bias[(b * seq_len + i) * seq_len..(b * seq_len + i + 1) * seq_len];
             for (j, v) in row.iter_mut().enumerate() {
-                let visible = j < len
-                    && (mode == AttentionMode::Bidirectional || (j <= i && window.is_none_or(|w| i - j < w)));
+                let visible =
+                    j < len && (mode == AttentionMode::Bidirectional || (j <= i && window.is_none_or(|w| i - j < w)));
                 if !visible {
                     *v = blocked;
                 }
@@ -349,7 +367,14 @@ pub fn attention_bias(
 
 /// Scaled dot-product attention with grouped-query heads, for inference.
 /// `q: [b, heads, l, d]`, `k, v: [b, kv_heads, l, d]`, `bias: [b, 1, l, l]`; returns `[b, l, heads * d]`.
-pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, bias: &Tensor, scale: f64, softcap: Option<f64>) -> Result<Tensor> {
+pub fn attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    bias: &Tensor,
+    scale: f64,
+    softcap: Option<f64>,
+) -> Result<Tensor> {
     if let Some(out) = cpu::attention::attention(q, k, v, bias, scale, softcap)? {
         return Ok(out);
     }
@@ -421,7 +446,9 @@ impl CustomOp1 for Gated {
             let (gate, up) = row.split_at(n);
             match self.act {
                 Activation::Silu => cpu::simd::silu_mul(gate, up, dst),
-                Activation::GeluTanh => dst.iter_mut().zip(gate.iter().zip(up)).for_each(|(o, (&g, &u))| *o = gelu_tanh(g) * u),
+                Activation::GeluTanh => {
+                    dst.iter_mut().zip(gate.iter().zip(up)).for_each(|(o, (&g, &u))| *o = gelu_tanh(g) * u)
+                }
             }
         };
         let rows = data[start..end].par_chunks_exact(2 * n).zip(out.par_chunks_exact_mut(n));

@@ -131,7 +131,8 @@ impl Model {
             .map(|i| {
                 let p = format!("model.layers.{i}");
                 let lin = |proj, out, inp, bias| Linear::load(w, &p, proj, out, inp, bias, dtype);
-                let norm = |name: &str| RmsNorm::load(w, &format!("{p}.{name}.weight"), h, cfg.rms_norm_eps, 0.0, dtype);
+                let norm =
+                    |name: &str| RmsNorm::load(w, &format!("{p}.{name}.weight"), h, cfg.rms_norm_eps, 0.0, dtype);
                 let qb = cfg.qkv_bias();
                 Ok(Block {
                     input_norm: norm("input_layernorm")?,
@@ -171,7 +172,6 @@ impl Model {
             device: device.clone(),
         })
     }
-
 }
 
 impl Backbone for Model {
@@ -215,7 +215,10 @@ impl Backbone for Model {
 
     fn sites(&self) -> Vec<(Site, usize, usize)> {
         let linears = |(i, b): (usize, &Block)| {
-            [&b.qkv, &b.o_proj, &b.gate_up, &b.down_proj].into_iter().flat_map(move |lin| lin.sites(i)).collect::<Vec<_>>()
+            [&b.qkv, &b.o_proj, &b.gate_up, &b.down_proj]
+                .into_iter()
+                .flat_map(move |lin| lin.sites(i))
+                .collect::<Vec<_>>()
         };
         self.blocks.iter().enumerate().flat_map(linears).collect()
     }

@@ -13,8 +13,8 @@ use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
 
-pub use layers::{AttentionMode, Context};
 use layers::RopeScaling;
+pub use layers::{AttentionMode, Context};
 pub use trainable::{LowRank, Pass, Projection, Site, Tuning};
 
 use crate::error::{Error, Result};
@@ -88,11 +88,12 @@ impl Config {
             }
             "bert" => Ok(Config::Bert(serde_json::from_value(json.clone()).map_err(parse_err)?)),
             "gemma3" => {
-                let mut text = json.get("text_config").and_then(|t| t.as_object()).cloned().ok_or_else(|| Error::Config {
-                    path: path.into(),
-                    field: "text_config".into(),
-                    msg: "an object is required for model_type gemma3".into(),
-                })?;
+                let mut text =
+                    json.get("text_config").and_then(|t| t.as_object()).cloned().ok_or_else(|| Error::Config {
+                        path: path.into(),
+                        field: "text_config".into(),
+                        msg: "an object is required for model_type gemma3".into(),
+                    })?;
                 text.insert("model_type".into(), "gemma3_text".into());
                 Self::from_json(&serde_json::Value::Object(text), path)
             }

@@ -11,7 +11,10 @@ pub fn available(path: &Path, how: &str) -> bool {
         return true;
     }
     let missing = format!("{} is absent ({how})", path.display());
-    assert!(std::env::var_os("LLM2VEC_REQUIRE_TEST_FILES").is_none(), "{missing}, and LLM2VEC_REQUIRE_TEST_FILES is set");
+    assert!(
+        std::env::var_os("LLM2VEC_REQUIRE_TEST_FILES").is_none(),
+        "{missing}, and LLM2VEC_REQUIRE_TEST_FILES is set"
+    );
     eprintln!("skipped: {missing}");
     false
 }

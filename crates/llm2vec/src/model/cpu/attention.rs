@@ -13,8 +13,16 @@ use crate::model::trainable::softmax;
 
 /// `q: [b, heads, l, d]`, `k, v: [b, kv_heads, l, d]` (f32, CPU, last dimension contiguous), `bias:
 /// [b, 1, l, l]`; returns `[b, l, heads * d]`. `None` when the inputs do not fit this op.
-pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, bias: &Tensor, scale: f64, softcap: Option<f64>) -> Result<Option<Tensor>> {
-    let fits = |t: &Tensor| t.device().is_cpu() && t.dtype() == candle_core::DType::F32 && t.stride().last() == Some(&1);
+pub fn attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    bias: &Tensor,
+    scale: f64,
+    softcap: Option<f64>,
+) -> Result<Option<Tensor>> {
+    let fits =
+        |t: &Tensor| t.device().is_cpu() && t.dtype() == candle_core::DType::F32 && t.stride().last() == Some(&1);
     if ![q, k, v, bias].into_iter().all(fits) {
         return Ok(None);
     }
@@ -69,11 +77,44 @@ impl Attention<'_> {
     /// SAFETY: `q`, `k`, `v` address `[l, d]` matrices with row strides `q.row`, `k.row`, `v.row`;
     /// `out` holds `b_total * l * heads * d` elements; no other task writes head `h` of sequence `b`.
     #[allow(clippy::too_many_arguments)]
-    unsafe fn head(&self, q: *const f32, k: *const f32, v: *const f32, rows: [isize; 3], b: usize, l: usize, d: usize, width: usize, out: Out, h: usize, scores: &mut [f32]) {
+    unsafe fn head(
+        &self,
+        q: *const f32,
+        k: *const f32,
+        v: *const f32,
+        rows: [isize; 3],
+        b: usize,
+        l: usize,
+        d: usize,
+        width: usize,
+        out: Out,
+        h: usize,
+        scores: &mut [f32],
+    ) {
         let [q_rs, k_rs, v_rs] = rows;
         let s = scores.as_mut_ptr();
         // scores[i, j] = scale * q_i . k_j
-        gemm(l, l, d, s, 1, l as isize, false, q, 1, q_rs, k, k_rs, 1, 0.0, self.scale, false, false, false, Parallelism::None);
+        gemm(
+            l,
+            l,
+            d,
+            s,
+            1,
+            l as isize,
+            false,
+            q,
+            1,
+            q_rs,
+            k,
+            k_rs,
+            1,
+            0.0,
+            self.scale,
+            false,
+            false,
+            false,
+            Parallelism::None,
+        );
         let bias = &self.bias[b * l * l..(b + 1) * l * l];
         for (row, bias) in scores.chunks_exact_mut(l).zip(bias.chunks_exact(l)) {
             if let Some(cap) = self.softcap {
@@ -83,7 +124,27 @@ impl Attention<'_> {
             softmax(row);
         }
         let dst = out.0.add(b * l * width + h * d);
-        gemm(l, d, l, dst, 1, width as isize, false, s, 1, l as isize, v, 1, v_rs, 0.0, 1.0, false, false, false, Parallelism::None);
+        gemm(
+            l,
+            d,
+            l,
+            dst,
+            1,
+            width as isize,
+            false,
+            s,
+            1,
+            l as isize,
+            v,
+            1,
+            v_rs,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            Parallelism::None,
+        );
     }
 }
 
@@ -92,11 +153,30 @@ impl CustomOp3 for Attention<'_> {
         "cpu-attention"
     }
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout, s3: &CpuStorage, l3: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
         let (b, heads, l, d) = l1.shape().dims4()?;
         let (kb, kv, kl, kd) = l2.shape().dims4()?;
-        if (kb, kl, kd) != (b, l, d) || l3.shape() != l2.shape() || kv == 0 || heads % kv != 0 || self.bias.len() != b * l * l {
-            candle_core::bail!("cpu-attention: shapes q {:?}, k {:?}, v {:?}, bias of {} do not agree", l1.shape(), l2.shape(), l3.shape(), self.bias.len());
+        if (kb, kl, kd) != (b, l, d)
+            || l3.shape() != l2.shape()
+            || kv == 0
+            || heads % kv != 0
+            || self.bias.len() != b * l * l
+        {
+            candle_core::bail!(
+                "cpu-attention: shapes q {:?}, k {:?}, v {:?}, bias of {} do not agree",
+                l1.shape(),
+                l2.shape(),
+                l3.shape(),
+                self.bias.len()
+            );
         }
         let (q, k, v) = (Operand::new(s1, l1)?, Operand::new(s2, l2)?, Operand::new(s3, l3)?);
         let rows = [q.row as isize, k.row as isize, v.row as isize];
@@ -108,7 +188,9 @@ impl CustomOp3 for Attention<'_> {
             let (bi, h) = (task / heads, task % heads);
             // SAFETY: the operands' strides come from their layouts and the task owns head `h` of
             // sequence `bi` in `out` (see `Attention::head`).
-            unsafe { self.head(q.at(bi, h), k.at(bi, h / group), v.at(bi, h / group), rows, bi, l, d, width, ptr, h, scores) }
+            unsafe {
+                self.head(q.at(bi, h), k.at(bi, h / group), v.at(bi, h / group), rows, bi, l, d, width, ptr, h, scores)
+            }
         };
         (0..b * heads).into_par_iter().for_each_init(|| vec![0f32; l * l], run);
         Ok((CpuStorage::F32(out), Shape::from((b, l, width))))

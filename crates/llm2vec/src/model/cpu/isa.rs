@@ -72,10 +72,11 @@ fn requested() -> Result<Option<Isa>> {
 
 /// The path named by `value` (case-insensitive), no wider than `widest`.
 fn parse(value: &str, widest: Isa) -> Result<Isa> {
-    let wanted = Isa::ALL.into_iter().find(|isa| isa.name().eq_ignore_ascii_case(value.trim())).ok_or_else(|| Error::Env {
-        name: ENV,
-        msg: format!("unknown instruction set `{value}`; expected one of avx512, avx2, scalar"),
-    })?;
+    let wanted =
+        Isa::ALL.into_iter().find(|isa| isa.name().eq_ignore_ascii_case(value.trim())).ok_or_else(|| Error::Env {
+            name: ENV,
+            msg: format!("unknown instruction set `{value}`; expected one of avx512, avx2, scalar"),
+        })?;
     Ok(wanted.min(widest))
 }
 

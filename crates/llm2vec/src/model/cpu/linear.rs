@@ -62,7 +62,27 @@ impl CustomOp1 for Linear<'_> {
         // SAFETY: `y` has room for `m * n` values (initialised when `read_dst`, written in full by the
         // product otherwise); `x` is `[m, k]` and `weight` `[k, n]`, both row-major.
         unsafe {
-            gemm(m, n, k, y.as_mut_ptr(), 1, n as isize, read_dst, x.as_ptr(), 1, k as isize, self.weight.as_ptr(), 1, n as isize, 1.0, 1.0, false, false, false, parallelism);
+            gemm(
+                m,
+                n,
+                k,
+                y.as_mut_ptr(),
+                1,
+                n as isize,
+                read_dst,
+                x.as_ptr(),
+                1,
+                k as isize,
+                self.weight.as_ptr(),
+                1,
+                n as isize,
+                1.0,
+                1.0,
+                false,
+                false,
+                false,
+                parallelism,
+            );
             y.set_len(m * n);
         }
         let mut dims = layout.shape().dims().to_vec();

@@ -31,7 +31,9 @@ fn cpu_data<'a, T: WithDType>(storage: &'a Storage, layout: &Layout) -> Option<&
 mod tests {
     use candle_core::{DType, Device, Module, Tensor};
 
-    use crate::model::layers::{attention, attention_bias, rotary_attention, Attend, AttentionMode, Linear, RopeScaling, Rotary};
+    use crate::model::layers::{
+        attention, attention_bias, rotary_attention, Attend, AttentionMode, Linear, RopeScaling, Rotary,
+    };
     use crate::model::trainable::AttentionSpec;
     use crate::model::{Pass, Projection};
 
@@ -53,9 +55,11 @@ mod tests {
     #[test]
     fn attention_matches_the_composed_ops() {
         let (b, heads, kv, l, d) = (3, 6, 2, 9, 8);
-        for (mode, window, softcap) in
-            [(AttentionMode::Bidirectional, None, None), (AttentionMode::Causal, Some(3), None), (AttentionMode::Causal, None, Some(2.0))]
-        {
+        for (mode, window, softcap) in [
+            (AttentionMode::Bidirectional, None, None),
+            (AttentionMode::Causal, Some(3), None),
+            (AttentionMode::Causal, None, Some(2.0)),
+        ] {
             let q = values(&[b, heads, l, d], 1);
             let k = values(&[b, kv, l, d], 2);
             let v = values(&[b, l, kv, d], 3).transpose(1, 2).unwrap();
@@ -67,7 +71,10 @@ mod tests {
             assert_eq!(fused.dims(), &[b, l, heads * d]);
             // Padding rows see nothing but blocked keys; their values differ between dtypes and are never used.
             for (i, &len) in lengths.iter().enumerate() {
-                let (f, c) = (fused.get(i).unwrap().narrow(0, 0, len).unwrap(), composed.get(i).unwrap().narrow(0, 0, len).unwrap());
+                let (f, c) = (
+                    fused.get(i).unwrap().narrow(0, 0, len).unwrap(),
+                    composed.get(i).unwrap().narrow(0, 0, len).unwrap(),
+                );
                 assert!(max_diff(&f, &c) < 1e-5, "{mode:?} {window:?} {softcap:?}, sequence {i}: {}", max_diff(&f, &c));
             }
         }
@@ -80,7 +87,9 @@ mod tests {
     fn rotary_attention_matches_the_composed_ops() {
         let (b, heads, kv, l, d) = (3, 6, 2, 9, 8);
         let rotary = Rotary::new(d, 100.0, &RopeScaling::None);
-        for (mode, window, softcap) in [(AttentionMode::Bidirectional, None, None), (AttentionMode::Causal, Some(3), Some(2.0))] {
+        for (mode, window, softcap) in
+            [(AttentionMode::Bidirectional, None, None), (AttentionMode::Causal, Some(3), Some(2.0))]
+        {
             let qkv = values(&[b, l, (heads + 2 * kv) * d], 7);
             let lengths = [9, 4, 1];
             let spec = AttentionSpec { heads, kv_heads: kv, head_dim: d, scale: 0.3, softcap };
@@ -92,7 +101,10 @@ mod tests {
             let (fused, composed) = (run(DType::F32), run(DType::F64));
             assert_eq!(fused.dims(), &[b, l, heads * d]);
             for (i, &len) in lengths.iter().enumerate() {
-                let (f, c) = (fused.get(i).unwrap().narrow(0, 0, len).unwrap(), composed.get(i).unwrap().narrow(0, 0, len).unwrap());
+                let (f, c) = (
+                    fused.get(i).unwrap().narrow(0, 0, len).unwrap(),
+                    composed.get(i).unwrap().narrow(0, 0, len).unwrap(),
+                );
                 assert!(max_diff(&f, &c) < 1e-5, "{mode:?} {window:?} {softcap:?}, sequence {i}: {}", max_diff(&f, &c));
             }
         }

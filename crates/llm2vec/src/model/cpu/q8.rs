@@ -49,7 +49,8 @@ impl Path {
         let isa = isa.min(Isa::detected());
         #[cfg(target_arch = "x86_64")]
         {
-            let vnni = std::arch::is_x86_feature_detected!("avx512vnni") && std::arch::is_x86_feature_detected!("avx512vl");
+            let vnni =
+                std::arch::is_x86_feature_detected!("avx512vnni") && std::arch::is_x86_feature_detected!("avx512vl");
             if isa == Isa::Avx512 && vnni {
                 return Path::Vnni;
             }
@@ -126,9 +127,10 @@ impl Activations {
         let rows = (x.len() / inputs).next_multiple_of(MR);
         let mut data = vec![0i16; rows * stride];
         let mut scales = vec![0f32; rows];
-        data.par_chunks_exact_mut(stride).zip(scales.par_iter_mut()).zip(x.par_chunks_exact(inputs)).for_each(
-            |((q, scale), x)| *scale = quantize_row(x, ACT_MAX, &mut q[..inputs]),
-        );
+        data.par_chunks_exact_mut(stride)
+            .zip(scales.par_iter_mut())
+            .zip(x.par_chunks_exact(inputs))
+            .for_each(|((q, scale), x)| *scale = quantize_row(x, ACT_MAX, &mut q[..inputs]));
         Activations { data, scales }
     }
 }
@@ -209,15 +211,31 @@ mod x86 {
     use super::{rows_with, Activations, Matrix, Tile, MR, NR, STEP};
 
     #[target_feature(enable = "avx2")]
-    pub(super) unsafe fn rows_avx2(w: &Matrix, acts: &Activations, rows: Range<usize>, bias: Option<&[f32]>, y: &mut [f32]) {
+    pub(super) unsafe fn rows_avx2(
+        w: &Matrix,
+        acts: &Activations,
+        rows: Range<usize>,
+        bias: Option<&[f32]>,
+        y: &mut [f32],
+    ) {
         // SAFETY: this function has AVX2; see `tile` for the bounds.
-        rows_with(w, acts, rows, bias, y, |w, a, r0, j0, inputs| unsafe { tile(w, a, r0, j0, inputs, |acc, a, w| _mm256_add_epi32(acc, _mm256_madd_epi16(a, w))) })
+        rows_with(w, acts, rows, bias, y, |w, a, r0, j0, inputs| unsafe {
+            tile(w, a, r0, j0, inputs, |acc, a, w| _mm256_add_epi32(acc, _mm256_madd_epi16(a, w)))
+        })
     }
 
     #[target_feature(enable = "avx512vnni,avx512vl,avx2")]
-    pub(super) unsafe fn rows_vnni(w: &Matrix, acts: &Activations, rows: Range<usize>, bias: Option<&[f32]>, y: &mut [f32]) {
+    pub(super) unsafe fn rows_vnni(
+        w: &Matrix,
+        acts: &Activations,
+        rows: Range<usize>,
+        bias: Option<&[f32]>,
+        y: &mut [f32],
+    ) {
         // SAFETY: this function has AVX-512 VNNI on 256-bit vectors; see `tile` for the bounds.
-        rows_with(w, acts, rows, bias, y, |w, a, r0, j0, inputs| unsafe { tile(w, a, r0, j0, inputs, |acc, a, w| _mm256_dpwssd_epi32(acc, a, w)) })
+        rows_with(w, acts, rows, bias, y, |w, a, r0, j0, inputs| unsafe {
+            tile(w, a, r0, j0, inputs, |acc, a, w| _mm256_dpwssd_epi32(acc, a, w))
+        })
     }
 
     /// One micro-tile: `acc + a * w` over pairs of 16-bit lanes summed into i32 (`madd`), the weights
@@ -240,7 +258,8 @@ mod x86 {
         let (a, b) = (acts.data[r0 * s..].as_ptr(), w.data[j0 * s..].as_ptr());
         let mut acc = [[_mm256_setzero_si256(); NR]; MR];
         for t in inputs.step_by(STEP) {
-            let wv: [__m256i; NR] = std::array::from_fn(|c| _mm256_cvtepi8_epi16(_mm_loadu_si128(b.add(c * s + t) as *const __m128i)));
+            let wv: [__m256i; NR] =
+                std::array::from_fn(|c| _mm256_cvtepi8_epi16(_mm_loadu_si128(b.add(c * s + t) as *const __m128i)));
             for (r, acc) in acc.iter_mut().enumerate() {
                 let av = _mm256_loadu_si256(a.add(r * s + t) as *const __m256i);
                 for (acc, &wc) in acc.iter_mut().zip(&wv) {
@@ -270,7 +289,12 @@ mod x86 {
 /// `x W^T + bias` with `w` in 8 bits: `x: [.., inputs]` contiguous f32 on the CPU, `bias: [outputs]`.
 pub fn linear(x: &Tensor, w: &Matrix, bias: Option<&[f32]>) -> candle_core::Result<Tensor> {
     if !(x.device().is_cpu() && x.dtype() == DType::F32) || x.dims().last() != Some(&w.inputs) {
-        candle_core::bail!("8-bit linear: expects f32 CPU input [.., {}], got {:?} {:?}", w.inputs, x.dtype(), x.dims());
+        candle_core::bail!(
+            "8-bit linear: expects f32 CPU input [.., {}], got {:?} {:?}",
+            w.inputs,
+            x.dtype(),
+            x.dims()
+        );
     }
     x.contiguous()?.apply_op1_no_bwd(&Linear { w, bias, path: Path::for_isa(Isa::active()) })
 }
@@ -308,7 +332,11 @@ mod tests {
         (0..n)
             .map(|i| {
                 let v = ((i * 7919 + seed * 104_729) % 2003) as f32 / 1001.5 - 1.0;
-                if i % 97 == 3 { v * 20.0 } else { v }
+                if i % 97 == 3 {
+                    v * 20.0
+                } else {
+                    v
+                }
             })
             .collect()
     }
@@ -357,7 +385,11 @@ mod tests {
                         bound += a.abs() * dw / 2.0 + b.abs() * dx / 2.0 + dx * dw / 4.0;
                     }
                     let err = (got[i * n + j] as f64 - exact).abs();
-                    assert!(err <= bound, "{path:?} ({i}, {j}): {} vs {exact}, error {err} over the bound {bound}", got[i * n + j]);
+                    assert!(
+                        err <= bound,
+                        "{path:?} ({i}, {j}): {} vs {exact}, error {err} over the bound {bound}",
+                        got[i * n + j]
+                    );
                 }
             }
         }

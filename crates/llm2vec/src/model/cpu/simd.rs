@@ -127,7 +127,11 @@ mod tests {
                 silu_mul_on(isa, &gate, &up, &mut out);
                 for i in 0..len {
                     let want = gate[i] as f64 / (1.0 + (-gate[i] as f64).exp()) * up[i] as f64;
-                    assert!((out[i] as f64 - want).abs() <= 1e-6 * want.abs().max(1.0), "{isa:?} at {i}: {} vs {want}", out[i]);
+                    assert!(
+                        (out[i] as f64 - want).abs() <= 1e-6 * want.abs().max(1.0),
+                        "{isa:?} at {i}: {} vs {want}",
+                        out[i]
+                    );
                 }
             }
         }
@@ -147,8 +151,14 @@ mod tests {
                     let s = 1.0 / (1.0 + (-g).exp());
                     let (want_gate, want_up) = (d * u * s * (1.0 + g * (1.0 - s)), d * g * s);
                     let (dg, du) = (d_gate[i] as f64, d_up[i] as f64);
-                    assert!((dg - want_gate).abs() <= 1e-6 * want_gate.abs().max(1.0), "{isa:?} d gate at {i}: {dg} vs {want_gate}");
-                    assert!((du - want_up).abs() <= 1e-6 * want_up.abs().max(1.0), "{isa:?} d up at {i}: {du} vs {want_up}");
+                    assert!(
+                        (dg - want_gate).abs() <= 1e-6 * want_gate.abs().max(1.0),
+                        "{isa:?} d gate at {i}: {dg} vs {want_gate}"
+                    );
+                    assert!(
+                        (du - want_up).abs() <= 1e-6 * want_up.abs().max(1.0),
+                        "{isa:?} d up at {i}: {du} vs {want_up}"
+                    );
                 }
             }
         }

@@ -24,11 +24,20 @@ pub struct AttentionSpec {
 /// `qkv: [b, l, (heads + 2 kv_heads) * d]` (q, k and v side by side, as the fused projection writes
 /// them), rotary tables `cos, sin: [l, d / 2]` (rotate-half), additive `bias: [b, 1, l, l]`; `dropout` is
 /// `(p, seed)` for the probabilities. Returns `[b, l, heads * d]`.
-pub fn attention(qkv: &Tensor, cos: &Tensor, sin: &Tensor, bias: &Tensor, spec: AttentionSpec, dropout: Option<(f64, u64)>) -> Result<Tensor> {
+pub fn attention(
+    qkv: &Tensor,
+    cos: &Tensor,
+    sin: &Tensor,
+    bias: &Tensor,
+    spec: AttentionSpec,
+    dropout: Option<(f64, u64)>,
+) -> Result<Tensor> {
     let (b, l, width) = qkv.dims3()?;
     let AttentionSpec { heads, kv_heads, head_dim: d, .. } = spec;
     if kv_heads == 0 || heads % kv_heads != 0 || d % 2 != 0 || width != (heads + 2 * kv_heads) * d {
-        return Err(Error::Input(format!("attention: {width} values per token for {heads} heads and {kv_heads} key/value heads of {d}")));
+        return Err(Error::Input(format!(
+            "attention: {width} values per token for {heads} heads and {kv_heads} key/value heads of {d}"
+        )));
     }
     let dtype = qkv.dtype();
     let table = |t: &Tensor| t.detach().to_dtype(dtype)?.contiguous();
@@ -134,7 +143,14 @@ impl Attention {
 
     /// The probabilities `[l, l]` of one head of sequence `bi` from its rotated `qr` and `kr` into `p`;
     /// with soft-capping, `cap_grad` (when given) receives the cap's derivative `1 - tanh^2`.
-    fn probs<T: Real>(&self, t: &Tables<T>, bi: usize, (qr, kr): (&[T], &[T]), p: &mut [T], cap_grad: Option<&mut [T]>) {
+    fn probs<T: Real>(
+        &self,
+        t: &Tables<T>,
+        bi: usize,
+        (qr, kr): (&[T], &[T]),
+        p: &mut [T],
+        cap_grad: Option<&mut [T]>,
+    ) {
         let Dims { l, d, .. } = self.dims;
         // SAFETY: `qr` and `kr` are `[l, d]` row-major.
         unsafe { product(p, l, (l, l, d), Matrix::rows(qr, d), Matrix::rows(kr, d).t(), self.spec.scale, false) };
@@ -228,10 +244,18 @@ impl Attention {
     /// Runs `f` with the op's tables as `T` slices.
     fn with_tables<T: Real, R>(&self, f: impl FnOnce(&Tables<T>) -> candle_core::Result<R>) -> candle_core::Result<R> {
         let [(cg, cl), (sg, sl), (bg, bl)] = [&self.cos, &self.sin, &self.bias].map(Tensor::storage_and_layout);
-        let t = Tables { cos: tensor_elements::<T>(&cg, cl)?, sin: tensor_elements::<T>(&sg, sl)?, bias: tensor_elements::<T>(&bg, bl)? };
+        let t = Tables {
+            cos: tensor_elements::<T>(&cg, cl)?,
+            sin: tensor_elements::<T>(&sg, sl)?,
+            bias: tensor_elements::<T>(&bg, bl)?,
+        };
         let Dims { b, l, d, .. } = self.dims;
         if t.cos.len() != l * d / 2 || t.sin.len() != l * d / 2 || t.bias.len() != b * l * l {
-            candle_core::bail!("attention: rotary tables of {} values or a bias of {} for {b} sequences of {l}, heads of {d}", t.cos.len(), t.bias.len());
+            candle_core::bail!(
+                "attention: rotary tables of {} values or a bias of {} for {b} sequences of {l}, heads of {d}",
+                t.cos.len(),
+                t.bias.len()
+            );
         }
         f(&t)
     }
@@ -259,7 +283,11 @@ impl Attention {
     fn backward<T: Real>(&self, qkv: &[T], grad: &[T]) -> candle_core::Result<Vec<T>> {
         let Dims { b, l, heads, kv, d } = self.dims;
         if qkv.len() != b * l * self.dims.width() || grad.len() != b * l * heads * d {
-            candle_core::bail!("attention: {} input and {} gradient values for {b} x {l} tokens", qkv.len(), grad.len());
+            candle_core::bail!(
+                "attention: {} input and {} gradient values for {b} x {l} tokens",
+                qkv.len(),
+                grad.len()
+            );
         }
         let (group, width) = (self.dims.group(), self.dims.width());
         let mut dqkv = vec![T::of(0.0); qkv.len()];
@@ -304,7 +332,10 @@ impl<T: Copy> Shared<T> {
         if l == 0 {
             return;
         }
-        assert!(src.len() >= l * width && width <= rs && offset + (l - 1) * rs + width <= self.len, "attention: rows out of range");
+        assert!(
+            src.len() >= l * width && width <= rs && offset + (l - 1) * rs + width <= self.len,
+            "attention: rows out of range"
+        );
         for i in 0..l {
             std::ptr::copy_nonoverlapping(src.as_ptr().add(i * width), self.ptr.add(offset + i * rs), width);
         }

@@ -25,7 +25,10 @@ pub fn lora_linear(x: &Tensor, weight_t: &Tensor, bias: Option<&Tensor>, parts: 
     let (in_dim, out_dim) = weight_t.dims2()?;
     let widths = parts.iter().map(|p| p.width).sum::<usize>();
     if x.dims().last() != Some(&in_dim) || widths != out_dim || bias.is_some_and(|b| b.elem_count() != out_dim) {
-        return Err(Error::Input(format!("lora linear: input {:?}, parts of {widths} values and a bias against a [{in_dim}, {out_dim}] weight", x.dims())));
+        return Err(Error::Input(format!(
+            "lora linear: input {:?}, parts of {widths} values and a bias against a [{in_dim}, {out_dim}] weight",
+            x.dims()
+        )));
     }
     let (mut ops, mut a_flat, mut b_flat) = (Vec::with_capacity(parts.len()), Vec::new(), Vec::new());
     let (mut offset, mut a_at, mut b_at) = (0, 0, 0);
@@ -34,7 +37,11 @@ pub fn lora_linear(x: &Tensor, weight_t: &Tensor, bias: Option<&Tensor>, parts: 
             Some((lr, seed)) => {
                 let (r, width) = (lr.a.dim(0)?, part.width);
                 if lr.a.dims() != [r, in_dim] || lr.b.dims() != [width, r] {
-                    return Err(Error::Input(format!("lora linear: A {:?} and B {:?} for a part of {width} outputs from {in_dim}", lr.a.dims(), lr.b.dims())));
+                    return Err(Error::Input(format!(
+                        "lora linear: A {:?} and B {:?} for a part of {width} outputs from {in_dim}",
+                        lr.a.dims(),
+                        lr.b.dims()
+                    )));
                 }
                 let dropout = seed.filter(|_| lr.dropout > 0.0).map(|seed| Mask::new(seed, lr.dropout, x.elem_count()));
                 let tuned = Tuned { r, a_at, b_at, scale: lr.scale, dropout };
@@ -119,7 +126,8 @@ impl LoraLinear {
             unsafe {
                 let mut y = match &bias {
                     Some((guard, layout)) => {
-                        let mut y: Vec<T> = tensor_elements::<T>(guard, layout)?.iter().copied().cycle().take(m * n).collect();
+                        let mut y: Vec<T> =
+                            tensor_elements::<T>(guard, layout)?.iter().copied().cycle().take(m * n).collect();
                         product(&mut y, n, (m, n, k), Matrix::rows(x, k), w, 1.0, true);
                         y
                     }
@@ -139,7 +147,14 @@ impl LoraLinear {
 
     /// `(d x, d A, d B)` for the output gradient `grad: [m, n]`.
     #[allow(clippy::type_complexity)]
-    fn backward<T: Real>(&self, x: &[T], a: &[T], b: &[T], grad: &[T], (m, k, n): Sizes) -> candle_core::Result<(Vec<T>, Vec<T>, Vec<T>)> {
+    fn backward<T: Real>(
+        &self,
+        x: &[T],
+        a: &[T],
+        b: &[T],
+        grad: &[T],
+        (m, k, n): Sizes,
+    ) -> candle_core::Result<(Vec<T>, Vec<T>, Vec<T>)> {
         let (mut grad_a, mut grad_b) = (vec![T::of(0.0); a.len()], vec![T::of(0.0); b.len()]);
         self.with_weight::<T, _>(|w| {
             // SAFETY: as in `forward`.
@@ -154,7 +169,15 @@ impl LoraLinear {
                     let h = new_product((m, r, k), Matrix::rows(&xd, k), a_p.t(), 1.0);
                     product(&mut grad_b[t.b_at..], r, (width, r, m), g.t(), Matrix::rows(&h, r), t.scale, false);
                     let grad_h = new_product((m, r, width), g, b_p, t.scale);
-                    product(&mut grad_a[t.a_at..], k, (r, k, m), Matrix::rows(&grad_h, r).t(), Matrix::rows(&xd, k), 1.0, false);
+                    product(
+                        &mut grad_a[t.a_at..],
+                        k,
+                        (r, k, m),
+                        Matrix::rows(&grad_h, r).t(),
+                        Matrix::rows(&xd, k),
+                        1.0,
+                        false,
+                    );
                     match &t.dropout {
                         None => product(&mut grad_x, k, (m, k, r), Matrix::rows(&grad_h, r), a_p, 1.0, true),
                         Some(mask) => {
@@ -173,7 +196,11 @@ impl LoraLinear {
     fn check(&self, x: &Shape, a: &Shape, b: &Shape) -> candle_core::Result<Sizes> {
         let k = x.dims().last().copied().unwrap_or(0);
         let n = self.parts.iter().map(|p| p.width).sum::<usize>();
-        let fits = self.parts.iter().filter_map(|p| Some((p, p.tuned.as_ref()?))).all(|(p, t)| t.a_at + t.r * k <= a.elem_count() && t.b_at + p.width * t.r <= b.elem_count());
+        let fits = self
+            .parts
+            .iter()
+            .filter_map(|p| Some((p, p.tuned.as_ref()?)))
+            .all(|(p, t)| t.a_at + t.r * k <= a.elem_count() && t.b_at + p.width * t.r <= b.elem_count());
         if k == 0 || !fits {
             candle_core::bail!("lora-linear: x {x:?}, A {a:?}, B {b:?} do not fit the parts");
         }
@@ -186,9 +213,22 @@ impl CustomOp3 for LoraLinear {
         "lora-linear"
     }
 
-    fn cpu_fwd(&self, xs: &CpuStorage, xl: &Layout, a: &CpuStorage, al: &Layout, b: &CpuStorage, bl: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        a: &CpuStorage,
+        al: &Layout,
+        b: &CpuStorage,
+        bl: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
         use candle_core::backend::BackendStorage;
-        fn run<T: Real>(op: &LoraLinear, x: (&CpuStorage, &Layout), a: (&CpuStorage, &Layout), b: (&CpuStorage, &Layout)) -> candle_core::Result<(CpuStorage, Shape)> {
+        fn run<T: Real>(
+            op: &LoraLinear,
+            x: (&CpuStorage, &Layout),
+            a: (&CpuStorage, &Layout),
+            b: (&CpuStorage, &Layout),
+        ) -> candle_core::Result<(CpuStorage, Shape)> {
             let sizes = op.check(x.1.shape(), a.1.shape(), b.1.shape())?;
             let y = op.forward(elements::<T>(x.0, x.1)?, elements::<T>(a.0, a.1)?, elements::<T>(b.0, b.1)?, sizes)?;
             Ok((T::to_cpu_storage_owned(y), Shape::from(with_last(x.1.dims(), sizes.2))))
@@ -196,15 +236,37 @@ impl CustomOp3 for LoraLinear {
         by_float!(xs.dtype(), run(self, (xs, xl), (a, al), (b, bl)))
     }
 
-    fn bwd(&self, x: &Tensor, a: &Tensor, b: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        fn run<T: Real>(op: &LoraLinear, x: &Tensor, a: &Tensor, b: &Tensor, grad: &Tensor) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
+    fn bwd(
+        &self,
+        x: &Tensor,
+        a: &Tensor,
+        b: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        fn run<T: Real>(
+            op: &LoraLinear,
+            x: &Tensor,
+            a: &Tensor,
+            b: &Tensor,
+            grad: &Tensor,
+        ) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
             let grad = grad.contiguous()?;
             let sizes = op.check(x.shape(), a.shape(), b.shape())?;
             let [(xg, xl), (ag, al), (bg, bl), (gg, gl)] = [x, a, b, &grad].map(Tensor::storage_and_layout);
-            let (x_, a_, b_, g_) = (tensor_elements::<T>(&xg, xl)?, tensor_elements::<T>(&ag, al)?, tensor_elements::<T>(&bg, bl)?, tensor_elements::<T>(&gg, gl)?);
+            let (x_, a_, b_, g_) = (
+                tensor_elements::<T>(&xg, xl)?,
+                tensor_elements::<T>(&ag, al)?,
+                tensor_elements::<T>(&bg, bl)?,
+                tensor_elements::<T>(&gg, gl)?,
+            );
             let (dx, da, db) = op.backward(x_, a_, b_, g_, sizes)?;
             let device = x.device();
-            Ok((Tensor::from_vec(dx, x.shape(), device)?, Tensor::from_vec(da, a.shape(), device)?, Tensor::from_vec(db, b.shape(), device)?))
+            Ok((
+                Tensor::from_vec(dx, x.shape(), device)?,
+                Tensor::from_vec(da, a.shape(), device)?,
+                Tensor::from_vec(db, b.shape(), device)?,
+            ))
         }
         let (dx, da, db) = by_float!(x.dtype(), run(self, x, a, b, grad))?;
         Ok((Some(dx), Some(da), Some(db)))

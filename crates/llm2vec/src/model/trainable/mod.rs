@@ -32,8 +32,15 @@ pub enum Projection {
 }
 
 impl Projection {
-    pub const ALL: [Projection; 7] =
-        [Projection::Q, Projection::K, Projection::V, Projection::O, Projection::Gate, Projection::Up, Projection::Down];
+    pub const ALL: [Projection; 7] = [
+        Projection::Q,
+        Projection::K,
+        Projection::V,
+        Projection::O,
+        Projection::Gate,
+        Projection::Up,
+        Projection::Down,
+    ];
 
     /// The module's path inside a block (`self_attn.q_proj`, ...).
     pub fn module(self) -> &'static str {
@@ -361,13 +368,41 @@ impl<T> Matrix<T> {
 /// rows of `dst` that start every `dst_rs` elements.
 ///
 /// SAFETY: `lhs` and `rhs` address `[m, k]` and `[k, n]` matrices through their strides.
-unsafe fn product<T: Real>(dst: &mut [T], dst_rs: usize, (m, n, k): (usize, usize, usize), lhs: Matrix<T>, rhs: Matrix<T>, beta: f64, accumulate: bool) {
+unsafe fn product<T: Real>(
+    dst: &mut [T],
+    dst_rs: usize,
+    (m, n, k): (usize, usize, usize),
+    lhs: Matrix<T>,
+    rhs: Matrix<T>,
+    beta: f64,
+    accumulate: bool,
+) {
     if m == 0 || n == 0 {
         return;
     }
     assert!(n <= dst_rs && dst.len() >= (m - 1) * dst_rs + n, "product: the destination is too small");
     let (one, beta) = (T::of(1.0), T::of(beta));
-    gemm(m, n, k, dst.as_mut_ptr(), 1, dst_rs as isize, accumulate, lhs.ptr, lhs.cs, lhs.rs, rhs.ptr, rhs.cs, rhs.rs, one, beta, false, false, false, parallelism(m, n, k));
+    gemm(
+        m,
+        n,
+        k,
+        dst.as_mut_ptr(),
+        1,
+        dst_rs as isize,
+        accumulate,
+        lhs.ptr,
+        lhs.cs,
+        lhs.rs,
+        rhs.ptr,
+        rhs.cs,
+        rhs.rs,
+        one,
+        beta,
+        false,
+        false,
+        false,
+        parallelism(m, n, k),
+    );
 }
 
 /// Large products run on the rayon pool.
@@ -390,7 +425,27 @@ unsafe fn new_product<T: Real>((m, n, k): (usize, usize, usize), lhs: Matrix<T>,
     }
     let mut out: Vec<T> = Vec::with_capacity(m * n);
     let (one, beta) = (T::of(1.0), T::of(beta));
-    gemm(m, n, k, out.as_mut_ptr(), 1, n as isize, false, lhs.ptr, lhs.cs, lhs.rs, rhs.ptr, rhs.cs, rhs.rs, one, beta, false, false, false, parallelism(m, n, k));
+    gemm(
+        m,
+        n,
+        k,
+        out.as_mut_ptr(),
+        1,
+        n as isize,
+        false,
+        lhs.ptr,
+        lhs.cs,
+        lhs.rs,
+        rhs.ptr,
+        rhs.cs,
+        rhs.rs,
+        one,
+        beta,
+        false,
+        false,
+        false,
+        parallelism(m, n, k),
+    );
     out.set_len(m * n);
     out
 }
@@ -510,7 +565,10 @@ impl Gate {
             let (gate, up) = row.split_at(n);
             match (self.gelu, T::as_f32(gate), T::as_f32(up), T::as_f32_mut(out)) {
                 (false, Some(gate), Some(up), Some(out)) => cpu::simd::silu_mul(gate, up, out),
-                _ => out.iter_mut().zip(gate.iter().zip(up)).for_each(|(o, (&g, &u))| *o = activation(g, self.gelu).0 * u),
+                _ => out
+                    .iter_mut()
+                    .zip(gate.iter().zip(up))
+                    .for_each(|(o, (&g, &u))| *o = activation(g, self.gelu).0 * u),
             }
         });
         out
@@ -523,7 +581,9 @@ impl Gate {
         let rows = d.par_chunks_exact_mut(2 * n).zip(gate_up.par_chunks_exact(2 * n).zip(grad.par_chunks_exact(n)));
         rows.with_min_len(8).for_each(|(d, (row, grad))| {
             let ((d_gate, d_up), (gate, up)) = (d.split_at_mut(n), row.split_at(n));
-            if let (false, Some(g), Some(u), Some(dy), Some(dg), Some(du)) = (self.gelu, T::as_f32(gate), T::as_f32(up), T::as_f32(grad), T::as_f32_mut(d_gate), T::as_f32_mut(d_up)) {
+            if let (false, Some(g), Some(u), Some(dy), Some(dg), Some(du)) =
+                (self.gelu, T::as_f32(gate), T::as_f32(up), T::as_f32(grad), T::as_f32_mut(d_gate), T::as_f32_mut(d_up))
+            {
                 return cpu::simd::silu_mul_backward(g, u, dy, dg, du);
             }
             for i in 0..n {
