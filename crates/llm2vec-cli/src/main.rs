@@ -41,16 +41,16 @@ struct RecipeArgs {
     /// Folder of the evaluation tasks and of train/ (the layout of ../shared/data).
     #[arg(long, default_value = "../shared/data")]
     data_dir: PathBuf,
-    /// Folder of the reference-format training configs, <configs>/{mntp,simcse,supervised}/<config-name>.
+    /// Folder of the reference-format training configs, `<configs>/{mntp,simcse,supervised}/<config-name>`.
     #[arg(long, default_value = "train_configs")]
     configs: PathBuf,
     #[arg(long, default_value = "SmolLM2.json")]
     config_name: String,
-    /// Work folder (default: output/recipe-<profile>).
+    /// Work folder (default: `output/recipe-<profile>`).
     #[arg(long)]
     output: Option<PathBuf>,
     /// Results page (default: docs/results.md for the full profile, docs/results-gpu.md for --gpu,
-    /// <output>/results.md for --quick).
+    /// `<output>/results.md` for --quick).
     #[arg(long)]
     results: Option<PathBuf>,
     /// Redo every stage, training from scratch.
@@ -74,7 +74,7 @@ enum TrainStage {
 #[derive(Args)]
 struct TrainArgs {
     stage: TrainStage,
-    /// JSON config with the reference's field names (train_configs/<stage>/*.json).
+    /// JSON config with the reference's field names (`train_configs/<stage>/*.json`).
     config: PathBuf,
     /// Start a new run, moving the old one in output_dir to output_dir/previous-run (by default a run
     /// resumes from its latest checkpoint, refusing one trained with other settings or data).

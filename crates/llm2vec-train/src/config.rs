@@ -23,7 +23,7 @@ pub enum MaskTokenType {
     Blank,
     /// The tokenizer's end-of-sequence token.
     Eos,
-    /// An added "<mask>" token.
+    /// An added `"<mask>"` token.
     Mask,
 }
 

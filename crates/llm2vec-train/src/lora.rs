@@ -271,7 +271,7 @@ pub struct LoadedAdapter {
     pub weights: HashMap<String, (Tensor, Tensor)>,
 }
 
-/// Reads an adapter written by [`save_adapter`] (or by PEFT for the fields used here).
+/// Reads an adapter written by [`LoraModel::save`] (or by PEFT for the fields used here).
 pub fn load_adapter(dir: &Path, device: &candle_core::Device) -> Result<LoadedAdapter> {
     let cfg_path = dir.join("adapter_config.json");
     let text = std::fs::read(&cfg_path).map_err(|e| TrainError::io(&cfg_path, e))?;

@@ -66,7 +66,7 @@ impl Linear {
     }
 
     /// Stores the weights in 8 bits, one scale per output, for inference on the CPU: the products
-    /// then run on integers ([`cpu::q8`]). Training needs the dense weights.
+    /// then run on integers (`model/cpu/q8.rs`). Training needs the dense weights.
     pub fn quantize(&mut self) -> Result<()> {
         let weight_t = self.dense()?;
         let (inp, out) = weight_t.dims2()?;
