@@ -4,7 +4,7 @@ use candle_core::{Device, Tensor};
 mod common;
 
 use common::LoraLinear;
-use llm2vec::model::trainable::{lora_linear, Part};
+use llm2vec::model::ops::{lora_linear, Part};
 use llm2vec::model::{LowRank, Projection, Site};
 use llm2vec_train::lora::{load_adapter, AdapterConfig, LoraModel, LoraSettings};
 use llm2vec_train::rng::Rng;

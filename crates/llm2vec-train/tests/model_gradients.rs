@@ -6,8 +6,9 @@
 //! forward equals the inference forward, and the MNTP loss equals a hand-computed shifted cross-entropy.
 
 use candle_core::{DType, Device, Tensor, Var};
-use llm2vec::model::trainable::{attention, gated, lora_linear, rms_norm, AttentionSpec, LowRank, Part};
-use llm2vec::model::{AttentionMode, Backbone, Pass, Projection};
+use llm2vec::model::mlp::Activation;
+use llm2vec::model::ops::{attention, gated, lora_linear, rms_norm, AttentionSpec, Part};
+use llm2vec::model::{AttentionMode, Backbone, LowRank, Pass, Projection};
 use llm2vec_train::backprop::{loss_and_grads, Batch};
 use llm2vec_train::lora::{LoraModel, LoraSettings};
 use llm2vec_train::loss::{mntp_loss, scalar};
@@ -110,8 +111,8 @@ fn attention_dropout_and_mask() {
 fn gated_activation_gradients() {
     let mut rng = Rng::new(7);
     let (gate, up) = (random(&[3, 5], &mut rng), random(&[3, 5], &mut rng));
-    for gelu in [false, true] {
-        let run = |g: &Tensor, u: &Tensor| weighted(&gated(&Tensor::cat(&[g, u], 1).unwrap(), gelu).unwrap(), 8);
+    for act in [Activation::Silu, Activation::GeluTanh] {
+        let run = |g: &Tensor, u: &Tensor| weighted(&gated(&Tensor::cat(&[g, u], 1).unwrap(), act).unwrap(), 8);
         check(&gate, &|g| run(g, &up), 1e-6);
         check(&up, &|u| run(&gate, u), 1e-6);
     }
@@ -132,13 +133,13 @@ fn f32_ops_agree_with_f64() {
         (
             gate.clone(),
             Box::new(|g: &Tensor| {
-                gated(&Tensor::cat(&[g, &up.to_dtype(g.dtype()).unwrap()], 1).unwrap(), false).unwrap()
+                gated(&Tensor::cat(&[g, &up.to_dtype(g.dtype()).unwrap()], 1).unwrap(), Activation::Silu).unwrap()
             }),
         ),
         (
             gate.clone(),
             Box::new(|g: &Tensor| {
-                gated(&Tensor::cat(&[g, &up.to_dtype(g.dtype()).unwrap()], 1).unwrap(), true).unwrap()
+                gated(&Tensor::cat(&[g, &up.to_dtype(g.dtype()).unwrap()], 1).unwrap(), Activation::GeluTanh).unwrap()
             }),
         ),
         (gate.clone(), Box::new(|x: &Tensor| rms_norm(x, &up.get(0).unwrap(), 1e-6).unwrap())),

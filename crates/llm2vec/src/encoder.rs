@@ -26,7 +26,7 @@ pub struct Options {
     pub normalize: bool,
     pub batch_size: usize,
     pub dtype: DType,
-    /// 8-bit integer products in the blocks' linear layers ([`crate::model::layers::Linear::quantize`]):
+    /// 8-bit integer products in the blocks' linear layers ([`crate::model::linear::Linear::quantize`]):
     /// CPU and f32 only; attention, norms and pooling stay f32.
     pub quantize: bool,
     pub device: Device,

@@ -2,7 +2,7 @@
 #![allow(dead_code)] // each test file uses part of it
 
 use candle_core::{Tensor, Var};
-use llm2vec::model::trainable::{frozen_matmul, lora_linear, Part};
+use llm2vec::model::ops::{frozen_matmul, lora_linear, Part};
 use llm2vec_train::lora::{Lora, LoraSettings};
 use llm2vec_train::rng::Rng;
 

@@ -4,8 +4,9 @@
 use candle_core::{DType, Device, Tensor};
 use serde::Deserialize;
 
-use super::layers::{attention, attention_bias, Attend, AttentionMode, Context, Linear};
-use super::trainable::{Pass, Projection, Site};
+use super::attention::{attention, attention_bias, Attend, AttentionMode, Context};
+use super::linear::Linear;
+use super::tuning::{Pass, Projection, Site};
 use super::Backbone;
 use crate::error::{Error, Result};
 use crate::load::weights::Weights;

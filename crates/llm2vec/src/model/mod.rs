@@ -1,21 +1,33 @@
 //! Transformer backbones behind one trait: each family reads its Hugging Face config and weights
 //! and returns the last hidden states (after the final norm) for a batch of right-padded sequences.
 //! The decoder families are trainable; BERT (the classic encoder baseline) encodes only.
+//!
+//! The layout runs one way, from the families down: `llama`, `gemma` (both filling the shared `decoder`
+//! stack) and `bert`; the layers they are built of (`linear`, `norm`, `rotary`, `attention`, `mlp`);
+//! the model's own candle ops (`ops`); the CPU kernels those ops run (`cpu`). `tuning` holds what a
+//! trainer hands a training pass.
 
+#![deny(unsafe_op_in_unsafe_fn)]
+
+pub mod attention;
 pub mod bert;
 pub(crate) mod cpu;
+pub mod decoder;
 pub mod gemma;
-pub mod layers;
+pub mod linear;
 pub mod llama;
-pub mod trainable;
+pub mod mlp;
+pub mod norm;
+pub mod ops;
+pub mod rotary;
+pub mod tuning;
 
 use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
 
-use layers::RopeScaling;
-pub use layers::{AttentionMode, Context};
-pub use trainable::{LowRank, Pass, Projection, Site, Tuning};
+pub use attention::{AttentionMode, Context};
+pub use tuning::{LowRank, Pass, Projection, Site, Tuning};
 
 use crate::error::{Error, Result};
 use crate::load::weights::Weights;
@@ -52,8 +64,8 @@ pub trait Backbone: Send + Sync {
     /// Every projection LoRA can adapt, with its input and output sizes.
     fn sites(&self) -> Vec<(Site, usize, usize)>;
     /// Every linear layer of the blocks.
-    fn linears_mut(&mut self) -> Vec<&mut layers::Linear>;
-    /// Stores the blocks' linear layers in 8 bits for inference on the CPU ([`layers::Linear::quantize`]).
+    fn linears_mut(&mut self) -> Vec<&mut linear::Linear>;
+    /// Stores the blocks' linear layers in 8 bits for inference on the CPU ([`linear::Linear::quantize`]).
     fn quantize(&mut self) -> Result<()> {
         self.linears_mut().into_iter().try_for_each(|l| l.quantize())
     }
@@ -116,31 +128,10 @@ impl Config {
     /// Builds the backbone from weights with Hugging Face names.
     pub fn build(&self, weights: &Weights, dtype: DType, device: &Device) -> Result<Box<dyn Backbone>> {
         Ok(match self {
-            Config::Llama(c) => Box::new(llama::Model::load(c, weights, dtype, device)?),
-            Config::Gemma(c) => Box::new(gemma::Model::load(c, weights, dtype, device)?),
+            Config::Llama(c) => Box::new(llama::load(c, weights, dtype, device)?),
+            Config::Gemma(c) => Box::new(gemma::load(c, weights, dtype, device)?),
             Config::Bert(c) => Box::new(bert::Model::load(c, weights, dtype, device)?),
         })
-    }
-}
-
-/// Reads Hugging Face `rope_scaling` (`rope_type` or the older `type`).
-pub(crate) fn parse_rope_scaling(value: Option<&serde_json::Value>, path: &Path) -> Result<RopeScaling> {
-    let Some(v) = value.filter(|v| !v.is_null()) else {
-        return Ok(RopeScaling::None);
-    };
-    let err = |msg: String| Error::Config { path: path.into(), field: "rope_scaling".into(), msg };
-    let num = |key: &str| v.get(key).and_then(|x| x.as_f64()).ok_or_else(|| err(format!("missing number `{key}`")));
-    let kind = v.get("rope_type").or_else(|| v.get("type")).and_then(|t| t.as_str()).unwrap_or("default");
-    match kind {
-        "default" => Ok(RopeScaling::None),
-        "linear" => Ok(RopeScaling::Linear { factor: num("factor")? }),
-        "llama3" => Ok(RopeScaling::Llama3 {
-            factor: num("factor")?,
-            low_freq_factor: num("low_freq_factor")?,
-            high_freq_factor: num("high_freq_factor")?,
-            original_max_position: num("original_max_position_embeddings")?,
-        }),
-        other => Err(err(format!("rope type `{other}` is not supported (default, linear, llama3)"))),
     }
 }
 

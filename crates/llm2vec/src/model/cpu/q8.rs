@@ -18,7 +18,6 @@
 
 use std::ops::Range;
 
-use candle_core::{CpuStorage, CustomOp1, DType, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::isa::Isa;
@@ -93,6 +92,16 @@ impl Matrix {
 
     pub fn inputs(&self) -> usize {
         self.inputs
+    }
+
+    pub fn outputs(&self) -> usize {
+        self.outputs
+    }
+
+    /// `y = x W^T + bias` for `x: [m, inputs]`, written to `y: [m, outputs]`, on the widest path that
+    /// [`Isa::active`] allows.
+    pub fn product(&self, x: &[f32], bias: Option<&[f32]>, y: &mut [f32]) {
+        self.matmul(Path::for_isa(Isa::active()), x, bias, y)
     }
 
     /// `y = x W^T + bias` for `x: [m, inputs]`, written to `y: [m, outputs]`.
@@ -256,70 +265,41 @@ mod x86 {
         let s = w.stride;
         debug_assert!((r0 + MR) * s <= acts.data.len() && (j0 + NR) * s <= w.data.len());
         let (a, b) = (acts.data[r0 * s..].as_ptr(), w.data[j0 * s..].as_ptr());
-        let mut acc = [[_mm256_setzero_si256(); NR]; MR];
-        for t in inputs.step_by(STEP) {
-            let wv: [__m256i; NR] =
-                std::array::from_fn(|c| _mm256_cvtepi8_epi16(_mm_loadu_si128(b.add(c * s + t) as *const __m128i)));
-            for (r, acc) in acc.iter_mut().enumerate() {
-                let av = _mm256_loadu_si256(a.add(r * s + t) as *const __m256i);
-                for (acc, &wc) in acc.iter_mut().zip(&wv) {
-                    *acc = madd(*acc, av, wc);
+        // SAFETY: the caller has the instructions, and the loads stay within the rows (the caller's bounds).
+        unsafe {
+            let mut acc = [[_mm256_setzero_si256(); NR]; MR];
+            for t in inputs.step_by(STEP) {
+                let wv: [__m256i; NR] =
+                    std::array::from_fn(|c| _mm256_cvtepi8_epi16(_mm_loadu_si128(b.add(c * s + t) as *const __m128i)));
+                for (r, acc) in acc.iter_mut().enumerate() {
+                    let av = _mm256_loadu_si256(a.add(r * s + t) as *const __m256i);
+                    for (acc, &wc) in acc.iter_mut().zip(&wv) {
+                        *acc = madd(*acc, av, wc);
+                    }
                 }
             }
+            reduce(acc)
         }
-        reduce(acc)
     }
 
     /// The eight lanes of each accumulator summed, as `[r * NR + c]`.
+    ///
+    /// SAFETY: the caller has AVX2.
     #[inline(always)]
     unsafe fn reduce(acc: [[__m256i; NR]; MR]) -> Tile {
-        // Each 128-bit half of `hadd(hadd(x0, x1), hadd(x2, x3))` holds, for x0..x3, the sum of that
-        // half's four lanes; adding the halves gives the four totals in order.
-        let pair = |x: [__m256i; NR], y: [__m256i; NR]| {
-            let h = _mm256_hadd_epi32(_mm256_hadd_epi32(x[0], x[1]), _mm256_hadd_epi32(y[0], y[1]));
-            _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256::<1>(h))
-        };
-        let mut sums = [0i32; MR * NR];
-        _mm_storeu_si128(sums.as_mut_ptr() as *mut __m128i, pair(acc[0], acc[1]));
-        _mm_storeu_si128(sums.as_mut_ptr().add(4) as *mut __m128i, pair(acc[2], acc[3]));
-        sums
-    }
-}
-
-/// `x W^T + bias` with `w` in 8 bits: `x: [.., inputs]` contiguous f32 on the CPU, `bias: [outputs]`.
-pub fn linear(x: &Tensor, w: &Matrix, bias: Option<&[f32]>) -> candle_core::Result<Tensor> {
-    if !(x.device().is_cpu() && x.dtype() == DType::F32) || x.dims().last() != Some(&w.inputs) {
-        candle_core::bail!(
-            "8-bit linear: expects f32 CPU input [.., {}], got {:?} {:?}",
-            w.inputs,
-            x.dtype(),
-            x.dims()
-        );
-    }
-    x.contiguous()?.apply_op1_no_bwd(&Linear { w, bias, path: Path::for_isa(Isa::active()) })
-}
-
-struct Linear<'a> {
-    w: &'a Matrix,
-    bias: Option<&'a [f32]>,
-    path: Path,
-}
-
-impl CustomOp1 for Linear<'_> {
-    fn name(&self) -> &'static str {
-        "cpu-linear-q8"
-    }
-
-    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let Some(x) = super::contiguous::<f32>(storage, layout) else {
-            candle_core::bail!("cpu-linear-q8: expects contiguous f32");
-        };
-        let n = self.w.outputs;
-        let mut y = vec![0f32; x.len() / self.w.inputs * n];
-        self.w.matmul(self.path, x, self.bias, &mut y);
-        let mut dims = layout.shape().dims().to_vec();
-        *dims.last_mut().expect("non-empty dims") = n;
-        Ok((CpuStorage::F32(y), Shape::from(dims)))
+        // SAFETY: the caller has AVX2; the stores write the 8 values of `sums`.
+        unsafe {
+            // Each 128-bit half of `hadd(hadd(x0, x1), hadd(x2, x3))` holds, for x0..x3, the sum of that
+            // half's four lanes; adding the halves gives the four totals in order.
+            let pair = |x: [__m256i; NR], y: [__m256i; NR]| {
+                let h = _mm256_hadd_epi32(_mm256_hadd_epi32(x[0], x[1]), _mm256_hadd_epi32(y[0], y[1]));
+                _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256::<1>(h))
+            };
+            let mut sums = [0i32; MR * NR];
+            _mm_storeu_si128(sums.as_mut_ptr() as *mut __m128i, pair(acc[0], acc[1]));
+            _mm_storeu_si128(sums.as_mut_ptr().add(4) as *mut __m128i, pair(acc[2], acc[3]));
+            sums
+        }
     }
 }
 

@@ -5,11 +5,13 @@
 //! sequences skip candle's per-op overhead.
 
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
-use gemm::{gemm, Parallelism};
+use gemm::Parallelism;
 use rayon::prelude::*;
 
+use super::{cpu_data, fused_cpu};
 use crate::error::Result;
-use crate::model::trainable::softmax;
+use crate::model::cpu::gemm::{product_at, Matrix};
+use crate::model::cpu::softmax;
 
 /// `q: [b, heads, l, d]`, `k, v: [b, kv_heads, l, d]` (f32, CPU, last dimension contiguous), `bias:
 /// [b, 1, l, l]`; returns `[b, l, heads * d]`. `None` when the inputs do not fit this op.
@@ -21,13 +23,12 @@ pub fn attention(
     scale: f64,
     softcap: Option<f64>,
 ) -> Result<Option<Tensor>> {
-    let fits =
-        |t: &Tensor| t.device().is_cpu() && t.dtype() == candle_core::DType::F32 && t.stride().last() == Some(&1);
+    let fits = |t: &Tensor| fused_cpu(t) && t.stride().last() == Some(&1);
     if ![q, k, v, bias].into_iter().all(fits) {
         return Ok(None);
     }
     let (guard, layout) = bias.storage_and_layout();
-    let Some(bias) = super::cpu_data::<f32>(&guard, layout) else {
+    let Some(bias) = cpu_data::<f32>(&guard, layout) else {
         return Ok(None);
     };
     let op = Attention { bias, scale: scale as f32, softcap: softcap.map(|c| c as f32) };
@@ -59,8 +60,9 @@ impl<'a> Operand<'a> {
         Ok(Self { data: &data[layout.start_offset()..], batch: s[0], head: s[1], row: s[2] })
     }
 
-    fn at(&self, b: usize, h: usize) -> *const f32 {
-        self.data[b * self.batch + h * self.head..].as_ptr()
+    /// The `[l, d]` matrix of head `h` of sequence `b`.
+    fn at(&self, b: usize, h: usize) -> Matrix<f32> {
+        Matrix { ptr: self.data[b * self.batch + h * self.head..].as_ptr(), cs: 1, rs: self.row as isize }
     }
 }
 
@@ -72,49 +74,22 @@ unsafe impl Send for Out {}
 unsafe impl Sync for Out {}
 
 impl Attention<'_> {
-    /// Scores, softmax and weighted values of head `h` of sequence `b` into `out`.
+    /// Scores, softmax and weighted values of head `h` of sequence `b` into `out`, whose rows hold
+    /// `width` values.
     ///
-    /// SAFETY: `q`, `k`, `v` address `[l, d]` matrices with row strides `q.row`, `k.row`, `v.row`;
-    /// `out` holds `b_total * l * heads * d` elements; no other task writes head `h` of sequence `b`.
-    #[allow(clippy::too_many_arguments)]
+    /// SAFETY: `q`, `k`, `v` address `[l, d]` matrices; `out` holds `b_total * l * width` elements; no
+    /// other task writes head `h` of sequence `b`.
     unsafe fn head(
         &self,
-        q: *const f32,
-        k: *const f32,
-        v: *const f32,
-        rows: [isize; 3],
-        b: usize,
-        l: usize,
-        d: usize,
-        width: usize,
+        [q, k, v]: [Matrix<f32>; 3],
+        (b, h): (usize, usize),
+        (l, d, width): (usize, usize, usize),
         out: Out,
-        h: usize,
         scores: &mut [f32],
     ) {
-        let [q_rs, k_rs, v_rs] = rows;
-        let s = scores.as_mut_ptr();
         // scores[i, j] = scale * q_i . k_j
-        gemm(
-            l,
-            l,
-            d,
-            s,
-            1,
-            l as isize,
-            false,
-            q,
-            1,
-            q_rs,
-            k,
-            k_rs,
-            1,
-            0.0,
-            self.scale,
-            false,
-            false,
-            false,
-            Parallelism::None,
-        );
+        // SAFETY: `scores` holds `[l, l]`; `q` and `k` as the caller promises.
+        unsafe { product_at(scores.as_mut_ptr(), l, (l, l, d), q, k.t(), self.scale, false, Parallelism::None) };
         let bias = &self.bias[b * l * l..(b + 1) * l * l];
         for (row, bias) in scores.chunks_exact_mut(l).zip(bias.chunks_exact(l)) {
             if let Some(cap) = self.softcap {
@@ -123,28 +98,12 @@ impl Attention<'_> {
             row.iter_mut().zip(bias).for_each(|(x, b)| *x += b);
             softmax(row);
         }
-        let dst = out.0.add(b * l * width + h * d);
-        gemm(
-            l,
-            d,
-            l,
-            dst,
-            1,
-            width as isize,
-            false,
-            s,
-            1,
-            l as isize,
-            v,
-            1,
-            v_rs,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
-            Parallelism::None,
-        );
+        // SAFETY: head `h` of sequence `b` in `out` is this task's alone (the caller's promise); `v` as
+        // the caller promises.
+        unsafe {
+            let dst = out.0.add(b * l * width + h * d);
+            product_at(dst, width, (l, d, l), Matrix::rows(scores, l), v, 1.0, false, Parallelism::None)
+        }
     }
 }
 
@@ -179,7 +138,6 @@ impl CustomOp3 for Attention<'_> {
             );
         }
         let (q, k, v) = (Operand::new(s1, l1)?, Operand::new(s2, l2)?, Operand::new(s3, l3)?);
-        let rows = [q.row as isize, k.row as isize, v.row as isize];
         let width = heads * d;
         let mut out = vec![0f32; b * l * width];
         let ptr = Out(out.as_mut_ptr());
@@ -189,7 +147,8 @@ impl CustomOp3 for Attention<'_> {
             // SAFETY: the operands' strides come from their layouts and the task owns head `h` of
             // sequence `bi` in `out` (see `Attention::head`).
             unsafe {
-                self.head(q.at(bi, h), k.at(bi, h / group), v.at(bi, h / group), rows, bi, l, d, width, ptr, h, scores)
+                let operands = [q.at(bi, h), k.at(bi, h / group), v.at(bi, h / group)];
+                self.head(operands, (bi, h), (l, d, width), ptr, scores)
             }
         };
         (0..b * heads).into_par_iter().for_each_init(|| vec![0f32; l * l], run);

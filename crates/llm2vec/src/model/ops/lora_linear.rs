@@ -9,8 +9,12 @@ use std::borrow::Cow;
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::{by_float, elements, new_product, product, tensor_elements, with_last, LowRank, Mask, Matrix, Real};
+use super::{by_float, elements, tensor_elements, with_last};
 use crate::error::{Error, Result};
+use crate::model::cpu::dropout::Mask;
+use crate::model::cpu::gemm::{new_product, product, Matrix};
+use crate::model::cpu::Real;
+use crate::model::tuning::LowRank;
 
 /// One part of a projection's output: its width and, when tuned, its LoRA update with the seed of its
 /// dropout mask on `x` (none: no dropout).

@@ -8,8 +8,11 @@
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::{by_float, elements, product, softmax, tensor_elements, Mask, Matrix, Real};
+use super::{float_bwd, float_fwd, tensor_elements, FloatOp1};
 use crate::error::{Error, Result};
+use crate::model::cpu::dropout::Mask;
+use crate::model::cpu::gemm::{product, Matrix};
+use crate::model::cpu::{softmax, Real};
 
 /// The attention of one family: head counts and size, the scores' scale and soft cap.
 #[derive(Debug, Clone, Copy)]
@@ -259,7 +262,9 @@ impl Attention {
         }
         f(&t)
     }
+}
 
+impl FloatOp1 for Attention {
     fn forward<T: Real>(&self, qkv: &[T]) -> candle_core::Result<Vec<T>> {
         let Dims { b, l, heads, kv, d } = self.dims;
         if qkv.len() != b * l * self.dims.width() {
@@ -308,6 +313,11 @@ impl Attention {
         })?;
         Ok(dqkv)
     }
+
+    fn output_dims(&self, _input: &[usize]) -> Vec<usize> {
+        let Dims { b, l, heads, d, .. } = self.dims;
+        vec![b, l, heads * d]
+    }
 }
 
 /// A buffer whose parts the parallel tasks write, each its own.
@@ -337,7 +347,9 @@ impl<T: Copy> Shared<T> {
             "attention: rows out of range"
         );
         for i in 0..l {
-            std::ptr::copy_nonoverlapping(src.as_ptr().add(i * width), self.ptr.add(offset + i * rs), width);
+            // SAFETY: both ranges are in bounds (checked above) and the destination is this task's alone
+            // (the caller's promise).
+            unsafe { std::ptr::copy_nonoverlapping(src.as_ptr().add(i * width), self.ptr.add(offset + i * rs), width) };
         }
     }
 }
@@ -348,21 +360,10 @@ impl CustomOp1 for Attention {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        use candle_core::backend::BackendStorage;
-        fn run<T: Real>(op: &Attention, s: &CpuStorage, l: &Layout) -> candle_core::Result<CpuStorage> {
-            Ok(T::to_cpu_storage_owned(op.forward(elements::<T>(s, l)?)?))
-        }
-        let Dims { b, l: len, heads, d, .. } = self.dims;
-        Ok((by_float!(s.dtype(), run(self, s, l))?, Shape::from((b, len, heads * d))))
+        float_fwd(self, s, l)
     }
 
     fn bwd(&self, qkv: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        fn run<T: Real>(op: &Attention, qkv: &Tensor, grad: &Tensor) -> candle_core::Result<Tensor> {
-            let grad = grad.contiguous()?;
-            let [(xg, xl), (gg, gl)] = [qkv, &grad].map(Tensor::storage_and_layout);
-            let dqkv = op.backward(tensor_elements::<T>(&xg, xl)?, tensor_elements::<T>(&gg, gl)?)?;
-            Tensor::from_vec(dqkv, qkv.shape(), qkv.device())
-        }
-        Ok(Some(by_float!(qkv.dtype(), run(self, qkv, grad))?))
+        float_bwd(self, qkv, grad)
     }
 }

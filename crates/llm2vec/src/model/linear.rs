@@ -1,0 +1,208 @@
+//! Linear layers: one projection or several fused ones (q, k and v side by side), dense or in 8 bits
+//! for inference on the CPU, with the tuning's LoRA updates in a training pass.
+
+use candle_core::{DType, Module, Tensor, D};
+
+use super::cpu::q8;
+use super::ops::{self, fused_cpu, Part};
+use super::tuning::{Pass, Projection, Site};
+use crate::error::{Error, Result};
+use crate::load::weights::Weights;
+
+/// `y = x W^T + b`, with `W^T` stored contiguous (`[in, out]`) so that matrix products read it in order,
+/// or in 8 bits for inference on the CPU ([`Linear::quantize`]). It computes one projection or several
+/// fused ones (their outputs side by side, in `parts` order).
+#[derive(Debug, Clone)]
+pub struct Linear {
+    weight: Weight,
+    bias: Option<Tensor>,
+    parts: Vec<(Projection, usize)>,
+}
+
+#[derive(Debug, Clone)]
+enum Weight {
+    /// `W^T`, `[in, out]`.
+    Dense(Tensor),
+    /// With the bias read out once, for the products' last step.
+    Int8(q8::Matrix, Option<Vec<f32>>),
+}
+
+impl Linear {
+    /// From a Hugging Face weight `[out, in]`.
+    pub fn new(proj: Projection, weight: Tensor, bias: Option<Tensor>) -> Result<Self> {
+        let out = weight.dim(0)?;
+        Ok(Self { weight: Weight::Dense(weight.t()?.contiguous()?), bias, parts: vec![(proj, out)] })
+    }
+
+    /// Several projections of the same input fused into one matrix (rows stacked in order).
+    pub fn fused(parts: &[Linear]) -> Result<Self> {
+        let weights = parts.iter().map(|p| p.dense()).collect::<Result<Vec<&Tensor>>>()?;
+        let first = weights.first().ok_or_else(|| Error::Input("no layers to fuse".into()))?;
+        let (dtype, device) = (first.dtype(), first.device());
+        let bias = if parts.iter().all(|p| p.bias.is_some()) {
+            let biases: Vec<&Tensor> = parts.iter().filter_map(|p| p.bias.as_ref()).collect();
+            Some(Tensor::cat(&biases, 0)?)
+        } else if parts.iter().any(|p| p.bias.is_some()) {
+            let biases = parts
+                .iter()
+                .map(|p| match &p.bias {
+                    Some(b) => Ok(b.clone()),
+                    None => Tensor::zeros(p.outputs(), dtype, device),
+                })
+                .collect::<candle_core::Result<Vec<_>>>()?;
+            Some(Tensor::cat(&biases, 0)?)
+        } else {
+            None
+        };
+        let parts = parts.iter().flat_map(|p| p.parts.iter().copied()).collect();
+        Ok(Self { weight: Weight::Dense(Tensor::cat(&weights, 1)?), bias, parts })
+    }
+
+    /// Stores the weights in 8 bits, one scale per output, for inference on the CPU: the products
+    /// then run on integers (`model/cpu/q8.rs`). Training needs the dense weights.
+    pub fn quantize(&mut self) -> Result<()> {
+        let weight_t = self.dense()?;
+        let (inp, out) = weight_t.dims2()?;
+        if !fused_cpu(weight_t) {
+            let msg = format!(
+                "8-bit products run on the CPU from f32 weights, not {:?} on {:?}",
+                weight_t.dtype(),
+                weight_t.device()
+            );
+            return Err(Error::Option { option: "quantize", msg });
+        }
+        let matrix =
+            q8::Matrix::from_transposed(&weight_t.flatten_all()?.to_vec1::<f32>()?, inp, out).ok_or_else(|| {
+                Error::Option { option: "quantize", msg: format!("a [{inp}, {out}] weight cannot be quantized") }
+            })?;
+        let bias = self.bias.as_ref().map(|b| b.to_dtype(DType::F32)?.to_vec1::<f32>()).transpose()?;
+        self.weight = Weight::Int8(matrix, bias);
+        Ok(())
+    }
+
+    fn dense(&self) -> Result<&Tensor> {
+        match &self.weight {
+            Weight::Dense(w) => Ok(w),
+            Weight::Int8(..) => {
+                Err(Error::Option { option: "quantize", msg: "8-bit weights are for inference only".into() })
+            }
+        }
+    }
+
+    fn inputs(&self) -> usize {
+        match &self.weight {
+            Weight::Dense(w) => w.dim(0).unwrap_or(0),
+            Weight::Int8(m, _) => m.inputs(),
+        }
+    }
+
+    fn outputs(&self) -> usize {
+        self.parts.iter().map(|&(_, out)| out).sum()
+    }
+
+    /// Projection `proj` of the block whose weights are under `block` (`model.layers.3`).
+    pub fn load(
+        w: &Weights,
+        block: &str,
+        proj: Projection,
+        out: usize,
+        inp: usize,
+        bias: bool,
+        dtype: DType,
+    ) -> Result<Self> {
+        let prefix = format!("{block}.{}", proj.module());
+        let weight = w.take(&format!("{prefix}.weight"), (out, inp), dtype)?;
+        let bias = if bias { Some(w.take(&format!("{prefix}.bias"), out, dtype)?) } else { None };
+        Self::new(proj, weight, bias)
+    }
+
+    /// The projections this layer computes, with their input and output sizes.
+    pub fn sites(&self, layer: usize) -> impl Iterator<Item = (Site, usize, usize)> + '_ {
+        let inp = self.inputs();
+        self.parts.iter().map(move |&(proj, out)| (Site { layer, proj }, inp, out))
+    }
+
+    /// Each part's offset and width in the fused output.
+    fn spans(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
+        self.parts.iter().scan(0, |offset, &(_, out)| {
+            let start = *offset;
+            *offset += out;
+            Some((start, out))
+        })
+    }
+
+    /// The whole output, every part side by side: one product for inference; for training one op, the
+    /// frozen product plus the tuning's LoRA updates of the tuned parts.
+    pub fn output(&self, x: &Tensor, layer: usize, pass: Pass) -> Result<Tensor> {
+        let Pass::Train(tuning) = pass else {
+            return Ok(self.forward(x)?);
+        };
+        let update = |proj| tuning.low_rank(Site { layer, proj }).map(|lr| (lr, tuning.dropout_seed()));
+        let parts: Vec<Part> = self.parts.iter().map(|&(proj, width)| Part { width, update: update(proj) }).collect();
+        if parts.iter().any(|p| p.update.is_some()) {
+            return ops::lora_linear(x, self.dense()?, self.bias.as_ref(), &parts);
+        }
+        let y = ops::frozen_matmul(x, self.dense()?)?;
+        Ok(match &self.bias {
+            Some(b) => y.broadcast_add(b)?,
+            None => y,
+        })
+    }
+
+    /// The outputs of the parts, as views of `output`.
+    pub fn apply(&self, x: &Tensor, layer: usize, pass: Pass) -> Result<Vec<Tensor>> {
+        let y = self.output(x, layer, pass)?;
+        if self.parts.len() == 1 {
+            return Ok(vec![y]);
+        }
+        self.spans().map(|(start, out)| Ok(y.narrow(D::Minus1, start, out)?)).collect()
+    }
+}
+
+impl Module for Linear {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let weight_t = match &self.weight {
+            Weight::Dense(w) => w,
+            Weight::Int8(m, bias) => return ops::linear::linear_q8(x, m, bias.as_deref()),
+        };
+        if let Some(y) = ops::linear::linear(x, weight_t, self.bias.as_ref())? {
+            return Ok(y);
+        }
+        let dims = x.dims().to_vec();
+        let (rows, inp) = (dims[..dims.len() - 1].iter().product::<usize>(), dims[dims.len() - 1]);
+        let y = x.reshape((rows, inp))?.matmul(weight_t)?;
+        let y = match &self.bias {
+            Some(b) => y.broadcast_add(b)?,
+            None => y,
+        };
+        let mut out = dims;
+        *out.last_mut().expect("non-empty dims") = weight_t.dim(1)?;
+        y.reshape(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{Module, Tensor};
+
+    use super::Linear;
+    use crate::model::ops::tests::{max_diff, values};
+    use crate::model::Projection;
+
+    #[test]
+    fn linear_matches_the_composed_ops() {
+        for bias in [None, Some(values(&[5], 4))] {
+            let weight = values(&[5, 7], 5);
+            let x = values(&[2, 3, 7], 6);
+            let lin = Linear::new(Projection::Q, weight.clone(), bias.clone()).unwrap();
+            let want = x.broadcast_matmul(&weight.t().unwrap()).unwrap();
+            let want = match &bias {
+                Some(b) => want.broadcast_add(b).unwrap(),
+                None => want,
+            };
+            let got = lin.forward(&x).unwrap();
+            assert_eq!(got.dims(), &[2, 3, 5]);
+            assert!(max_diff(&got, &want) < 1e-5);
+        }
+    }
+}

@@ -1,0 +1,45 @@
+//! RMSNorm, the decoder families' norm: one fused pass for inference, an op with its own backward for
+//! training.
+
+use candle_core::{DType, Module, Tensor, D};
+
+use super::ops;
+use super::tuning::Pass;
+use crate::error::Result;
+use crate::load::weights::Weights;
+
+/// RMSNorm: `x / sqrt(mean(x^2) + eps) * scale`, accumulated in f32 (one fused pass for f32 inputs).
+#[derive(Debug, Clone)]
+pub struct RmsNorm {
+    scale: Tensor,
+    eps: f64,
+}
+
+impl RmsNorm {
+    /// `offset` is 1.0 for Gemma, whose weights store `scale - 1`.
+    pub fn load(w: &Weights, name: &str, size: usize, eps: f64, offset: f64, dtype: DType) -> Result<Self> {
+        let scale = (w.take(name, size, DType::F32)? + offset)?;
+        Ok(Self { scale: scale.to_dtype(dtype)?, eps })
+    }
+
+    /// The fused kernel records no gradient: training takes an op with its own backward.
+    pub fn apply(&self, x: &Tensor, pass: Pass) -> Result<Tensor> {
+        if pass.is_train() {
+            return ops::rms_norm(x, &self.scale, self.eps);
+        }
+        Ok(self.forward(x)?)
+    }
+}
+
+impl Module for RmsNorm {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        if x.dtype() == DType::F32 {
+            return candle_nn::ops::rms_norm(&x.contiguous()?, &self.scale, self.eps as f32);
+        }
+        let dtype = x.dtype();
+        let xf = x.to_dtype(DType::F32)?;
+        let ms = xf.sqr()?.mean_keepdim(D::Minus1)?;
+        let normed = xf.broadcast_div(&(ms + self.eps)?.sqrt()?)?;
+        normed.to_dtype(dtype)?.broadcast_mul(&self.scale)
+    }
+}
