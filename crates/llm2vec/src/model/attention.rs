@@ -83,20 +83,13 @@ pub(crate) fn rotary_attention(qkv: &Tensor, attend: &Attend, spec: AttentionSpe
     };
     let q = rotate(&part(0, heads)?, cos, sin)?;
     let k = rotate(&part(heads, kv_heads)?, cos, sin)?;
-    attention(&q, &k, &part(heads + kv_heads, kv_heads)?, bias, spec.scale, spec.softcap)
+    attention(&q, &k, &part(heads + kv_heads, kv_heads)?, bias, &spec)
 }
 
-/// Scaled dot-product attention with grouped-query heads, for inference.
-/// `q: [b, heads, l, d]`, `k, v: [b, kv_heads, l, d]`, `bias: [b, 1, l, l]`; returns `[b, l, heads * d]`.
-pub fn attention(
-    q: &Tensor,
-    k: &Tensor,
-    v: &Tensor,
-    bias: &Tensor,
-    scale: f64,
-    softcap: Option<f64>,
-) -> Result<Tensor> {
-    if let Some(out) = split_attention::attention(q, k, v, bias, scale, softcap)? {
+/// Scaled dot-product attention with grouped-query heads, for inference, with `spec`'s scale and soft
+/// cap. `q: [b, heads, l, d]`, `k, v: [b, kv_heads, l, d]`, `bias: [b, 1, l, l]`; returns `[b, l, heads * d]`.
+pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, bias: &Tensor, spec: &AttentionSpec) -> Result<Tensor> {
+    if let Some(out) = split_attention::attention(q, k, v, bias, spec)? {
         return Ok(out);
     }
     let (b, heads, l, d) = q.dims4()?;
@@ -104,8 +97,8 @@ pub fn attention(
     let q = q.contiguous()?;
     let k = repeat_kv(k, groups)?;
     let v = repeat_kv(v, groups)?;
-    let mut scores = (q.matmul(&k.t()?)? * scale)?;
-    if let Some(cap) = softcap {
+    let mut scores = (q.matmul(&k.t()?)? * spec.scale)?;
+    if let Some(cap) = spec.softcap {
         scores = ((scores / cap)?.tanh()? * cap)?;
     }
     let probs = candle_nn::ops::softmax_last_dim(&scores.broadcast_add(bias)?)?;
@@ -155,9 +148,10 @@ mod tests {
             let v = values(&[b, l, kv, d], 3).transpose(1, 2).unwrap();
             let lengths = [9, 4, 1];
             let bias = attention_bias(&lengths, l, mode, window, DType::F32, &Device::Cpu).unwrap();
-            let fused = attention(&q, &k, &v, &bias, 0.3, softcap).unwrap();
+            let spec = AttentionSpec { heads, kv_heads: kv, head_dim: d, scale: 0.3, softcap };
+            let fused = attention(&q, &k, &v, &bias, &spec).unwrap();
             let f64s = |t: &Tensor| t.to_dtype(DType::F64).unwrap();
-            let composed = attention(&f64s(&q), &f64s(&k), &f64s(&v), &f64s(&bias), 0.3, softcap).unwrap();
+            let composed = attention(&f64s(&q), &f64s(&k), &f64s(&v), &f64s(&bias), &spec).unwrap();
             assert_eq!(fused.dims(), &[b, l, heads * d]);
             assert_real_rows_agree(&fused, &composed, &lengths, &format!("{mode:?} {window:?} {softcap:?}"));
         }

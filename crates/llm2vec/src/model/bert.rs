@@ -4,10 +4,10 @@
 use candle_core::{DType, Device, Tensor};
 use serde::Deserialize;
 
-use super::attention::{attention, attention_bias, Attend, AttentionMode, Context};
+use super::attention::{attention, attention_bias, Attend, AttentionMode, AttentionSpec, Context};
+use super::backbone::Backbone;
 use super::linear::Linear;
 use super::tuning::{Pass, Projection, Site};
-use super::Backbone;
 use crate::error::{Error, Result};
 use crate::load::weights::Weights;
 
@@ -104,7 +104,7 @@ pub struct Model {
     token_type: Tensor,
     embedding_norm: LayerNorm,
     blocks: Vec<Block>,
-    heads: usize,
+    attention: AttentionSpec,
     dtype: DType,
     device: Device,
 }
@@ -147,7 +147,13 @@ impl Model {
             token_type: token_types.get(0)?,
             embedding_norm: LayerNorm::load(w, &format!("{root}embeddings.LayerNorm"), h, eps, dtype)?,
             blocks,
-            heads: cfg.num_attention_heads,
+            attention: AttentionSpec {
+                heads: cfg.num_attention_heads,
+                kv_heads: cfg.num_attention_heads,
+                head_dim: h / cfg.num_attention_heads,
+                scale: 1.0 / ((h / cfg.num_attention_heads) as f64).sqrt(),
+                softcap: None,
+            },
             dtype,
             device: device.clone(),
         })
@@ -189,18 +195,12 @@ impl Backbone for Model {
     fn block(&self, i: usize, x: &Tensor, ctx: &Context, pass: Pass) -> Result<Tensor> {
         Self::inference_only(pass)?;
         let blk = &self.blocks[i];
-        let (b, l, h) = x.dims3()?;
-        let hd = h / self.heads;
+        let (b, l, _) = x.dims3()?;
+        let AttentionSpec { heads, head_dim, .. } = self.attention;
         let qkv = blk.qkv.apply(x, i, pass)?;
-        let heads_of = |t: &Tensor| -> Result<Tensor> { Ok(t.reshape((b, l, self.heads, hd))?.transpose(1, 2)?) };
-        let attn = attention(
-            &heads_of(&qkv[0])?,
-            &heads_of(&qkv[1])?,
-            &heads_of(&qkv[2])?,
-            &ctx.global.bias,
-            1.0 / (hd as f64).sqrt(),
-            None,
-        )?;
+        let heads_of = |t: &Tensor| -> Result<Tensor> { Ok(t.reshape((b, l, heads, head_dim))?.transpose(1, 2)?) };
+        let (q, k, v) = (heads_of(&qkv[0])?, heads_of(&qkv[1])?, heads_of(&qkv[2])?);
+        let attn = attention(&q, &k, &v, &ctx.global.bias, &self.attention)?;
         let x = blk.attention_norm.forward(&(x + blk.attention_out.output(&attn, i, pass)?)?)?;
         let inner = blk.intermediate.output(&x, i, pass)?.gelu_erf()?;
         blk.output_norm.forward(&(&x + blk.output.output(&inner, i, pass)?)?)

@@ -6,13 +6,13 @@
 use candle_core::{DType, Device, Tensor, D};
 
 use super::attention::{attention_bias, rotary_attention, Attend, AttentionMode, AttentionSpec, Context};
+use super::backbone::Backbone;
 use super::linear::Linear;
 use super::mlp::{gated_mlp, Activation};
 use super::norm::RmsNorm;
 use super::ops::frozen_matmul;
 use super::rotary::Rotary;
 use super::tuning::{Pass, Projection, Site};
-use super::Backbone;
 use crate::error::Result;
 use crate::load::weights::Weights;
 

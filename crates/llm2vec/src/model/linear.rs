@@ -183,7 +183,7 @@ impl Module for Linear {
 
 #[cfg(test)]
 mod tests {
-    use candle_core::{Module, Tensor};
+    use candle_core::Module;
 
     use super::Linear;
     use crate::model::ops::tests::{max_diff, values};

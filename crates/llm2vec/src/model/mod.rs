@@ -3,13 +3,14 @@
 //! The decoder families are trainable; BERT (the classic encoder baseline) encodes only.
 //!
 //! The layout runs one way, from the families down: `llama`, `gemma` (both filling the shared `decoder`
-//! stack) and `bert`; the layers they are built of (`linear`, `norm`, `rotary`, `attention`, `mlp`);
-//! the model's own candle ops (`ops`); the CPU kernels those ops run (`cpu`). `tuning` holds what a
-//! trainer hands a training pass.
+//! stack) and `bert`, each a `Backbone` (`backbone`); the layers they are built of (`linear`, `norm`,
+//! `rotary`, `attention`, `mlp`); the model's own candle ops (`ops`); the CPU kernels those ops run
+//! (`cpu`). `tuning` holds what a trainer hands a training pass.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod attention;
+pub mod backbone;
 pub mod bert;
 pub(crate) mod cpu;
 pub mod decoder;
@@ -24,55 +25,14 @@ pub mod tuning;
 
 use std::path::Path;
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device};
 
 pub use attention::{AttentionMode, Context};
+pub use backbone::Backbone;
 pub use tuning::{LowRank, Pass, Projection, Site, Tuning};
 
 use crate::error::{Error, Result};
 use crate::load::weights::Weights;
-
-/// A transformer used as an encoder. The forward pass is exposed in its pieces (embedding,
-/// blocks, final norm) so that a training loop can drive the blocks itself (gradient checkpointing).
-pub trait Backbone: Send + Sync {
-    /// Hidden states `[batch, seq, hidden]` after the final norm. `ids: [batch, seq]` (u32) holds
-    /// right-padded sequences whose real lengths are `lengths`.
-    fn forward(&self, ids: &Tensor, lengths: &[usize], mode: AttentionMode) -> Result<Tensor> {
-        self.forward_pass(ids, lengths, mode, Pass::Infer)
-    }
-
-    /// [`Backbone::forward`] for inference or training.
-    fn forward_pass(&self, ids: &Tensor, lengths: &[usize], mode: AttentionMode, pass: Pass) -> Result<Tensor> {
-        let ctx = self.context(lengths, ids.dim(1)?, mode)?;
-        let mut x = self.embed(ids)?;
-        for i in 0..self.num_blocks() {
-            x = self.block(i, &x, &ctx, pass)?;
-        }
-        self.final_norm(&x, pass)
-    }
-
-    /// Token embeddings `[batch, seq, hidden]` (frozen: never a gradient).
-    fn embed(&self, ids: &Tensor) -> Result<Tensor>;
-    /// The rotary tables and attention masks of a batch.
-    fn context(&self, lengths: &[usize], seq_len: usize, mode: AttentionMode) -> Result<Context>;
-    fn num_blocks(&self) -> usize;
-    /// Decoder block `i`.
-    fn block(&self, i: usize, x: &Tensor, ctx: &Context, pass: Pass) -> Result<Tensor>;
-    fn final_norm(&self, x: &Tensor, pass: Pass) -> Result<Tensor>;
-    /// Next-token logits `[.., vocab]` from hidden states `[.., hidden]`.
-    fn logits(&self, hidden: &Tensor, pass: Pass) -> Result<Tensor>;
-    /// Every projection LoRA can adapt, with its input and output sizes.
-    fn sites(&self) -> Vec<(Site, usize, usize)>;
-    /// Every linear layer of the blocks.
-    fn linears_mut(&mut self) -> Vec<&mut linear::Linear>;
-    /// Stores the blocks' linear layers in 8 bits for inference on the CPU ([`linear::Linear::quantize`]).
-    fn quantize(&mut self) -> Result<()> {
-        self.linears_mut().into_iter().try_for_each(|l| l.quantize())
-    }
-    fn hidden_size(&self) -> usize;
-    fn dtype(&self) -> DType;
-    fn device(&self) -> &Device;
-}
 
 /// The architectures we can build, by their config's `model_type`.
 /// `bert` is an encoder, for encoding only (the classic baseline).

@@ -2,7 +2,7 @@
 //! `model/cpu/` in its `cpu_fwd`, and the training ops compute their gradients in `bwd` (candle's
 //! fused kernels record no gradient, and composing them from small ops keeps many activations alive
 //! and makes candle's backward accumulate a gradient per small op). Whether a tensor takes these ops or
-//! candle's composed ones is decided here, in [`fused_cpu`].
+//! candle's composed ones is decided here, in `fused_cpu`.
 //!
 //! - `attention`: the decoders' attention from the fused q/k/v with its rotary embedding, mask and
 //!   dropout (training, and inference on the CPU);

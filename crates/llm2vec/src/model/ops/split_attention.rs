@@ -8,21 +8,15 @@ use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 use gemm::Parallelism;
 use rayon::prelude::*;
 
-use super::{cpu_data, fused_cpu};
+use super::{cpu_data, fused_cpu, AttentionSpec};
 use crate::error::Result;
 use crate::model::cpu::gemm::{product_at, Matrix};
 use crate::model::cpu::softmax;
 
 /// `q: [b, heads, l, d]`, `k, v: [b, kv_heads, l, d]` (f32, CPU, last dimension contiguous), `bias:
-/// [b, 1, l, l]`; returns `[b, l, heads * d]`. `None` when the inputs do not fit this op.
-pub fn attention(
-    q: &Tensor,
-    k: &Tensor,
-    v: &Tensor,
-    bias: &Tensor,
-    scale: f64,
-    softcap: Option<f64>,
-) -> Result<Option<Tensor>> {
+/// [b, 1, l, l]`, with `spec`'s scale and soft cap; returns `[b, l, heads * d]`. `None` when the inputs do
+/// not fit this op.
+pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, bias: &Tensor, spec: &AttentionSpec) -> Result<Option<Tensor>> {
     let fits = |t: &Tensor| fused_cpu(t) && t.stride().last() == Some(&1);
     if ![q, k, v, bias].into_iter().all(fits) {
         return Ok(None);
@@ -31,7 +25,7 @@ pub fn attention(
     let Some(bias) = cpu_data::<f32>(&guard, layout) else {
         return Ok(None);
     };
-    let op = Attention { bias, scale: scale as f32, softcap: softcap.map(|c| c as f32) };
+    let op = Attention { bias, scale: spec.scale as f32, softcap: spec.softcap.map(|c| c as f32) };
     Ok(Some(q.apply_op3_no_bwd(k, v, &op)?))
 }
 
