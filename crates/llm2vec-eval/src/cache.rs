@@ -1,6 +1,6 @@
 //! The on-disk embedding cache. One folder per encoder fingerprint (model file sizes and times,
 //! adapters, settings) under the cache root, holding `model.json` (what the fingerprint stands for) and
-//! shard files, each written whole by `llm2vec::io::write_atomic` (a temporary file renamed into place),
+//! shard files, each written whole by `llm2vec::fs::write_atomic` (a temporary file renamed into place),
 //! so a reader never sees half a shard. An entry is keyed by SHA-256 of fingerprint, instruction and text.
 //!
 //! Shard layout (little endian): `L2VEMB1\n`, dim (u32), count (u32), count 32-byte keys, count x dim f32.
@@ -59,7 +59,7 @@ impl Cache {
             let text =
                 serde_json::to_vec_pretty(&serde_json::json!({ "fingerprint": fingerprint, "model": description }))
                     .map_err(|source| Error::Json { path: model_json.clone(), source })?;
-            llm2vec::io::write_atomic(&model_json, &text)?;
+            llm2vec::fs::write_atomic(&model_json, &text)?;
         }
         let mut cache = Self { dir, dim: None, rows: Vec::new(), index: HashMap::new() };
         cache.load_shards()?;
@@ -151,7 +151,7 @@ impl Cache {
         keys.iter().for_each(|k| bytes.extend_from_slice(k));
         rows.iter().for_each(|v| bytes.extend_from_slice(&v.to_le_bytes()));
         let name = hex(&Sha256::digest(&bytes)[..12]);
-        llm2vec::io::write_atomic(&self.dir.join(format!("{name}.bin")), &bytes)?;
+        llm2vec::fs::write_atomic(&self.dir.join(format!("{name}.bin")), &bytes)?;
         for (key, row) in keys.iter().zip(rows.chunks_exact(dim)) {
             self.push(*key, row.iter().copied());
         }

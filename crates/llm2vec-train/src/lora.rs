@@ -262,7 +262,7 @@ pub(crate) fn write_if_changed(path: &Path, bytes: &[u8]) -> Result<()> {
     if std::fs::read(path).is_ok_and(|old| old == bytes) {
         return Ok(());
     }
-    Ok(llm2vec::io::write_atomic(path, bytes)?)
+    Ok(llm2vec::fs::write_atomic(path, bytes)?)
 }
 
 /// A loaded adapter: its config and (A, B) per module name.

@@ -147,7 +147,7 @@ fn tidy(output_dir: &Path, opts: &RunOptions) -> Result<()> {
     }
     let dirs = std::iter::once(output_dir.to_path_buf()).chain(checkpoint::complete(output_dir));
     for dir in dirs {
-        for path in llm2vec::io::remove_stale_temps(&dir)? {
+        for path in llm2vec::fs::remove_stale_temps(&dir)? {
             note(opts, &format!("removed {}, left by an interrupted write", path.display()));
         }
     }
@@ -413,9 +413,9 @@ impl Run<'_> {
         for e in &state.evals {
             lines.push(serde_json::to_string(e).map_err(|e| TrainError::Invalid(e.to_string()))?);
         }
-        llm2vec::io::write_atomic(&self.output_dir.join("metrics.jsonl"), (lines.join("\n") + "\n").as_bytes())?;
+        llm2vec::fs::write_atomic(&self.output_dir.join("metrics.jsonl"), (lines.join("\n") + "\n").as_bytes())?;
         let title = format!("{} loss, {}", stage_name(self.stage), self.output_dir.display());
-        llm2vec::io::write_atomic(
+        llm2vec::fs::write_atomic(
             &self.output_dir.join("loss.svg"),
             plot::loss_curve_svg(&title, &state.steps).as_bytes(),
         )?;

@@ -5,6 +5,7 @@
 
 pub mod encoder;
 pub mod error;
+pub mod fs;
 pub mod io;
 pub mod load;
 pub mod model;

@@ -106,7 +106,7 @@ fn download(repo_id: &str, dest: &Path) -> Result<()> {
             fetch(&agent, repo_id, &shard, dest)?;
         }
     }
-    crate::io::write_atomic(&dest.join(".complete"), b"")
+    crate::fs::write_atomic(&dest.join(".complete"), b"")
 }
 
 fn shard_names(index: &Path) -> Result<Vec<String>> {
@@ -146,6 +146,6 @@ fn fetch(agent: &ureq::Agent, repo_id: &str, file: &str, dest: &Path) -> Result<
             )))
         }
     };
-    crate::io::write_atomic_from(&dest.join(file), &mut response.into_reader())?;
+    crate::fs::write_atomic_from(&dest.join(file), &mut response.into_reader())?;
     Ok(true)
 }
