@@ -33,12 +33,7 @@ fn hex(bytes: &[u8]) -> String {
 
 /// The default cache root: `$XDG_CACHE_HOME/llm2vec/embeddings`, else `~/.cache/llm2vec/embeddings`.
 pub fn default_root() -> PathBuf {
-    std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_else(|| PathBuf::from(".cache"))
-        .join("llm2vec")
-        .join("embeddings")
+    llm2vec::fs::cache_home().join("llm2vec").join("embeddings")
 }
 
 /// Embeddings of one encoder fingerprint, all shards loaded.

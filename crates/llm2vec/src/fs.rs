@@ -1,5 +1,5 @@
 //! Files written atomically (a temporary file with an unguessable name, created exclusively, renamed into
-//! place), and the temporaries that killed writes leave behind.
+//! place), the temporaries that killed writes leave behind, and the cache folder.
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
@@ -9,6 +9,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
 use crate::error::{Error, Result};
+
+/// The user's cache folder: `$XDG_CACHE_HOME`, else `~/.cache`, else `.cache`.
+pub fn cache_home() -> PathBuf {
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from(".cache"))
+}
 
 /// Writes `bytes` to a temporary file beside `path`, syncs it, then renames it over `path`.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {

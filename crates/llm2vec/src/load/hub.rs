@@ -38,7 +38,7 @@ pub fn hf_cache_dir() -> PathBuf {
     if let Some(home) = std::env::var_os("HF_HOME") {
         return PathBuf::from(home).join("hub");
     }
-    super::cache_home().join("huggingface").join("hub")
+    crate::fs::cache_home().join("huggingface").join("hub")
 }
 
 /// Where our downloads go: `<models_dir>/hub/<org>--<name>`.

@@ -32,14 +32,7 @@ pub fn models_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("LLM2VEC_MODELS_DIR") {
         return dir.into();
     }
-    cache_home().join("llm2vec").join("models")
-}
-
-pub(crate) fn cache_home() -> PathBuf {
-    std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_else(|| PathBuf::from(".cache"))
+    crate::fs::cache_home().join("llm2vec").join("models")
 }
 
 /// A model ready to build: config, weights under Hugging Face names, tokenizer and LLM2Vec settings.
