@@ -3,6 +3,7 @@
 //! Data flow: [`load`] (model files, GGUF, adapters) -> [`tokenize`] (instruction/text boundary)
 //! -> [`model`] (bidirectional or causal transformer) -> [`pool`] -> embeddings, driven by [`Encoder`].
 
+pub mod batch;
 pub mod encoder;
 pub mod error;
 pub mod fs;
