@@ -63,6 +63,17 @@ pub struct Settings {
     pub batch_size: usize,
 }
 
+impl Settings {
+    /// How [`Encoder::tokenize`] tokenizes under these settings.
+    pub fn tokenize_options(&self) -> TokenizeOptions {
+        TokenizeOptions {
+            max_length: self.max_length,
+            doc_max_length: self.doc_max_length,
+            append_eos: self.pooling == Pooling::EosToken,
+        }
+    }
+}
+
 /// One input: an instruction (attended to, not pooled; may be empty) and the text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Input {
@@ -174,11 +185,7 @@ impl Encoder {
         if input.text.trim().is_empty() {
             return Err(Error::Input("empty text".into()));
         }
-        let opts = TokenizeOptions {
-            max_length: self.settings.max_length,
-            doc_max_length: self.settings.doc_max_length,
-            append_eos: self.settings.pooling == Pooling::EosToken,
-        };
+        let opts = self.settings.tokenize_options();
         let text = self.tokenizer.shorten_document(&input.text, &opts)?;
         let tokenized = self.tokenizer.tokenize(&input.instruction, &text, &opts)?;
         // Checks now, so that an error names this input rather than its batch.
@@ -234,7 +241,7 @@ impl Encoder {
         let tokenized = inputs
             .iter()
             .enumerate()
-            .map(|(i, input)| self.tokenize(input).map_err(|e| at_input(i, e)))
+            .map(|(i, input)| self.tokenize(input).map_err(|e| e.at_input(i)))
             .collect::<Result<Vec<_>>>()?;
         let tokens = tokenized.iter().map(|t| t.ids.len()).sum();
         let mut at = Progress { done: 0, total: inputs.len(), tokens_done: 0, tokens_total: tokens };
@@ -300,15 +307,6 @@ impl Encoder {
                 }
             })
             .collect()
-    }
-}
-
-/// Places an input error at input `i` (counted from 1 in the message).
-fn at_input(i: usize, e: Error) -> Error {
-    match e {
-        Error::Input(msg) => Error::Input(format!("input {}: {msg}", i + 1)),
-        Error::Tokenizer(msg) => Error::Input(format!("input {}: {msg}", i + 1)),
-        other => other,
     }
 }
 

@@ -59,4 +59,13 @@ impl Error {
     pub(crate) fn weight(path: impl Into<PathBuf>, name: &str, msg: impl Into<String>) -> Self {
         Error::Weight { path: path.into(), name: name.to_string(), msg: msg.into() }
     }
+
+    /// Places an error about one input (what [`crate::Encoder::tokenize`] refuses) at input `i`, counted
+    /// from 1 in the message, as an [`Error::Input`]; other errors pass unchanged.
+    pub fn at_input(self, i: usize) -> Self {
+        match self {
+            Error::Input(msg) | Error::Tokenizer(msg) => Error::Input(format!("input {}: {msg}", i + 1)),
+            other => other,
+        }
+    }
 }
