@@ -255,7 +255,6 @@ fn trainee(stage: Stage, config: &TrainConfig, config_path: &Path) -> Result<Tra
         device: llm2vec::Device::Cpu,
         ..Options::default()
     };
-    let base_adapters = options.adapters.clone();
     let mut loaded = llm2vec::load::load(config.model(config_path)?, &options.device)?;
     if stage == Stage::Mntp
         && config.mask_token_type == MaskTokenType::Mask
@@ -282,8 +281,6 @@ fn trainee(stage: Stage, config: &TrainConfig, config_path: &Path) -> Result<Tra
     )?;
     let lora = if stage == Stage::SimCse { lora.with_attention_dropout(config.simcse_dropout) } else { lora };
     Ok(Trainee {
-        base: config.model(config_path)?.to_string(),
-        base_adapters,
         encoder,
         lora,
         mode,
