@@ -280,13 +280,7 @@ fn trainee(stage: Stage, config: &TrainConfig, config_path: &Path) -> Result<Tra
         &device,
     )?;
     let lora = if stage == Stage::SimCse { lora.with_attention_dropout(config.simcse_dropout) } else { lora };
-    Ok(Trainee {
-        encoder,
-        lora,
-        mode,
-        checkpoint: config.gradient_checkpointing,
-        seed: config.seed,
-    })
+    Ok(Trainee { encoder, lora, mode, checkpoint: config.gradient_checkpointing, seed: config.seed })
 }
 
 fn objective(

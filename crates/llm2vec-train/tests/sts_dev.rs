@@ -64,7 +64,7 @@ fn trained_lora(encoder: &Encoder) -> LoraModel {
         .unwrap()
         .with_attention_dropout(0.2);
     for (k, var) in lora.vars().into_iter().enumerate().filter(|(k, _)| k % 2 == 1) {
-        let values: Vec<f32> = (0..var.elem_count()).map(|i| ((i * 7 + k) % 13) as f32 * 0.05 - 0.3).collect();
+        let values: Vec<f32> = (0..var.elem_count()).map(|i| ((i * 7 + k) % 13) as f32 * 0.5 - 3.0).collect();
         var.set(&Tensor::from_vec(values, var.shape(), &Device::Cpu).unwrap()).unwrap();
     }
     lora
@@ -95,5 +95,5 @@ fn the_live_score_equals_the_saved_adapters() {
     let saved = inference_score(vec![adapter]);
     assert!((live - saved).abs() < 1e-4, "live {live} vs saved adapter {saved}");
     let base = inference_score(Vec::new());
-    assert!((live - base).abs() > 1e-3, "the adapter should change the score (base {base}, adapted {live})");
+    assert!((live - base).abs() > 1e-2, "the adapter should change the score (base {base}, adapted {live})");
 }

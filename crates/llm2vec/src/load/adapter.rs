@@ -43,7 +43,13 @@ pub struct AdapterConfig {
 
 impl AdapterConfig {
     /// A plain LoRA adapter (no bias, rank and alpha the same for every module), ready for inference.
-    pub fn lora(r: usize, lora_alpha: f64, lora_dropout: f64, target_modules: Vec<String>, base: Option<String>) -> Self {
+    pub fn lora(
+        r: usize,
+        lora_alpha: f64,
+        lora_dropout: f64,
+        target_modules: Vec<String>,
+        base: Option<String>,
+    ) -> Self {
         Self {
             peft_type: Some("LORA".into()),
             base_model_name_or_path: base,
