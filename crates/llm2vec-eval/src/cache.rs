@@ -53,7 +53,7 @@ impl Cache {
         if !model_json.exists() {
             let text =
                 serde_json::to_vec_pretty(&serde_json::json!({ "fingerprint": fingerprint, "model": description }))
-                    .map_err(|source| Error::Json { path: model_json.clone(), source })?;
+                    .map_err(|source| Error::json(&model_json, source))?;
             llm2vec::fs::write_atomic(&model_json, &text)?;
         }
         let mut cache = Self { dir, dim: None, rows: Vec::new(), index: HashMap::new() };

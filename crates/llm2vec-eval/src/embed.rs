@@ -140,7 +140,7 @@ impl TextEncoder for LlmEncoder {
 
 /// Names the text an encoder error is about (the encoder counts inputs of the failing call from 1).
 fn locate(e: Error, label: &str, batch: &[Input]) -> Error {
-    let Error::Encoder(llm2vec::Error::Input(msg)) = &e else { return e };
+    let Error::Llm2vec(llm2vec::Error::Input(msg)) = &e else { return e };
     let index =
         msg.strip_prefix("input ").and_then(|rest| rest.split(':').next()).and_then(|n| n.parse::<usize>().ok());
     match index.and_then(|n| batch.get(n.wrapping_sub(1))) {

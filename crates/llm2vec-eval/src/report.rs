@@ -57,8 +57,7 @@ impl TaskResult {
 
 /// Writes `value` to `path` (pretty JSON), atomically.
 pub fn write_json(path: &Path, value: &Value) -> Result<()> {
-    let text =
-        serde_json::to_string_pretty(value).map_err(|source| Error::Json { path: path.to_path_buf(), source })?;
+    let text = serde_json::to_string_pretty(value).map_err(|source| Error::json(path, source))?;
     Ok(llm2vec::fs::write_atomic(path, text.as_bytes())?)
 }
 

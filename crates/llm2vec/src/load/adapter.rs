@@ -76,7 +76,7 @@ impl AdapterConfig {
 
     /// Parses the bytes of `path`.
     fn parse(bytes: &[u8], path: &Path) -> Result<Self> {
-        serde_json::from_slice(bytes).map_err(|source| Error::Json { path: path.to_path_buf(), source })
+        serde_json::from_slice(bytes).map_err(|source| Error::json(path, source))
     }
 }
 
