@@ -2,9 +2,13 @@
 
 pub mod adapter;
 pub mod export;
-pub mod gguf;
 pub mod hub;
-pub mod sentence_transformers;
+mod sentence_transformers;
+
+// Not part of the stable API: the model readers, used by the workspace's own crates and fuzz targets.
+#[doc(hidden)]
+pub mod gguf;
+#[doc(hidden)]
 pub mod weights;
 
 use std::path::{Path, PathBuf};
@@ -179,7 +183,7 @@ fn adapter_base_weights(dir: &Path, device: &Device) -> Result<Weights> {
 
 pub(crate) fn read_json(path: &Path) -> Result<Value> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    serde_json::from_str(&text).map_err(|source| Error::Json { path: path.into(), source })
+    serde_json::from_str(&text).map_err(|source| Error::json(path, source))
 }
 
 fn id_field(json: &Value, key: &str) -> Option<u32> {
