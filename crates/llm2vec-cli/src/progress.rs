@@ -4,7 +4,7 @@
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
-use llm2vec::encoder::Progress;
+use llm2vec::Progress;
 
 /// The line is redrawn at most this often.
 const INTERVAL: Duration = Duration::from_millis(200);

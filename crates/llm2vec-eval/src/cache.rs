@@ -1,6 +1,6 @@
 //! The on-disk embedding cache. One folder per encoder fingerprint (model file sizes and times,
 //! adapters, settings) under the cache root, holding `model.json` (what the fingerprint stands for) and
-//! shard files, each written whole by `llm2vec::io::write_atomic` (a temporary file renamed into place),
+//! shard files, each written whole by `llm2vec::fs::write_atomic` (a temporary file renamed into place),
 //! so a reader never sees half a shard. An entry is keyed by SHA-256 of fingerprint, instruction and text.
 //!
 //! Shard layout (little endian): `L2VEMB1\n`, dim (u32), count (u32), count 32-byte keys, count x dim f32.
@@ -33,12 +33,7 @@ fn hex(bytes: &[u8]) -> String {
 
 /// The default cache root: `$XDG_CACHE_HOME/llm2vec/embeddings`, else `~/.cache/llm2vec/embeddings`.
 pub fn default_root() -> PathBuf {
-    std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_else(|| PathBuf::from(".cache"))
-        .join("llm2vec")
-        .join("embeddings")
+    llm2vec::fs::cache_home().join("llm2vec").join("embeddings")
 }
 
 /// Embeddings of one encoder fingerprint, all shards loaded.
@@ -58,8 +53,8 @@ impl Cache {
         if !model_json.exists() {
             let text =
                 serde_json::to_vec_pretty(&serde_json::json!({ "fingerprint": fingerprint, "model": description }))
-                    .map_err(|source| Error::Json { path: model_json.clone(), source })?;
-            llm2vec::io::write_atomic(&model_json, &text)?;
+                    .map_err(|source| Error::json(&model_json, source))?;
+            llm2vec::fs::write_atomic(&model_json, &text)?;
         }
         let mut cache = Self { dir, dim: None, rows: Vec::new(), index: HashMap::new() };
         cache.load_shards()?;
@@ -151,7 +146,7 @@ impl Cache {
         keys.iter().for_each(|k| bytes.extend_from_slice(k));
         rows.iter().for_each(|v| bytes.extend_from_slice(&v.to_le_bytes()));
         let name = hex(&Sha256::digest(&bytes)[..12]);
-        llm2vec::io::write_atomic(&self.dir.join(format!("{name}.bin")), &bytes)?;
+        llm2vec::fs::write_atomic(&self.dir.join(format!("{name}.bin")), &bytes)?;
         for (key, row) in keys.iter().zip(rows.chunks_exact(dim)) {
             self.push(*key, row.iter().copied());
         }

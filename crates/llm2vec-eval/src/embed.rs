@@ -140,7 +140,7 @@ impl TextEncoder for LlmEncoder {
 
 /// Names the text an encoder error is about (the encoder counts inputs of the failing call from 1).
 fn locate(e: Error, label: &str, batch: &[Input]) -> Error {
-    let Error::Encoder(llm2vec::Error::Input(msg)) = &e else { return e };
+    let Error::Llm2vec(llm2vec::Error::Input(msg)) = &e else { return e };
     let index =
         msg.strip_prefix("input ").and_then(|rest| rest.split(':').next()).and_then(|n| n.parse::<usize>().ok());
     match index.and_then(|n| batch.get(n.wrapping_sub(1))) {
@@ -234,8 +234,10 @@ impl<'a> Embedder<'a> {
         });
         let mut missing: Vec<usize> =
             first_of.iter().filter(|(k, _)| self.lookup(k).is_none()).map(|(_, &i)| i).collect();
+        missing.sort_unstable();
         // Longest first, so that each chunk holds texts of similar length (less padding in its batches).
-        missing.sort_unstable_by_key(|&i| (std::cmp::Reverse(inputs[i].instruction.len() + inputs[i].text.len()), i));
+        let bytes: Vec<usize> = missing.iter().map(|&i| inputs[i].instruction.len() + inputs[i].text.len()).collect();
+        let missing: Vec<usize> = llm2vec::batch::longest_first(&bytes).into_iter().map(|k| missing[k]).collect();
         self.cached += first_of.len() - missing.len();
         if self.verbose {
             eprintln!(

@@ -5,18 +5,6 @@ use std::path::PathBuf;
 /// Errors raised while reading task data, encoding, scoring or writing results.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{path}: invalid JSON: {source}")]
-    Json {
-        path: PathBuf,
-        #[source]
-        source: serde_json::Error,
-    },
     /// A problem at a given line of a data file (line counted from 1).
     #[error("{path}:{line}: {msg}")]
     Line { path: PathBuf, line: usize, msg: String },
@@ -32,15 +20,20 @@ pub enum Error {
     Cache { path: PathBuf, msg: String },
     #[error("invalid option: {0}")]
     Option(String),
+    /// From the library: encoding, and files that cannot be read, written or parsed.
     #[error(transparent)]
-    Encoder(#[from] llm2vec::Error),
+    Llm2vec(#[from] llm2vec::Error),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), source }
+        llm2vec::Error::io(path, source).into()
+    }
+
+    pub(crate) fn json(path: impl Into<PathBuf>, source: serde_json::Error) -> Self {
+        llm2vec::Error::json(path, source).into()
     }
 
     pub(crate) fn line(path: impl Into<PathBuf>, line: usize, msg: impl Into<String>) -> Self {

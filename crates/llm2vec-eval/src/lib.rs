@@ -163,7 +163,7 @@ fn evaluate_all(opts: &EvalOptions, tasks: Vec<Prepared>, encoder: &dyn TextEnco
     let earlier = report::earlier_results(&opts.output_dir, &opts.data_dir, encoder.description(), &names)?;
     let markdown = report::markdown(&results, &earlier, encoder.description());
     let markdown_path = opts.output_dir.join("summary.md");
-    report::write_text(&markdown_path, &markdown)?;
+    llm2vec::fs::write_atomic(&markdown_path, markdown.as_bytes())?;
     Ok(Summary { encoded: embedder.encoded, cached: embedder.cached, results, markdown, markdown_path })
 }
 

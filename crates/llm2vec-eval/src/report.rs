@@ -55,17 +55,10 @@ impl TaskResult {
     }
 }
 
-/// Writes `value` to `path` (pretty JSON), through a temporary file.
+/// Writes `value` to `path` (pretty JSON), atomically.
 pub fn write_json(path: &Path, value: &Value) -> Result<()> {
-    let text =
-        serde_json::to_string_pretty(value).map_err(|source| Error::Json { path: path.to_path_buf(), source })?;
-    write_text(path, &text)
-}
-
-pub fn write_text(path: &Path, text: &str) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text).map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+    let text = serde_json::to_string_pretty(value).map_err(|source| Error::json(path, source))?;
+    Ok(llm2vec::fs::write_atomic(path, text.as_bytes())?)
 }
 
 /// Score as MTEB tables show it: x100, two decimals.

@@ -81,7 +81,7 @@ impl TaskSpec {
     pub fn load(dir: &Path) -> Result<Self> {
         let path = dir.join("task.json");
         let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-        let json: Value = serde_json::from_str(&text).map_err(|source| Error::Json { path: path.clone(), source })?;
+        let json: Value = serde_json::from_str(&text).map_err(|source| Error::json(&path, source))?;
         let obj = json.as_object().ok_or_else(|| Error::field(&path, "(root)", "expected a JSON object"))?;
         let folder = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let kind_name = required_str(obj, &path, "type")?;

@@ -24,6 +24,7 @@ pub fn to_py_err(e: Error) -> PyErr {
         | Error::Env { .. }
         | Error::Option { .. } => PyValueError::new_err(msg),
         Error::Interrupted => PyKeyboardInterrupt::new_err(msg),
-        Error::Candle(_) | Error::NonFinite { .. } => PyRuntimeError::new_err(msg),
+        // Internal failures, non-finite embeddings and any kind added later.
+        _ => PyRuntimeError::new_err(msg),
     }
 }

@@ -37,7 +37,7 @@ pub fn evaluate(
     };
     opts.cache = cache_dir.map_or(CacheDir::Default, CacheDir::At);
     let summary = py.detach(|| llm2vec_eval::run(&opts)).map_err(|e| match e {
-        llm2vec_eval::Error::Encoder(inner) => to_py_err(inner),
+        llm2vec_eval::Error::Llm2vec(inner) => to_py_err(inner),
         other => PyValueError::new_err(other.to_string()),
     })?;
     Ok(summary.results.into_iter().map(|r| (r.name, r.main_score)).collect())

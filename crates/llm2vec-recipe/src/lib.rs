@@ -180,7 +180,7 @@ fn stage(
         training,
     };
     let json = serde_json::to_string_pretty(&record).map_err(|e| RecipeError::format(&record_path, e))?;
-    llm2vec::io::write_atomic(&record_path, json.as_bytes())?;
+    llm2vec::fs::write_atomic(&record_path, json.as_bytes())?;
     Ok(record)
 }
 
@@ -229,7 +229,7 @@ fn train(
     let config_file = dir.join("config.json");
     std::fs::create_dir_all(dir).map_err(|e| RecipeError::io(dir, e))?;
     let json = serde_json::to_string_pretty(&config).map_err(|e| RecipeError::format(&config_file, e))?;
-    llm2vec::io::write_atomic(&config_file, json.as_bytes())?;
+    llm2vec::fs::write_atomic(&config_file, json.as_bytes())?;
     note(opts, &format!("{}: training ({} steps) from {}", row.slug, settings.steps, config_file.display()));
     let run_opts = RunOptions {
         restart: opts.restart,

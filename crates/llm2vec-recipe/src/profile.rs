@@ -171,7 +171,7 @@ pub fn eval_data(profile: Profile, data_dir: &Path, work: &Path) -> Result<(Path
         spec["splits"] = serde_json::json!(["test"]);
         spec["counts"] = serde_json::json!({ "test": kept });
         let out = to.join("task.json");
-        llm2vec::io::write_atomic(&out, serde_json::to_string_pretty(&spec).unwrap_or_default().as_bytes())?;
+        llm2vec::fs::write_atomic(&out, serde_json::to_string_pretty(&spec).unwrap_or_default().as_bytes())?;
     }
     let sliced_dev = sliced.join("sts-dev.jsonl");
     head_lines(&dev, &sliced_dev, QUICK_DEV_PAIRS)?;
@@ -182,7 +182,7 @@ pub fn eval_data(profile: Profile, data_dir: &Path, work: &Path) -> Result<(Path
 fn head_lines(from: &Path, to: &Path, n: usize) -> Result<usize> {
     let text = std::fs::read_to_string(from).map_err(|e| RecipeError::io(from, e))?;
     let lines: Vec<&str> = text.lines().take(n).collect();
-    llm2vec::io::write_atomic(to, (lines.join("\n") + "\n").as_bytes())?;
+    llm2vec::fs::write_atomic(to, (lines.join("\n") + "\n").as_bytes())?;
     Ok(lines.len())
 }
 

@@ -21,18 +21,18 @@ pub fn write(opts: &RecipeOptions, records: &[StageRecord], pending: &[&str], se
     std::fs::create_dir_all(&pictures).map_err(|e| RecipeError::io(&pictures, e))?;
     let folder = pictures.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tasks = task_names(records);
-    llm2vec::io::write_atomic(&pictures.join("scores.svg"), bar_chart(records, &tasks).as_bytes())?;
+    llm2vec::fs::write_atomic(&pictures.join("scores.svg"), bar_chart(records, &tasks).as_bytes())?;
     let mut links = vec![format!("![Scores by stage]({folder}/scores.svg)")];
     for record in records {
         if let Some(t) = &record.training {
             let name = format!("{}-loss.svg", record.slug);
             let svg = std::fs::read(&t.loss_svg).map_err(|e| RecipeError::io(&t.loss_svg, e))?;
-            llm2vec::io::write_atomic(&pictures.join(&name), &svg)?;
+            llm2vec::fs::write_atomic(&pictures.join(&name), &svg)?;
             links.push(format!("![{} loss]({folder}/{name})", record.title));
         }
     }
     let page = markdown(opts, records, pending, &tasks, seconds, &links);
-    llm2vec::io::write_atomic(&opts.results, page.as_bytes())?;
+    llm2vec::fs::write_atomic(&opts.results, page.as_bytes())?;
     Ok(())
 }
 

@@ -151,7 +151,7 @@ fn run_batch(encoder: &Encoder, batch: Vec<Item>, metrics: &Metrics) {
     let start = Instant::now();
     batch.iter().for_each(|item| metrics.observe_queue(start - item.enqueued));
     let tokens: Vec<&Tokenized> = batch.iter().map(|item| &item.tokens).collect();
-    let padded = tokens.len() * tokens.iter().map(|t| t.ids.len()).max().unwrap_or(0);
+    let padded = llm2vec::batch::padded_tokens(&tokens.iter().map(|t| t.ids.len()).collect::<Vec<_>>());
     let result = catch_unwind(AssertUnwindSafe(|| encoder.encode_batch(&tokens)));
     metrics.observe_batch(batch.len(), padded, start.elapsed());
     let dim = encoder.dim();

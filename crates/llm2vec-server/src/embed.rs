@@ -15,7 +15,7 @@ use serde::Deserialize;
 
 use crate::embedding;
 use crate::error::ApiError;
-use crate::routes::AppState;
+use crate::state::AppState;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -11,7 +11,7 @@ use axum::http::header::CONTENT_LENGTH;
 use axum::http::StatusCode;
 use http_body_util::LengthLimitError;
 use llm2vec::tokenize::{TokenizeOptions, Tokenized};
-use llm2vec::{Embeddings, Encoder, Input, Pooling};
+use llm2vec::{Embeddings, Encoder, Input};
 use serde::de::DeserializeOwned;
 use serde_json::error::Category;
 
@@ -126,21 +126,14 @@ fn tokenize_one(
 
 /// The token count of `input` (not shortened to doc_max_length) without the max_length cut.
 fn full_length(encoder: &Encoder, input: &Input) -> llm2vec::Result<usize> {
-    let settings = encoder.settings();
-    let uncut = TokenizeOptions {
-        max_length: usize::MAX,
-        doc_max_length: settings.doc_max_length,
-        append_eos: settings.pooling == Pooling::EosToken,
-    };
+    let uncut = TokenizeOptions { max_length: usize::MAX, ..encoder.settings().tokenize_options() };
     Ok(encoder.tokenizer().tokenize(&input.instruction, &input.text, &uncut)?.ids.len())
 }
 
 /// 422 for what is wrong with the input itself (empty text, untokenizable), 500 for anything else.
 fn input_error(i: usize, e: llm2vec::Error) -> ApiError {
-    match e {
-        llm2vec::Error::Input(msg) | llm2vec::Error::Tokenizer(msg) => {
-            ApiError::invalid(format!("input {}: {msg}", i + 1))
-        }
+    match e.at_input(i) {
+        llm2vec::Error::Input(msg) => ApiError::invalid(msg),
         other => ApiError::internal(format!("input {}: {other}", i + 1)),
     }
 }

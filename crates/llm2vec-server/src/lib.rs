@@ -6,8 +6,8 @@
 //!
 //! Modules in request order: [`config`] (flags and limits), [`server`] (binding, accept loop, signals,
 //! graceful shutdown), [`connection`] (one client's connection and its timeouts), [`routes`] (router and
-//! middleware), [`openai`] and [`embed`] (the two schemas), [`embedding`] (shared request steps), [`batcher`]
-//! (queue and inference thread), [`metrics`], [`error`].
+//! middleware), [`state`] (what the handlers share), [`openai`] and [`embed`] (the two schemas), [`embedding`]
+//! (shared request steps), [`batcher`] (queue and inference thread), [`metrics`], [`error`].
 
 pub mod batcher;
 pub mod config;
@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod openai;
 pub mod routes;
 pub mod server;
+pub mod state;
 
 pub use config::Config;
 pub use error::{ApiError, ServerError};

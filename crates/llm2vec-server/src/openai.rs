@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::embedding;
 use crate::error::ApiError;
-use crate::routes::AppState;
+use crate::state::AppState;
 
 #[derive(Deserialize)]
 struct Request {

@@ -1,8 +1,7 @@
-//! The HTTP surface: the router, the shared state, the middleware that checks the API key, bounds embedding
+//! The HTTP surface: the router, the middleware that checks the API key, bounds embedding
 //! requests (shutdown, concurrency, body size and read time, timeout) and records metrics, and the small
 //! endpoints (/health, /info, /metrics, JSON 404 and 405).
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -13,73 +12,13 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use llm2vec::Encoder;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
-use tokio::sync::Semaphore;
 
-use crate::batcher::Batcher;
-use crate::config::Config;
 use crate::error::ApiError;
-use crate::metrics::Metrics;
+use crate::state::AppState;
 use crate::{embed, embedding, openai};
 
 const EMBEDDING_ROUTES: [&str; 2] = ["/v1/embeddings", "/embed"];
-
-/// What every handler shares.
-pub struct AppState {
-    pub encoder: Arc<Encoder>,
-    pub batcher: Batcher,
-    pub metrics: Arc<Metrics>,
-    pub config: Config,
-    pub model_name: String,
-    /// Longest text in bytes that can be within the token limits (see [`embedding::max_text_bytes`]).
-    pub max_text_bytes: usize,
-    limiter: Arc<Semaphore>,
-    shutting_down: AtomicBool,
-    /// SHA-256 of --api-key: keys are compared as digests, in constant time.
-    key_digest: Option<[u8; 32]>,
-}
-
-impl AppState {
-    /// `config` must have passed [`Config::check`].
-    pub fn new(
-        encoder: Arc<Encoder>,
-        batcher: Batcher,
-        metrics: Arc<Metrics>,
-        config: Config,
-        model_name: String,
-    ) -> Self {
-        let limiter = Arc::new(Semaphore::new(config.max_concurrent_requests));
-        let key_digest = config.api_key.as_deref().map(digest);
-        let max_text_bytes = embedding::max_text_bytes(&encoder);
-        Self {
-            encoder,
-            batcher,
-            metrics,
-            config,
-            model_name,
-            max_text_bytes,
-            limiter,
-            shutting_down: AtomicBool::new(false),
-            key_digest,
-        }
-    }
-
-    /// From now on embedding requests get 503 and /health reports shutting_down.
-    pub fn begin_shutdown(&self) {
-        self.shutting_down.store(true, Ordering::SeqCst);
-    }
-
-    fn is_shutting_down(&self) -> bool {
-        self.shutting_down.load(Ordering::SeqCst)
-    }
-
-    fn in_flight(&self) -> usize {
-        self.config.max_concurrent_requests - self.limiter.available_permits()
-    }
-}
 
 /// All routes, with their limits and metrics.
 pub fn router(state: Arc<AppState>) -> Router {
@@ -101,16 +40,13 @@ pub fn router(state: Arc<AppState>) -> Router {
 
 /// With --api-key, every route but /health needs `Authorization: Bearer <key>`; otherwise 401.
 async fn authorize(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
-    let Some(expected) = &state.key_digest else {
-        return next.run(request).await;
-    };
-    if request.uri().path() == "/health" {
+    if !state.key_required() || request.uri().path() == "/health" {
         return next.run(request).await;
     }
     let presented = request.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(bearer);
     let message = match presented {
         None => "missing API key: send it as `Authorization: Bearer <key>`",
-        Some(key) if bool::from(digest(key)[..].ct_eq(&expected[..])) => return next.run(request).await,
+        Some(key) if state.key_matches(key) => return next.run(request).await,
         Some(_) => "invalid API key",
     };
     ([(WWW_AUTHENTICATE, "Bearer")], ApiError::new(StatusCode::UNAUTHORIZED, message)).into_response()
@@ -120,10 +56,6 @@ async fn authorize(State(state): State<Arc<AppState>>, request: Request, next: N
 fn bearer(value: &str) -> Option<&str> {
     let (scheme, token) = value.trim().split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-}
-
-fn digest(key: &str) -> [u8; 32] {
-    Sha256::digest(key.as_bytes()).into()
 }
 
 /// Embedding requests: 503 while shutting down, 429 beyond --max-concurrent-requests (no queue grows),

@@ -19,7 +19,8 @@ use crate::config::Config;
 use crate::connection::{self, Timeouts};
 use crate::error::ServerError;
 use crate::metrics::Metrics;
-use crate::routes::{self, AppState};
+use crate::routes;
+use crate::state::AppState;
 
 /// The first pause after an accept error that is not one client's (e.g. out of file descriptors), and the
 /// longest; the pause doubles while such errors repeat.

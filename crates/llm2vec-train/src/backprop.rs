@@ -16,11 +16,7 @@ pub struct Batch {
 impl Batch {
     /// Right-pads `rows` with id 0.
     pub fn new(rows: &[&[u32]], device: &candle_core::Device) -> Result<Self> {
-        let t = rows.iter().map(|r| r.len()).max().unwrap_or(0);
-        let mut ids = Vec::with_capacity(rows.len() * t);
-        for r in rows {
-            ids.extend(r.iter().copied().chain(std::iter::repeat_n(0, t - r.len())));
-        }
+        let (ids, t) = llm2vec::batch::pad(rows);
         Ok(Self {
             ids: Tensor::from_vec(ids, (rows.len(), t), device)?,
             lengths: rows.iter().map(|r| r.len()).collect(),

@@ -93,10 +93,10 @@ fn write_all(
     lora.save(dir, None)?;
     optimizer.save(&dir.join(OPTIMIZER))?;
     for (name, bytes) in extra {
-        llm2vec::io::write_atomic(&dir.join(name), bytes)?;
+        llm2vec::fs::write_atomic(&dir.join(name), bytes)?;
     }
     let json = serde_json::to_vec_pretty(state).map_err(|e| TrainError::Invalid(e.to_string()))?;
-    llm2vec::io::write_atomic(&dir.join(STATE), &json)?;
+    llm2vec::fs::write_atomic(&dir.join(STATE), &json)?;
     Ok(())
 }
 
@@ -164,7 +164,7 @@ pub fn set_aside(output_dir: &Path) -> Result<Option<PathBuf>> {
     if previous.exists() {
         std::fs::remove_dir_all(&previous).map_err(|e| TrainError::io(&previous, e))?;
     }
-    llm2vec::io::write_atomic(&output_dir.join(RESTART_MARK), b"")?;
+    llm2vec::fs::write_atomic(&output_dir.join(RESTART_MARK), b"")?;
     finish_restart(output_dir)?;
     Ok(Some(previous))
 }

@@ -6,6 +6,7 @@
 use crate::rng::Rng;
 use crate::{Result, TrainError};
 use candle_core::{DType, Device, Tensor, Var};
+use llm2vec::load::adapter::AdapterConfig;
 use llm2vec::model::{LowRank, Projection, Site, Tuning};
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
@@ -18,6 +19,13 @@ pub struct LoraSettings {
     pub r: usize,
     pub lora_alpha: f64,
     pub lora_dropout: f64,
+}
+
+impl LoraSettings {
+    /// The `adapter_config.json` of an adapter with these settings on `target_modules` of `base`.
+    pub fn adapter_config(&self, target_modules: Vec<String>, base: Option<String>) -> AdapterConfig {
+        AdapterConfig::lora(self.r, self.lora_alpha, self.lora_dropout, target_modules, base)
+    }
 }
 
 /// One low-rank update: A [r, in] and B [out, r].
@@ -163,7 +171,7 @@ impl LoraModel {
             .collect::<Result<Vec<_>>>()?;
         let bytes = safetensors::serialize(views, None).map_err(|e| TrainError::Adapter(e.to_string()))?;
         write_if_changed(&dir.join("adapter_model.safetensors"), &bytes)?;
-        let config = AdapterConfig::new(&self.settings, self.target_modules(), base);
+        let config = self.settings.adapter_config(self.target_modules(), base);
         let json = serde_json::to_vec_pretty(&config).map_err(|e| TrainError::Adapter(e.to_string()))?;
         write_if_changed(&dir.join("adapter_config.json"), &json)
     }
@@ -216,37 +224,6 @@ impl Tuning for LoraModel {
     }
 }
 
-/// PEFT's `adapter_config.json`, with the fields PEFT needs to load the adapter.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AdapterConfig {
-    pub peft_type: String,
-    pub base_model_name_or_path: Option<String>,
-    pub r: usize,
-    pub lora_alpha: f64,
-    pub lora_dropout: f64,
-    pub target_modules: Vec<String>,
-    pub bias: String,
-    pub fan_in_fan_out: bool,
-    pub inference_mode: bool,
-}
-
-impl AdapterConfig {
-    /// The config for `settings` on `target_modules` of `base`.
-    pub fn new(settings: &LoraSettings, target_modules: Vec<String>, base: Option<String>) -> Self {
-        Self {
-            peft_type: "LORA".into(),
-            base_model_name_or_path: base,
-            r: settings.r,
-            lora_alpha: settings.lora_alpha,
-            lora_dropout: settings.lora_dropout,
-            target_modules,
-            bias: "none".into(),
-            fan_in_fan_out: false,
-            inference_mode: true,
-        }
-    }
-}
-
 fn key(module: &str, part: &str) -> String {
     format!("base_model.model.{module}.lora_{part}.weight")
 }
@@ -262,7 +239,7 @@ pub(crate) fn write_if_changed(path: &Path, bytes: &[u8]) -> Result<()> {
     if std::fs::read(path).is_ok_and(|old| old == bytes) {
         return Ok(());
     }
-    Ok(llm2vec::io::write_atomic(path, bytes)?)
+    Ok(llm2vec::fs::write_atomic(path, bytes)?)
 }
 
 /// A loaded adapter: its config and (A, B) per module name.
@@ -273,10 +250,7 @@ pub struct LoadedAdapter {
 
 /// Reads an adapter written by [`LoraModel::save`] (or by PEFT for the fields used here).
 pub fn load_adapter(dir: &Path, device: &candle_core::Device) -> Result<LoadedAdapter> {
-    let cfg_path = dir.join("adapter_config.json");
-    let text = std::fs::read(&cfg_path).map_err(|e| TrainError::io(&cfg_path, e))?;
-    let config: AdapterConfig =
-        serde_json::from_slice(&text).map_err(|e| TrainError::Adapter(format!("{}: {e}", cfg_path.display())))?;
+    let config = AdapterConfig::read(dir)?;
     let st_path = dir.join("adapter_model.safetensors");
     let bytes = std::fs::read(&st_path).map_err(|e| TrainError::io(&st_path, e))?;
     let mut tensors = candle_core::safetensors::load_buffer(&bytes, device)?;

@@ -62,9 +62,7 @@ impl AdamW {
             tensors.insert(format!("v.{i}"), v.clone());
         }
         tensors.insert("steps".into(), Tensor::new(&[self.steps as u32], &Device::Cpu)?);
-        let tmp = path.with_extension("tmp");
-        candle_core::safetensors::save(&tensors, &tmp)?;
-        std::fs::rename(&tmp, path).map_err(|e| TrainError::io(path, e))
+        Ok(llm2vec::fs::write_atomic_with(path, |tmp| Ok(candle_core::safetensors::save(&tensors, tmp)?))?)
     }
 
     /// Restores the state written by [`AdamW::save`].

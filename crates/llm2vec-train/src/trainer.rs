@@ -147,7 +147,7 @@ fn tidy(output_dir: &Path, opts: &RunOptions) -> Result<()> {
     }
     let dirs = std::iter::once(output_dir.to_path_buf()).chain(checkpoint::complete(output_dir));
     for dir in dirs {
-        for path in llm2vec::io::remove_stale_temps(&dir)? {
+        for path in llm2vec::fs::remove_stale_temps(&dir)? {
             note(opts, &format!("removed {}, left by an interrupted write", path.display()));
         }
     }
@@ -255,7 +255,6 @@ fn trainee(stage: Stage, config: &TrainConfig, config_path: &Path) -> Result<Tra
         device: llm2vec::Device::Cpu,
         ..Options::default()
     };
-    let base_adapters = options.adapters.clone();
     let mut loaded = llm2vec::load::load(config.model(config_path)?, &options.device)?;
     if stage == Stage::Mntp
         && config.mask_token_type == MaskTokenType::Mask
@@ -281,15 +280,7 @@ fn trainee(stage: Stage, config: &TrainConfig, config_path: &Path) -> Result<Tra
         &device,
     )?;
     let lora = if stage == Stage::SimCse { lora.with_attention_dropout(config.simcse_dropout) } else { lora };
-    Ok(Trainee {
-        base: config.model(config_path)?.to_string(),
-        base_adapters,
-        encoder,
-        lora,
-        mode,
-        checkpoint: config.gradient_checkpointing,
-        seed: config.seed,
-    })
+    Ok(Trainee { encoder, lora, mode, checkpoint: config.gradient_checkpointing, seed: config.seed })
 }
 
 fn objective(
@@ -413,9 +404,9 @@ impl Run<'_> {
         for e in &state.evals {
             lines.push(serde_json::to_string(e).map_err(|e| TrainError::Invalid(e.to_string()))?);
         }
-        llm2vec::io::write_atomic(&self.output_dir.join("metrics.jsonl"), (lines.join("\n") + "\n").as_bytes())?;
+        llm2vec::fs::write_atomic(&self.output_dir.join("metrics.jsonl"), (lines.join("\n") + "\n").as_bytes())?;
         let title = format!("{} loss, {}", stage_name(self.stage), self.output_dir.display());
-        llm2vec::io::write_atomic(
+        llm2vec::fs::write_atomic(
             &self.output_dir.join("loss.svg"),
             plot::loss_curve_svg(&title, &state.steps).as_bytes(),
         )?;

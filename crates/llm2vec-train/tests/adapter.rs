@@ -6,7 +6,7 @@ mod common;
 use common::LoraLinear;
 use llm2vec::model::ops::{lora_linear, Part};
 use llm2vec::model::{LowRank, Projection, Site};
-use llm2vec_train::lora::{load_adapter, AdapterConfig, LoraModel, LoraSettings};
+use llm2vec_train::lora::{load_adapter, LoraModel, LoraSettings};
 use llm2vec_train::rng::Rng;
 
 fn weight(out: usize, inp: usize) -> Tensor {
@@ -32,7 +32,7 @@ fn save_and_load_round_trip() {
     assert!(keys.contains_key("base_model.model.layers.0.self_attn.q_proj.lora_A.weight"));
     assert!(keys.contains_key("base_model.model.layers.0.self_attn.v_proj.lora_B.weight"));
     let loaded = load_adapter(dir.path(), &Device::Cpu).unwrap();
-    assert_eq!(loaded.config, AdapterConfig::new(&s, vec!["q_proj".into(), "v_proj".into()], Some("tiny".into())));
+    assert_eq!(loaded.config, s.adapter_config(vec!["q_proj".into(), "v_proj".into()], Some("tiny".into())));
     let vars = model.vars();
     for (k, name) in ["layers.0.self_attn.q_proj", "layers.0.self_attn.v_proj"].iter().enumerate() {
         let (a, b) = &loaded.weights[*name];

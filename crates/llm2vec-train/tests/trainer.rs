@@ -3,9 +3,16 @@
 //! the encoder, resume is exact, Ctrl-C saves, non-finite losses stop the run, and bad input is named.
 //! A run resumes only its own checkpoints: other settings or data are refused, `--restart` sets the old run
 //! aside, a corrupt checkpoint falls back to the one before, and stale temporary files are removed.
+//! The STS-dev score of the live LoRA in memory equals that of the same adapter saved and loaded.
 
-use llm2vec::{Encoder, Input, Options};
+use candle_core::{Device, Tensor};
+use llm2vec::model::{AttentionMode, Projection};
+use llm2vec::{Encoder, Input, Options, Pooling};
+use llm2vec_eval::metrics::{cosine, spearman};
 use llm2vec_train::config::{self, Stage};
+use llm2vec_train::lora::{LoraModel, LoraSettings};
+use llm2vec_train::rng::Rng;
+use llm2vec_train::stage::{StsDev, Trainee};
 use llm2vec_train::trainer::{run, Outcome, RunOptions};
 use llm2vec_train::TrainError;
 use serde_json::{json, Value};
@@ -436,4 +443,72 @@ fn stale_temporary_files_are_removed_when_a_run_starts() {
     for f in kept {
         assert!(out.join(f).exists(), "{f}");
     }
+}
+
+/// STS-dev data: every pair of sentences, with gold scores in a fixed scrambled order.
+fn pairs() -> Vec<(&'static str, &'static str, f64)> {
+    let mut out = Vec::new();
+    for (i, a) in SENTENCES.iter().enumerate() {
+        for b in &SENTENCES[i + 1..] {
+            out.push((*a, *b, ((out.len() * 11) % 29) as f64 / 5.0));
+        }
+    }
+    out
+}
+
+fn dev_options(adapters: Vec<PathBuf>) -> Options {
+    Options {
+        adapters,
+        pooling: Some(Pooling::Mean),
+        max_length: Some(32),
+        attention: AttentionMode::Bidirectional,
+        ..Options::default()
+    }
+}
+
+/// The score through the inference path: the encoder's own embeddings, cosine against the gold scores.
+fn inference_score(adapters: Vec<PathBuf>) -> f64 {
+    let encoder = Encoder::from_pretrained(&model(), dev_options(adapters)).unwrap();
+    let inputs: Vec<Input> = pairs().iter().flat_map(|(a, b, _)| [Input::text(*a), Input::text(*b)]).collect();
+    let e = encoder.encode(&inputs).unwrap();
+    let cosines: Vec<f64> = (0..inputs.len() / 2).map(|i| cosine(e.row(2 * i), e.row(2 * i + 1))).collect();
+    spearman(&cosines, &pairs().iter().map(|p| p.2).collect::<Vec<_>>())
+}
+
+/// A LoRA on every projection with a non-zero B (a fresh one leaves the model as it is) and dropout on.
+fn trained_lora(encoder: &Encoder) -> LoraModel {
+    let backbone = encoder.backbone();
+    let settings = LoraSettings { r: 4, lora_alpha: 8.0, lora_dropout: 0.2 };
+    let lora = LoraModel::new(&backbone.sites(), &Projection::ALL, &settings, 3, backbone.dtype(), backbone.device())
+        .unwrap()
+        .with_attention_dropout(0.2);
+    for (k, var) in lora.vars().into_iter().enumerate().filter(|(k, _)| k % 2 == 1) {
+        let values: Vec<f32> = (0..var.elem_count()).map(|i| ((i * 7 + k) % 13) as f32 * 0.5 - 3.0).collect();
+        var.set(&Tensor::from_vec(values, var.shape(), &Device::Cpu).unwrap()).unwrap();
+    }
+    lora
+}
+
+fn write_dev(dir: &Path) -> PathBuf {
+    let lines: Vec<String> =
+        pairs().iter().map(|(a, b, s)| json!({ "sentence1": a, "sentence2": b, "score": s }).to_string()).collect();
+    write(dir, "dev.jsonl", &lines.join("\n"))
+}
+
+#[test]
+fn the_live_score_equals_the_saved_adapters() {
+    let dir = tempfile::tempdir().unwrap();
+    let encoder = Encoder::from_pretrained(&model(), dev_options(Vec::new())).unwrap();
+    let lora = trained_lora(&encoder);
+    let dev = StsDev::load(&write_dev(dir.path()), &encoder).unwrap();
+    let model = Trainee { encoder, lora, mode: AttentionMode::Bidirectional, checkpoint: false, seed: 1 };
+    // As in the middle of training: a dropout stream is set, and evaluation must not use it.
+    model.lora.set_rng(Some(Rng::new(5)));
+    let live = dev.spearman(&model).unwrap();
+    let adapter = dir.path().join("adapter");
+    model.lora.save(&adapter, None).unwrap();
+    let saved = inference_score(vec![adapter]);
+    assert!((live - saved).abs() < 1e-4, "live {live} vs saved adapter {saved}");
+    let base = inference_score(Vec::new());
+    assert!((live - base).abs() > 1e-2, "the adapter should change the score (base {base}, adapted {live})");
 }

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use candle_core::{DType, Device, Tensor};
 use serde_json::Value;
 
+use crate::batch;
 use crate::error::{Error, Result};
 use crate::load::{self, adapter::Adapter};
 use crate::model::{AttentionMode, Backbone};
@@ -60,6 +61,17 @@ pub struct Settings {
     pub attention: AttentionMode,
     pub normalize: bool,
     pub batch_size: usize,
+}
+
+impl Settings {
+    /// How [`Encoder::tokenize`] tokenizes under these settings.
+    pub fn tokenize_options(&self) -> TokenizeOptions {
+        TokenizeOptions {
+            max_length: self.max_length,
+            doc_max_length: self.doc_max_length,
+            append_eos: self.pooling == Pooling::EosToken,
+        }
+    }
 }
 
 /// One input: an instruction (attended to, not pooled; may be empty) and the text.
@@ -173,11 +185,7 @@ impl Encoder {
         if input.text.trim().is_empty() {
             return Err(Error::Input("empty text".into()));
         }
-        let opts = TokenizeOptions {
-            max_length: self.settings.max_length,
-            doc_max_length: self.settings.doc_max_length,
-            append_eos: self.settings.pooling == Pooling::EosToken,
-        };
+        let opts = self.settings.tokenize_options();
         let text = self.tokenizer.shorten_document(&input.text, &opts)?;
         let tokenized = self.tokenizer.tokenize(&input.instruction, &text, &opts)?;
         // Checks now, so that an error names this input rather than its batch.
@@ -233,25 +241,22 @@ impl Encoder {
         let tokenized = inputs
             .iter()
             .enumerate()
-            .map(|(i, input)| self.tokenize(input).map_err(|e| at_input(i, e)))
+            .map(|(i, input)| self.tokenize(input).map_err(|e| e.at_input(i)))
             .collect::<Result<Vec<_>>>()?;
         let tokens = tokenized.iter().map(|t| t.ids.len()).sum();
         let mut at = Progress { done: 0, total: inputs.len(), tokens_done: 0, tokens_total: tokens };
         progress(at)?;
-        let mut order: Vec<usize> = (0..inputs.len()).collect();
-        order.sort_by_key(|&i| std::cmp::Reverse(tokenized[i].ids.len()));
+        let lengths: Vec<usize> = tokenized.iter().map(|t| t.ids.len()).collect();
         let dim = self.dim();
         let mut data = vec![vec![0f32; inputs.len() * dim]; poolings.len()];
-        for batch in order.chunks(batch_size) {
+        for batch in batch::longest_first(&lengths).chunks(batch_size) {
             let items: Vec<&Tokenized> = batch.iter().map(|&i| &tokenized[i]).collect();
             let pooled = self.pool_batch(&items, poolings).map_err(|e| match e {
                 Error::NonFinite { input } => Error::NonFinite { input: batch[input] },
                 other => other,
             })?;
             for (rows, out) in pooled.iter().zip(&mut data) {
-                for (k, &i) in batch.iter().enumerate() {
-                    out[i * dim..(i + 1) * dim].copy_from_slice(&rows[k * dim..(k + 1) * dim]);
-                }
+                batch::scatter(rows, batch, dim, out);
             }
             at.done += batch.len();
             at.tokens_done += items.iter().map(|t| t.ids.len()).sum::<usize>();
@@ -273,12 +278,9 @@ impl Encoder {
     /// One forward pass over a batch, pooled once per mode; refuses rows that are not finite.
     fn pool_batch(&self, items: &[&Tokenized], poolings: &[Pooling]) -> Result<Vec<Vec<f32>>> {
         let device = self.backbone.device();
-        let seq_len = items.iter().map(|t| t.ids.len()).max().unwrap_or(0);
-        let lengths: Vec<usize> = items.iter().map(|t| t.ids.len()).collect();
-        let mut ids = Vec::with_capacity(items.len() * seq_len);
-        for t in items {
-            ids.extend(t.ids.iter().copied().chain(std::iter::repeat_n(0, seq_len - t.ids.len())));
-        }
+        let rows: Vec<&[u32]> = items.iter().map(|t| t.ids.as_slice()).collect();
+        let lengths: Vec<usize> = rows.iter().map(|r| r.len()).collect();
+        let (ids, seq_len) = batch::pad(&rows);
         let ids = Tensor::from_vec(ids, (items.len(), seq_len), device)?;
         let hidden = self.backbone.forward(&ids, &lengths, self.settings.attention)?;
         poolings
@@ -305,15 +307,6 @@ impl Encoder {
                 }
             })
             .collect()
-    }
-}
-
-/// Places an input error at input `i` (counted from 1 in the message).
-fn at_input(i: usize, e: Error) -> Error {
-    match e {
-        Error::Input(msg) => Error::Input(format!("input {}: {msg}", i + 1)),
-        Error::Tokenizer(msg) => Error::Input(format!("input {}: {msg}", i + 1)),
-        other => other,
     }
 }
 

@@ -2,8 +2,9 @@
 
 use std::path::PathBuf;
 
-/// Errors raised while loading models, tokenizing, encoding or reading inputs.
+/// Errors raised while loading models, tokenizing, encoding or reading inputs (more kinds may come).
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     #[error("{path}: {source}")]
     Io {
@@ -31,6 +32,7 @@ pub enum Error {
     Tokenizer(String),
     #[error("environment variable {name}: {msg}")]
     Env { name: &'static str, msg: String },
+    /// Something the caller passed (a text, an option's value) that cannot be used.
     #[error("invalid input: {0}")]
     Input(String),
     /// Options that cannot work together or on this model.
@@ -41,15 +43,44 @@ pub enum Error {
     NonFinite { input: usize },
     #[error("interrupted")]
     Interrupted,
+    /// A failure inside the library's computation (a tensor operation), not caused by the caller's input.
     #[error(transparent)]
-    Candle(#[from] candle_core::Error),
+    Internal(InternalError),
+}
+
+/// What an [`Error::Internal`] says: the message and causes of the failure that raised it.
+#[derive(Debug)]
+pub struct InternalError(Box<dyn std::error::Error + Send + Sync>);
+
+impl std::fmt::Display for InternalError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for InternalError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+impl From<candle_core::Error> for Error {
+    fn from(e: candle_core::Error) -> Self {
+        Error::Internal(InternalError(Box::new(e)))
+    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    /// A file that cannot be read or written.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io { path: path.into(), source }
+    }
+
+    /// A file that is not valid JSON.
+    pub fn json(path: impl Into<PathBuf>, source: serde_json::Error) -> Self {
+        Error::Json { path: path.into(), source }
     }
 
     pub(crate) fn format(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {
@@ -58,5 +89,14 @@ impl Error {
 
     pub(crate) fn weight(path: impl Into<PathBuf>, name: &str, msg: impl Into<String>) -> Self {
         Error::Weight { path: path.into(), name: name.to_string(), msg: msg.into() }
+    }
+
+    /// Places an error about one input (what [`crate::Encoder::tokenize`] refuses) at input `i`, counted
+    /// from 1 in the message, as an [`Error::Input`]; other errors pass unchanged.
+    pub fn at_input(self, i: usize) -> Self {
+        match self {
+            Error::Input(msg) | Error::Tokenizer(msg) => Error::Input(format!("input {}: {msg}", i + 1)),
+            other => other,
+        }
     }
 }

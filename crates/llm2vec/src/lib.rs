@@ -2,17 +2,26 @@
 //!
 //! Data flow: [`load`] (model files, GGUF, adapters) -> [`tokenize`] (instruction/text boundary)
 //! -> [`model`] (bidirectional or causal transformer) -> [`pool`] -> embeddings, driven by [`Encoder`].
+//! [`io`] reads input files and writes embeddings.
 
-pub mod encoder;
-pub mod error;
+mod encoder;
+mod error;
 pub mod io;
 pub mod load;
 pub mod model;
+
+// Not part of the stable API: shared by this workspace's own crates (training, evaluation, server, bindings).
+#[doc(hidden)]
+pub mod batch;
+#[doc(hidden)]
+pub mod fs;
+#[doc(hidden)]
 pub mod pool;
+#[doc(hidden)]
 pub mod tokenize;
 
 pub use candle_core::{DType, Device};
 pub use encoder::{set_num_threads, Embeddings, Encoder, Input, Options, Progress, Settings};
-pub use error::{Error, Result};
+pub use error::{Error, InternalError, Result};
 pub use model::AttentionMode;
 pub use pool::Pooling;

@@ -25,8 +25,8 @@ fn pooled_loss(
     index: usize,
     loss_fn: impl FnOnce(&Tensor) -> Result<Tensor>,
 ) -> Result<(LossAndGrads, usize)> {
-    let mut order: Vec<usize> = (0..items.len()).collect();
-    order.sort_by_key(|&i| std::cmp::Reverse(items[i].ids.len()));
+    let lengths: Vec<usize> = items.iter().map(|t| t.ids.len()).collect();
+    let order = llm2vec::batch::longest_first(&lengths);
     let mut batches = Vec::new();
     let mut weights = Vec::new();
     for chunk in order.chunks(CHUNK_ROWS) {
@@ -37,10 +37,7 @@ fn pooled_loss(
     }
     let tokens = batches.iter().map(|b| b.tokens()).sum();
     // Row k of the sorted embeddings is item order[k]: `position[i]` finds item i again.
-    let mut position = vec![0u32; items.len()];
-    for (k, &i) in order.iter().enumerate() {
-        position[i] = k as u32;
-    }
+    let position: Vec<u32> = llm2vec::batch::positions(&order).into_iter().map(|k| k as u32).collect();
     start_dropout(model, index);
     let backbone = model.encoder.backbone();
     let out = loss_and_grads(backbone, &model.lora, &batches, model.mode, model.checkpoint, |hidden| {

@@ -9,17 +9,14 @@ use crate::backprop::{Batch, LossAndGrads};
 use crate::lora::LoraModel;
 use crate::rng::{Purpose, Rng};
 use crate::{Result, TrainError};
-use candle_core::{Tensor, D};
-use llm2vec::model::AttentionMode;
+use candle_core::{DType, Tensor, D};
+use llm2vec::model::{AttentionMode, Pass};
 use llm2vec::tokenize::Tokenized;
-use llm2vec::{Encoder, Options};
-use std::path::{Path, PathBuf};
+use llm2vec::Encoder;
+use std::path::Path;
 
 /// The model being trained: the frozen encoder (earlier adapters merged) and the LoRA updates.
 pub struct Trainee {
-    /// The base model as named in the config, and the adapters merged into it.
-    pub base: String,
-    pub base_adapters: Vec<PathBuf>,
     pub encoder: Encoder,
     pub lora: LoraModel,
     pub mode: AttentionMode,
@@ -72,6 +69,9 @@ pub fn pool(hidden: &Tensor, weights: &Tensor) -> Result<Tensor> {
     Ok(hidden.broadcast_mul(&weights.unsqueeze(D::Minus1)?.to_dtype(hidden.dtype())?)?.sum(1)?)
 }
 
+/// Rows per forward pass when evaluating.
+const EVAL_BATCH_SIZE: usize = 32;
+
 /// STS-B-style dev data: sentence pairs with gold scores.
 pub struct StsDev {
     pub pairs: Vec<(Tokenized, Tokenized)>,
@@ -99,34 +99,24 @@ impl StsDev {
         Ok(Self { pairs, scores })
     }
 
-    /// Spearman correlation of cosine similarity with the gold scores for the model with the current LoRA
-    /// merged, through the inference path (a fresh encoder built from the base, its adapters and this one).
+    /// Spearman correlation of cosine similarity with the gold scores for the model as it is now: the
+    /// trainee's own forward pass in evaluation mode (no dropout, no graph), pooled as its encoder pools.
     pub fn spearman(&self, model: &Trainee) -> Result<f64> {
-        let dir = std::env::temp_dir().join(format!("llm2vec-train-eval-{}", std::process::id()));
-        model.lora.save(&dir, None)?;
-        let settings = model.encoder.settings();
-        let options = Options {
-            adapters: model.base_adapters.iter().cloned().chain([dir.clone()]).collect(),
-            pooling: Some(settings.pooling),
-            max_length: Some(settings.max_length),
-            doc_max_length: Some(settings.doc_max_length),
-            skip_instruction: Some(settings.skip_instruction),
-            attention: model.mode,
-            ..Options::default()
-        };
-        let encoder = Encoder::from_pretrained(&model.base, options);
-        let _ = std::fs::remove_dir_all(&dir);
-        let encoder = encoder?;
+        model.lora.set_rng(None);
         let items: Vec<&Tokenized> = self.pairs.iter().flat_map(|(a, b)| [a, b]).collect();
-        let mut order: Vec<usize> = (0..items.len()).collect();
-        order.sort_by_key(|&i| std::cmp::Reverse(items[i].ids.len()));
-        let dim = encoder.dim();
+        let lengths: Vec<usize> = items.iter().map(|t| t.ids.len()).collect();
+        let dim = model.encoder.dim();
         let mut embeddings = vec![0f32; items.len() * dim];
-        for chunk in order.chunks(32) {
-            let rows = encoder.encode_batch(&chunk.iter().map(|&i| items[i]).collect::<Vec<_>>())?;
-            for (k, &i) in chunk.iter().enumerate() {
-                embeddings[i * dim..(i + 1) * dim].copy_from_slice(&rows[k * dim..(k + 1) * dim]);
+        for batch in llm2vec::batch::longest_first(&lengths).chunks(EVAL_BATCH_SIZE) {
+            let rows: Vec<&Tokenized> = batch.iter().map(|&i| items[i]).collect();
+            let (ids, weights) = pooled_batch(model, &rows)?;
+            let pass = Pass::Train(&model.lora);
+            let hidden = model.encoder.backbone().forward_pass(&ids.ids, &ids.lengths, model.mode, pass)?.detach();
+            let pooled: Vec<f32> = pool(&hidden, &weights)?.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
+            if let Some(k) = pooled.chunks(dim).position(|row| row.iter().any(|v| !v.is_finite())) {
+                return Err(llm2vec::Error::NonFinite { input: batch[k] }.into());
             }
+            llm2vec::batch::scatter(&pooled, batch, dim, &mut embeddings);
         }
         let cosines: Vec<f64> = (0..self.pairs.len())
             .map(|i| {

@@ -5,30 +5,102 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer, Serialize};
 
 use super::weights::{parse_safetensors, Weights};
 use crate::error::{Error, Result};
 
-/// The fields of `adapter_config.json` that shape the merge.
-#[derive(Debug, Clone, Deserialize)]
+/// PEFT's `adapter_config.json`: the fields that shape a merge, and those PEFT needs to load an adapter
+/// this project writes. Fields PEFT leaves out take its defaults; the optional ones are written only when set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AdapterConfig {
     #[serde(default)]
     pub peft_type: Option<String>,
+    #[serde(default)]
+    pub base_model_name_or_path: Option<String>,
     pub r: usize,
     pub lora_alpha: f64,
     #[serde(default)]
-    pub use_rslora: bool,
-    #[serde(default)]
-    pub use_dora: bool,
+    pub lora_dropout: f64,
+    /// Module names (PEFT also allows one string, a pattern; it is kept as the only entry).
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub target_modules: Vec<String>,
+    #[serde(default = "no_bias")]
+    pub bias: String,
     #[serde(default)]
     pub fan_in_fan_out: bool,
     #[serde(default)]
+    pub inference_mode: bool,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub use_rslora: bool,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub use_dora: bool,
+    #[serde(default, skip_serializing_if = "HashMap::is_empty")]
     pub rank_pattern: HashMap<String, usize>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "HashMap::is_empty")]
     pub alpha_pattern: HashMap<String, f64>,
-    #[serde(default)]
-    pub base_model_name_or_path: Option<String>,
+}
+
+impl AdapterConfig {
+    /// A plain LoRA adapter (no bias, rank and alpha the same for every module), ready for inference.
+    pub fn lora(
+        r: usize,
+        lora_alpha: f64,
+        lora_dropout: f64,
+        target_modules: Vec<String>,
+        base: Option<String>,
+    ) -> Self {
+        Self {
+            peft_type: Some("LORA".into()),
+            base_model_name_or_path: base,
+            r,
+            lora_alpha,
+            lora_dropout,
+            target_modules,
+            bias: no_bias(),
+            fan_in_fan_out: false,
+            inference_mode: true,
+            use_rslora: false,
+            use_dora: false,
+            rank_pattern: HashMap::new(),
+            alpha_pattern: HashMap::new(),
+        }
+    }
+
+    /// Reads `<dir>/adapter_config.json`.
+    pub fn read(dir: &Path) -> Result<Self> {
+        let path = dir.join("adapter_config.json");
+        let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+        Self::parse(&bytes, &path)
+    }
+
+    /// Parses the bytes of `path`.
+    fn parse(bytes: &[u8], path: &Path) -> Result<Self> {
+        serde_json::from_slice(bytes).map_err(|source| Error::json(path, source))
+    }
+}
+
+fn no_bias() -> String {
+    "none".into()
+}
+
+fn is_false(b: &bool) -> bool {
+    !b
+}
+
+/// A list of names, one name, or null (no names).
+fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Names {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match Option::<Names>::deserialize(d)? {
+        None => Vec::new(),
+        Some(Names::One(name)) => vec![name],
+        Some(Names::Many(names)) => names,
+    })
 }
 
 /// A LoRA adapter: per target module, its A `[r, in]` and B `[out, r]` matrices.
@@ -58,8 +130,7 @@ impl Adapter {
     /// Parses an adapter from the bytes of its two files; `dir` names it in errors.
     pub fn from_bytes(config: &[u8], weights: &[u8], dir: &Path) -> Result<Self> {
         let config_path = dir.join("adapter_config.json");
-        let config: AdapterConfig =
-            serde_json::from_slice(config).map_err(|source| Error::Json { path: config_path.clone(), source })?;
+        let config = AdapterConfig::parse(config, &config_path)?;
         let unsupported =
             |field: &str, msg: &str| Error::Config { path: config_path.clone(), field: field.into(), msg: msg.into() };
         if config.peft_type.as_deref().is_some_and(|t| t != "LORA") {

@@ -7,7 +7,7 @@ use candle_core::Device;
 
 use super::adapter::Adapter;
 use crate::error::{Error, Result};
-use crate::io::write_atomic;
+use crate::fs::{write_atomic, write_atomic_with};
 
 /// Loads `model`, merges `adapters` in order and writes the result to `out`.
 pub fn save_merged(model: &str, adapters: &[&Path], out: &Path) -> Result<()> {
@@ -28,8 +28,6 @@ pub fn save_merged(model: &str, adapters: &[&Path], out: &Path) -> Result<()> {
     }
     let tokenizer = loaded.tokenizer.inner().to_string(true).map_err(|e| Error::Tokenizer(e.to_string()))?;
     write_atomic(&out.join("tokenizer.json"), tokenizer.as_bytes())?;
-    let weights_path = out.join("model.safetensors");
-    let staging = out.join("model.safetensors.partial");
-    candle_core::safetensors::save(&loaded.weights.into_tensors(), &staging)?;
-    std::fs::rename(&staging, &weights_path).map_err(|e| Error::io(&weights_path, e))
+    let tensors = loaded.weights.into_tensors();
+    write_atomic_with(&out.join("model.safetensors"), |tmp| Ok(candle_core::safetensors::save(&tensors, tmp)?))
 }

@@ -38,7 +38,7 @@ pub fn hf_cache_dir() -> PathBuf {
     if let Some(home) = std::env::var_os("HF_HOME") {
         return PathBuf::from(home).join("hub");
     }
-    super::cache_home().join("huggingface").join("hub")
+    crate::fs::cache_home().join("huggingface").join("hub")
 }
 
 /// Where our downloads go: `<models_dir>/hub/<org>--<name>`.
@@ -106,7 +106,7 @@ fn download(repo_id: &str, dest: &Path) -> Result<()> {
             fetch(&agent, repo_id, &shard, dest)?;
         }
     }
-    crate::io::write_atomic(&dest.join(".complete"), b"")
+    crate::fs::write_atomic(&dest.join(".complete"), b"")
 }
 
 fn shard_names(index: &Path) -> Result<Vec<String>> {
@@ -146,6 +146,6 @@ fn fetch(agent: &ureq::Agent, repo_id: &str, file: &str, dest: &Path) -> Result<
             )))
         }
     };
-    crate::io::write_atomic_from(&dest.join(file), &mut response.into_reader())?;
+    crate::fs::write_atomic_from(&dest.join(file), &mut response.into_reader())?;
     Ok(true)
 }

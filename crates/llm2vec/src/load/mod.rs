@@ -2,9 +2,13 @@
 
 pub mod adapter;
 pub mod export;
-pub mod gguf;
 pub mod hub;
-pub mod sentence_transformers;
+mod sentence_transformers;
+
+// Not part of the stable API: the model readers, used by the workspace's own crates and fuzz targets.
+#[doc(hidden)]
+pub mod gguf;
+#[doc(hidden)]
 pub mod weights;
 
 use std::path::{Path, PathBuf};
@@ -32,14 +36,7 @@ pub fn models_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("LLM2VEC_MODELS_DIR") {
         return dir.into();
     }
-    cache_home().join("llm2vec").join("models")
-}
-
-pub(crate) fn cache_home() -> PathBuf {
-    std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_else(|| PathBuf::from(".cache"))
+    crate::fs::cache_home().join("llm2vec").join("models")
 }
 
 /// A model ready to build: config, weights under Hugging Face names, tokenizer and LLM2Vec settings.
@@ -186,7 +183,7 @@ fn adapter_base_weights(dir: &Path, device: &Device) -> Result<Weights> {
 
 pub(crate) fn read_json(path: &Path) -> Result<Value> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    serde_json::from_str(&text).map_err(|source| Error::Json { path: path.into(), source })
+    serde_json::from_str(&text).map_err(|source| Error::json(path, source))
 }
 
 fn id_field(json: &Value, key: &str) -> Option<u32> {

@@ -78,8 +78,7 @@ impl Weights {
 
 fn shard_files(index: &Path) -> Result<Vec<PathBuf>> {
     let text = std::fs::read_to_string(index).map_err(|e| Error::io(index, e))?;
-    let json: serde_json::Value =
-        serde_json::from_str(&text).map_err(|source| Error::Json { path: index.into(), source })?;
+    let json: serde_json::Value = serde_json::from_str(&text).map_err(|source| Error::json(index, source))?;
     let map = json
         .get("weight_map")
         .and_then(|m| m.as_object())

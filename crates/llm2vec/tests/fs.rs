@@ -1,7 +1,7 @@
 //! Atomic writes: a symlink planted where a temporary file used to be named does not redirect the write,
 //! and only the temporary files of killed writes are cleaned up.
 
-use llm2vec::io::{remove_stale_temps, write_atomic};
+use llm2vec::fs::{remove_stale_temps, write_atomic};
 
 #[cfg(unix)]
 #[test]
