@@ -7,7 +7,6 @@ use std::str::FromStr;
 use candle_core::{DType, Device};
 
 use crate::error::{Error, Result};
-use crate::pool::Pooling;
 use crate::AttentionMode;
 
 impl AttentionMode {
@@ -110,7 +109,8 @@ mod cli {
     use clap::builder::PossibleValue;
     use clap::ValueEnum;
 
-    use super::{AttentionMode, Pooling, Precision};
+    use super::{AttentionMode, Precision};
+    use crate::pool::Pooling;
 
     impl ValueEnum for Pooling {
         fn value_variants<'a>() -> &'a [Self] {
