@@ -11,7 +11,22 @@
 reference package (llm2vec 0.2.3).
 """
 
-from ._native import __version__, evaluate, set_num_threads
+from ._native import (
+    DEFAULT_DOC_MAX_LENGTH,
+    DEFAULT_MAX_LENGTH,
+    POOLING_MODES,
+    __version__,
+    evaluate,
+    set_num_threads,
+)
 from .encoder import LLM2Vec
 
-__all__ = ["LLM2Vec", "evaluate", "set_num_threads", "__version__"]
+__all__ = [
+    "LLM2Vec",
+    "evaluate",
+    "set_num_threads",
+    "DEFAULT_MAX_LENGTH",
+    "DEFAULT_DOC_MAX_LENGTH",
+    "POOLING_MODES",
+    "__version__",
+]

@@ -33,8 +33,8 @@ class LLM2Vec:
         """Loads a model: a short name (`smollm2-135m-instruct`), a Hugging Face directory, a `.gguf` file or a
         hub id in the local Hugging Face cache. `peft_model_name_or_path` is one PEFT LoRA directory or a list of
         them, merged in order. Settings left at None come from the last adapter's (else the model's)
-        `llm2vec_config.json`, then the defaults: mean pooling, max_length 512, doc_max_length 400, instruction
-        skipped. `dtype` (or the reference's `torch_dtype`, a torch dtype or its name): float32, bfloat16,
+        `llm2vec_config.json`, then the defaults: mean pooling (of `POOLING_MODES`), `DEFAULT_MAX_LENGTH` and
+        `DEFAULT_DOC_MAX_LENGTH` tokens, instruction skipped. `dtype` (or the reference's `torch_dtype`, a torch dtype or its name): float32, bfloat16,
         float16, or q8 (8-bit weights and integer products in the linear layers, on the CPU). `device`: "cpu", "cuda" or "cuda:N" (CUDA needs a build with the `cuda` feature).
         """
         encoder = _native.Encoder(

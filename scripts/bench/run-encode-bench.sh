@@ -14,9 +14,7 @@
 # What it prepares when missing:
 #   - the release build (`cargo build --release`, plus the bench_encode example);
 #   - the default model, SmolLM2-135M-Instruct.Q4_1.gguf (scripts/fetch-default-model.sh);
-#   - the reference venv: $REF_VENV, else .venv-ref in the repository root, else ~/.cache/llm2vec/venv-ref,
-#     whichever exists first; created with scripts/reference/setup-venv.sh ($REF_VENV, else
-#     ~/.cache/llm2vec/venv-ref) when none is usable;
+#   - the reference venv: $REF_VENV, else .venv-ref in the repository root (scripts/reference/venv.sh);
 #   - the same weights as an f32 Hugging Face directory, used by ours and the reference so they are
 #     bit-identical: $REF_MODEL_DIR, else ~/.cache/llm2vec/reference/smollm2-hf, made by
 #     scripts/reference/dequantize_gguf_to_hf.py.
@@ -38,18 +36,7 @@ scripts/fetch-default-model.sh >&2
 gguf=${LLM2VEC_MODELS_DIR:-$cache/models}/SmolLM2-135M-Instruct.Q4_1.gguf
 
 echo "== reference venv" >&2
-ref_ok() { [ -x "$1/bin/python" ] && HF_HUB_OFFLINE=1 "$1/bin/python" -c "import llm2vec, torch, transformers, numpy" 2>/dev/null; }
-if [ -n "${REF_VENV:-}" ]; then
-  venv=$REF_VENV
-elif [ -x "$repo/.venv-ref/bin/python" ]; then
-  venv=$repo/.venv-ref
-else
-  venv=$cache/venv-ref
-fi
-if ! ref_ok "$venv"; then
-  bash scripts/reference/setup-venv.sh "$venv" >&2
-  ref_ok "$venv" || { echo "error: no usable reference venv at $venv (set REF_VENV)" >&2; exit 2; }
-fi
+venv=$(scripts/reference/venv.sh)
 echo "reference venv: $venv" >&2
 
 echo "== f32 Hugging Face directory of the same weights" >&2

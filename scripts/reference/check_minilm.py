@@ -3,7 +3,7 @@
 the sentences of STSBenchmark's test split (first N pairs), max absolute difference of the embeddings.
 
     scripts/fetch-minilm.sh && cargo build --release -p llm2vec-cli
-    /work/ref/venv/bin/python scripts/reference/check_minilm.py [N]
+    .venv-ref/bin/python scripts/reference/check_minilm.py [N]
 """
 
 import json
@@ -20,7 +20,7 @@ from sentence_transformers import SentenceTransformer  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = Path(os.environ.get("LLM2VEC_MODELS_DIR", Path.home() / ".cache/llm2vec/models")) / "all-MiniLM-L6-v2"
-DATA = Path(os.environ.get("STS_TEST", "/work/shared/data/STSBenchmark/test.jsonl"))
+DATA = Path(os.environ.get("STS_TEST", ROOT.parent / "shared/data/STSBenchmark/test.jsonl"))
 
 n = int(sys.argv[1]) if len(sys.argv) > 1 else 500
 texts = []

@@ -7,7 +7,7 @@ Input: the folder written by `cargo run --release -p llm2vec-eval --example skle
 the .npy embeddings) and the data folder. Prints both sides and the differences in points; exits 1 when
 a task's main score differs by 0.5 points or more.
 
-/work/ref/venv/bin/python scripts/reference/compare_eval_sklearn.py OUT_DIR ../shared/data
+.venv-ref/bin/python scripts/reference/compare_eval_sklearn.py OUT_DIR ../shared/data
 """
 
 import json

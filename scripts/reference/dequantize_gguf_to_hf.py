@@ -6,7 +6,7 @@ Rust loader: the `gguf` package dequantizes, numpy undoes llama.cpp's q/k row pe
 Writes config.json, model.safetensors (f32), tokenizer.json (BPE merges as "a b" strings, readable by
 tokenizers 0.19) and tokenizer_config.json. A llama output loads with transformers 4.44.2 (LlamaForCausalLM).
 
-Usage: /work/ref/venv/bin/python scripts/reference/dequantize_gguf_to_hf.py MODEL.gguf OUT_DIR
+Usage: .venv-ref/bin/python scripts/reference/dequantize_gguf_to_hf.py MODEL.gguf OUT_DIR
 """
 
 import json

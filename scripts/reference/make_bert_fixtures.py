@@ -12,7 +12,7 @@ differences show), saves Transformer + Pooling (+ Normalize) with SentenceTransf
 the token ids and SentenceTransformer.encode(...) of fixed inputs (batch size 3) -> expected.json.
 
 Run with the reference venv (scripts/reference/setup-venv.sh installs sentence-transformers 2.7.0):
-    /work/ref/venv/bin/python scripts/reference/make_bert_fixtures.py
+    .venv-ref/bin/python scripts/reference/make_bert_fixtures.py
 Deterministic: rerunning rewrites byte-identical files.
 """
 
@@ -35,7 +35,7 @@ from transformers import BertConfig, BertModel, BertTokenizerFast  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "crates/llm2vec/tests/fixtures/parity"
-STS_TRAIN = Path(os.environ.get("STS_TRAIN", "/work/shared/data/STSBenchmark/train.jsonl"))
+STS_TRAIN = Path(os.environ.get("STS_TRAIN", ROOT.parent / "shared/data/STSBenchmark/train.jsonl"))
 VERSIONS = {"sentence-transformers": "2.7.0", "transformers": "4.44.2", "torch": "2.4.1", "tokenizers": "0.19.1"}
 
 INPUTS = [

@@ -11,7 +11,7 @@ Writes crates/llm2vec-eval/tests/fixtures/eval_reference.json with:
     generator seeded with 42 as MTEB does) on synthetic data that the Rust test regenerates from the
     same RandomState draws, so only the expected outputs are stored.
 
-Run with the reference venv: /work/ref/venv/bin/python scripts/reference/make_eval_fixtures.py
+Run with the reference venv: .venv-ref/bin/python scripts/reference/make_eval_fixtures.py
 (needs numpy, scipy, scikit-learn, pytrec_eval-terrier).
 """
 

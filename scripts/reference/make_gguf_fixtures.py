@@ -12,7 +12,7 @@ tiny_llama.gguf + tiny_llama.expected.safetensors, a two-layer random llama mode
 convert_hf_to_gguf writes one (q/k rows permuted, Llama 3 rope divisors in rope_freqs.weight, a byte-level BPE
 vocabulary), beside the original Hugging Face tensors it must load back to.
 
-Run with the reference venv:  /work/ref/venv/bin/python scripts/reference/make_gguf_fixtures.py
+Run with the reference venv:  .venv-ref/bin/python scripts/reference/make_gguf_fixtures.py
 """
 
 from pathlib import Path

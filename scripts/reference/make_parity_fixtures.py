@@ -16,8 +16,8 @@ recorded numbers (`stock_max_abs_diff`).
 Deterministic: fixed seeds, one torch thread; rerunning rewrites byte-identical files.
 
 Run with the reference venv (scripts/reference/setup-venv.sh creates one, default .venv-ref/):
-    /work/ref/venv/bin/python scripts/reference/make_parity_fixtures.py [--families llama,qwen2]
-STS_TRAIN overrides the tokenizer training data (default /work/shared/data/STSBenchmark/train.jsonl).
+    .venv-ref/bin/python scripts/reference/make_parity_fixtures.py [--families llama,qwen2]
+STS_TRAIN overrides the tokenizer training data (default ../shared/data/STSBenchmark/train.jsonl, next to the checkout).
 """
 
 import argparse
@@ -59,7 +59,7 @@ from llm2vec.models import MistralBiModel, Qwen2BiModel  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "crates/llm2vec/tests/fixtures/parity"
-DATA = Path(os.environ.get("STS_TRAIN", "/work/shared/data/STSBenchmark/train.jsonl"))
+DATA = Path(os.environ.get("STS_TRAIN", ROOT.parent / "shared/data/STSBenchmark/train.jsonl"))
 
 PINNED = {"llm2vec": "0.2.3", "transformers": "4.44.2", "torch": "2.4.1", "peft": "0.12.0", "tokenizers": "0.19.1"}
 SEP = "!@#$%^&*()"  # llm2vec's instruction/text separator

@@ -6,7 +6,7 @@ The losses follow the reference llm2vec: MNTP cross-entropy on logits[:, :-1] ag
 labels[:, 1:] (ignore -100); HardNegativeNLLLoss = cross-entropy over scale x cosine
 similarity of queries against positives followed by hard negatives.
 
-    /work/ref/venv/bin/python scripts/reference/make_train_fixtures.py
+    .venv-ref/bin/python scripts/reference/make_train_fixtures.py
 """
 
 import json

@@ -4,15 +4,18 @@ mod progress;
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Context, Result};
-use clap::{Args, Parser, Subcommand, ValueEnum};
-use llm2vec::{io, AttentionMode, Encoder, Options, Pooling};
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use llm2vec::{io, AttentionMode, Encoder, Options, Pooling, Precision};
 
 #[derive(Parser)]
 #[command(name = "llm2vec", version, about = "Text embeddings from decoder-only LLMs, the LLM2Vec way")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// CPU threads for matrix products (default: all cores; at most 4 per core).
+    #[arg(long, global = true, value_parser = thread_count)]
+    threads: Option<usize>,
 }
 
 #[derive(Subcommand)]
@@ -38,8 +41,8 @@ struct RecipeArgs {
     /// The paper's settings (1000 steps per stage, MNTP at 32 x 512 tokens, SimCSE at 128), for a GPU.
     #[arg(long)]
     gpu: bool,
-    /// Folder of the evaluation tasks and of train/ (the layout of ../shared/data).
-    #[arg(long, default_value = "../shared/data")]
+    /// Folder of the evaluation tasks (one sub-folder per task) and of train/ (see docs/recipe.md).
+    #[arg(long)]
     data_dir: PathBuf,
     /// Folder of the reference-format training configs, `<configs>/{mntp,simcse,supervised}/<config-name>`.
     #[arg(long, default_value = "train_configs")]
@@ -49,31 +52,21 @@ struct RecipeArgs {
     /// Work folder (default: `output/recipe-<profile>`).
     #[arg(long)]
     output: Option<PathBuf>,
-    /// Results page (default: docs/results.md for the full profile, docs/results-gpu.md for --gpu,
-    /// `<output>/results.md` for --quick).
+    /// Results page (default: `<output>/results.md`).
     #[arg(long)]
     results: Option<PathBuf>,
     /// Redo every stage, training from scratch.
     #[arg(long)]
     restart: bool,
-    /// CPU threads for matrix products (default: all cores; at most 4 per core).
-    #[arg(long, value_parser = thread_count)]
-    threads: Option<usize>,
     /// Device for evaluation: cpu, or cuda / cuda:N with the `cuda` feature (training runs on the CPU).
     #[arg(long, default_value = "cpu")]
     device: String,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-enum TrainStage {
-    Mntp,
-    Simcse,
-    Supervised,
-}
-
 #[derive(Args)]
 struct TrainArgs {
-    stage: TrainStage,
+    #[arg(value_enum)]
+    stage: llm2vec_train::config::Stage,
     /// JSON config with the reference's field names (`train_configs/<stage>/*.json`).
     config: PathBuf,
     /// Start a new run, moving the old one in output_dir to output_dir/previous-run (by default a run
@@ -86,24 +79,6 @@ struct TrainArgs {
     /// Also write the model with every adapter merged, in Hugging Face layout, to <output_dir>/merged.
     #[arg(long)]
     merge: bool,
-    /// CPU threads for matrix products (default: all cores; at most 4 per core).
-    #[arg(long, value_parser = thread_count)]
-    threads: Option<usize>,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum Attention {
-    Bidirectional,
-    Causal,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum Precision {
-    F32,
-    Bf16,
-    F16,
-    /// 8-bit weights and integer products in the linear layers (CPU; the rest in f32).
-    Q8,
 }
 
 #[derive(Args)]
@@ -114,16 +89,19 @@ struct ModelArgs {
     /// PEFT LoRA adapter directory; repeat to stack adapters, merged in order.
     #[arg(long = "adapter")]
     adapters: Vec<PathBuf>,
-    #[arg(long, value_enum, default_value = "bidirectional")]
-    attention: Attention,
-    /// mean, weighted_mean, eos_token, last_token or bos_token (default: the model's llm2vec_config.json, else mean).
-    #[arg(long)]
+    #[arg(long, value_enum, default_value_t = AttentionMode::Bidirectional)]
+    attention: AttentionMode,
+    #[arg(long, value_enum, help = format!(
+        "Pooling mode (default: the model's llm2vec_config.json, else {})", Pooling::default().name()
+    ))]
     pooling: Option<Pooling>,
-    /// Maximum tokens per input (default 512).
-    #[arg(long, value_parser = at_least::<2>)]
+    #[arg(long, value_parser = at_least::<2>, help = format!(
+        "Maximum tokens per input (default {})", llm2vec::DEFAULT_MAX_LENGTH
+    ))]
     max_length: Option<usize>,
-    /// Maximum tokens of the text part, cut word by word (default 400).
-    #[arg(long, value_parser = at_least::<1>)]
+    #[arg(long, value_parser = at_least::<1>, help = format!(
+        "Maximum tokens of the text part, cut word by word (default {})", llm2vec::DEFAULT_DOC_MAX_LENGTH
+    ))]
     doc_max_length: Option<usize>,
     /// Pool over the instruction tokens too.
     #[arg(long)]
@@ -133,10 +111,7 @@ struct ModelArgs {
     normalize: bool,
     #[arg(long, default_value_t = 32, value_parser = at_least::<1>)]
     batch_size: usize,
-    /// CPU threads for matrix products (default: all cores; at most 4 per core).
-    #[arg(long, value_parser = thread_count)]
-    threads: Option<usize>,
-    #[arg(long, value_enum, default_value = "f32")]
+    #[arg(long, value_enum, default_value_t = Precision::default())]
     dtype: Precision,
     /// cpu, or cuda / cuda:N with the `cuda` feature.
     #[arg(long, default_value = "cpu")]
@@ -185,7 +160,7 @@ struct EvalArgs {
     no_instructions: bool,
     /// Also pool the same forward passes with these modes (comma-separated) and cache them, so that
     /// evaluating them next encodes nothing: `--pooling mean --also-pooling weighted_mean`.
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_enum, value_delimiter = ',')]
     also_pooling: Vec<Pooling>,
     /// Split for a task, as TASK=SPLIT (`a+b` joins splits); repeatable.
     #[arg(long = "task-split", value_parser = key_value)]
@@ -239,6 +214,7 @@ fn main() {
 }
 
 fn run(cli: Cli) -> Result<()> {
+    llm2vec::set_num_threads(cli.threads.unwrap_or_else(cores));
     match cli.command {
         Command::Encode(args) => encode(args),
         Command::Eval(args) => eval(args),
@@ -253,38 +229,19 @@ fn encoder(args: &ModelArgs) -> Result<Encoder> {
 }
 
 fn options(args: &ModelArgs) -> Result<Options> {
-    llm2vec::set_num_threads(args.threads.unwrap_or_else(cores));
     Ok(Options {
         adapters: args.adapters.clone(),
         pooling: args.pooling,
         max_length: args.max_length,
         doc_max_length: args.doc_max_length,
         skip_instruction: args.include_instruction.then_some(false),
-        attention: match args.attention {
-            Attention::Bidirectional => AttentionMode::Bidirectional,
-            Attention::Causal => AttentionMode::Causal,
-        },
+        attention: args.attention,
         normalize: args.normalize,
         batch_size: args.batch_size,
-        dtype: match args.dtype {
-            Precision::F32 | Precision::Q8 => llm2vec::DType::F32,
-            Precision::Bf16 => llm2vec::DType::BF16,
-            Precision::F16 => llm2vec::DType::F16,
-        },
-        quantize: matches!(args.dtype, Precision::Q8),
-        device: device(&args.device)?,
+        dtype: args.dtype.dtype(),
+        quantize: args.dtype.quantize(),
+        device: llm2vec::parse_device(&args.device)?,
     })
-}
-
-fn device(spec: &str) -> Result<llm2vec::Device> {
-    match spec.split_once(':').unwrap_or((spec, "0")) {
-        ("cpu", _) => Ok(llm2vec::Device::Cpu),
-        ("cuda", n) => {
-            let ordinal: usize = n.parse().with_context(|| format!("device `{spec}`: bad ordinal"))?;
-            Ok(llm2vec::Device::new_cuda(ordinal)?)
-        }
-        _ => bail!("device `{spec}`: expected cpu, cuda or cuda:N"),
-    }
 }
 
 fn encode(args: EncodeArgs) -> Result<()> {
@@ -370,18 +327,11 @@ fn stop_on_ctrl_c(stop: std::sync::Arc<std::sync::atomic::AtomicBool>) -> Result
 }
 
 fn train(args: TrainArgs) -> Result<()> {
-    use llm2vec_train::config::Stage;
     keep_freed_memory();
-    llm2vec::set_num_threads(args.threads.unwrap_or_else(cores));
     let loaded = llm2vec_train::config::load(&args.config)?;
     for note in &loaded.notes {
         eprintln!("note: {note}");
     }
-    let stage = match args.stage {
-        TrainStage::Mntp => Stage::Mntp,
-        TrainStage::Simcse => Stage::SimCse,
-        TrainStage::Supervised => Stage::Supervised,
-    };
     let opts = llm2vec_train::trainer::RunOptions {
         restart: args.restart,
         sts_dev: args.sts_dev,
@@ -389,7 +339,7 @@ fn train(args: TrainArgs) -> Result<()> {
         ..Default::default()
     };
     stop_on_ctrl_c(opts.stop.clone())?;
-    let outcome = llm2vec_train::trainer::run(stage, &loaded.config, &args.config, &opts)?;
+    let outcome = llm2vec_train::trainer::run(args.stage, &loaded.config, &args.config, &opts)?;
     let state = &outcome.state;
     eprintln!(
         "trained {} steps ({} tokens, {:.1}s); adapter in {}",
@@ -413,18 +363,13 @@ fn train(args: TrainArgs) -> Result<()> {
 fn recipe(args: RecipeArgs) -> Result<()> {
     use llm2vec_recipe::Profile;
     keep_freed_memory();
-    llm2vec::set_num_threads(args.threads.unwrap_or_else(cores));
     let profile = match (args.quick, args.gpu) {
         (true, _) => Profile::Quick,
         (_, true) => Profile::Gpu,
         _ => Profile::Full,
     };
     let output = args.output.unwrap_or_else(|| PathBuf::from(format!("output/recipe-{}", profile.name())));
-    let results = args.results.unwrap_or_else(|| match profile {
-        Profile::Quick => output.join("results.md"),
-        Profile::Full => PathBuf::from("docs/results.md"),
-        Profile::Gpu => PathBuf::from("docs/results-gpu.md"),
-    });
+    let results = args.results.unwrap_or_else(|| output.join("results.md"));
     let opts = llm2vec_recipe::RecipeOptions {
         profile,
         data_dir: args.data_dir,
@@ -433,7 +378,7 @@ fn recipe(args: RecipeArgs) -> Result<()> {
         output_dir: output,
         results,
         restart: args.restart,
-        device: device(&args.device)?,
+        device: llm2vec::parse_device(&args.device)?,
         cache: llm2vec_eval::CacheDir::Default,
         stop: Default::default(),
         progress: true,

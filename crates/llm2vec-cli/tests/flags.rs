@@ -97,3 +97,52 @@ fn embeddings_that_are_not_finite_are_not_written() {
     assert!(err.contains("NaN or infinite"), "{err}");
     assert!(!output.exists());
 }
+
+/// The library's names are the command's values: each is accepted (the run gets as far as loading the model),
+/// anything else is refused with the list; a device is `cpu`, `cuda` or `cuda:N`, as in Python.
+#[test]
+fn enum_flags_take_the_library_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = texts(dir.path());
+    let output = dir.path().join("out.npy");
+    let accepted: [&[&str]; 9] = [
+        &["--pooling", "mean"],
+        &["--pooling", "weighted_mean"],
+        &["--pooling", "eos_token"],
+        &["--pooling", "last_token"],
+        &["--pooling", "bos_token"],
+        &["--attention", "causal"],
+        &["--attention", "bidirectional"],
+        &["--dtype", "bf16"],
+        &["--dtype", "q8", "--threads", "1"],
+    ];
+    for flags in accepted {
+        let (code, err) = encode(NO_MODEL, &input, &output, flags);
+        assert!(code == Some(1) && err.contains(NO_MODEL), "{flags:?}: {err}");
+    }
+    let refused: [(&[&str], &str); 4] = [
+        (&["--pooling", "max"], "mean, weighted_mean, eos_token, last_token, bos_token"),
+        (&["--pooling", "weighted-mean"], "mean, weighted_mean, eos_token, last_token, bos_token"),
+        (&["--attention", "sideways"], "bidirectional, causal"),
+        (&["--dtype", "float32"], "f32, bf16, f16, q8"),
+    ];
+    for (flags, values) in refused {
+        let (code, err) = encode(NO_MODEL, &input, &output, flags);
+        assert!(code == Some(2) && err.contains(flags[0]) && err.contains(values), "{flags:?}: {err}");
+    }
+    for device in ["cpu:7", "gpu", "cuda:x"] {
+        let (code, err) = encode(NO_MODEL, &input, &output, &["--device", device]);
+        assert!(code == Some(1) && err.contains(&format!("device `{device}`")) && !err.contains(NO_MODEL), "{err}");
+    }
+    let (code, err) = run(&["train", "sim-cse", "config.json"]);
+    assert!(code == Some(2) && err.contains("mntp, simcse, supervised"), "{err}");
+    let (code, err) = run(&["--threads", "1", "train", "simcse", "no-such-config.json"]);
+    assert!(code == Some(1) && err.contains("no-such-config.json"), "{err}");
+}
+
+/// The recipe needs its data folder named: no default points into a checkout.
+#[test]
+fn recipe_needs_a_data_dir() {
+    let (code, err) = run(&["recipe", "--quick"]);
+    assert!(code == Some(2) && err.contains("--data-dir"), "{err}");
+}

@@ -1,7 +1,7 @@
 //! Python bindings of the `llm2vec` library: the native module `llm2vec_rs._native`.
 //!
-//! It holds one class, `Encoder` (load once, encode many times with the GIL released), `set_num_threads` and
-//! `evaluate` (the `llm2vec eval` protocol). The reference-compatible API (`llm2vec_rs.LLM2Vec`) is written in
+//! It holds one class, `Encoder` (load once, encode many times with the GIL released), `set_num_threads`,
+//! `evaluate` (the `llm2vec eval` protocol) and the library's defaults and pooling names. The reference-compatible API (`llm2vec_rs.LLM2Vec`) is written in
 //! Python on top of it, in `python/llm2vec_rs/`.
 
 mod batching;
@@ -24,5 +24,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(evaluate::evaluate, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add("DEFAULT_MAX_LENGTH", llm2vec::DEFAULT_MAX_LENGTH)?;
+    m.add("DEFAULT_DOC_MAX_LENGTH", llm2vec::DEFAULT_DOC_MAX_LENGTH)?;
+    m.add("POOLING_MODES", llm2vec::Pooling::ALL.map(llm2vec::Pooling::name).to_vec())?;
     Ok(())
 }

@@ -15,6 +15,23 @@ pub enum Stage {
     Supervised,
 }
 
+impl Stage {
+    /// Every stage, in the recipe's order.
+    pub const ALL: [Stage; 3] = [Stage::Mntp, Stage::SimCse, Stage::Supervised];
+}
+
+/// The stages as `clap` command-line values, under their [`crate::trainer::stage_name`].
+#[cfg(feature = "clap")]
+impl clap::ValueEnum for Stage {
+    fn value_variants<'a>() -> &'a [Self] {
+        &Stage::ALL
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(crate::trainer::stage_name(*self)))
+    }
+}
+
 /// What replaces a masked token (the reference's `mask_token_type`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -246,7 +246,7 @@ fn trainee(stage: Stage, config: &TrainConfig, config_path: &Path) -> Result<Tra
     let options = Options {
         adapters: config.peft_model_name_or_path.iter().map(PathBuf::from).collect(),
         pooling: Some(pooling),
-        max_length: Some(config.max_seq_length.unwrap_or(512)),
+        max_length: Some(config.max_seq_length.unwrap_or(llm2vec::DEFAULT_MAX_LENGTH)),
         // Training texts are cut at max_seq_length tokens only, as the reference's training tokenizer does.
         doc_max_length: Some(usize::MAX / 2),
         attention: mode,

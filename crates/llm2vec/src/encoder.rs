@@ -13,6 +13,11 @@ use crate::model::{AttentionMode, Backbone};
 use crate::pool::{self, Pooling};
 use crate::tokenize::{TextTokenizer, TokenizeOptions, Tokenized};
 
+/// Tokens per input when neither the options nor the model's `llm2vec_config.json` say (the reference's).
+pub const DEFAULT_MAX_LENGTH: usize = 512;
+/// Tokens of an input's text part, cut word by word, when neither the options nor the model say.
+pub const DEFAULT_DOC_MAX_LENGTH: usize = 400;
+
 /// How to load and run the encoder. `None` fields take the model's `llm2vec_config.json`, then the defaults.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -316,12 +321,15 @@ fn settings(options: &Options, llm2vec_config: Option<&Value>) -> Result<Setting
     let pooling = match (options.pooling, field("pooling_mode").and_then(Value::as_str)) {
         (Some(p), _) => p,
         (None, Some(name)) => name.parse()?,
-        (None, None) => Pooling::Mean,
+        (None, None) => Pooling::default(),
     };
     let settings = Settings {
         pooling,
-        max_length: options.max_length.or_else(|| usize_field("max_length")).unwrap_or(512),
-        doc_max_length: options.doc_max_length.or_else(|| usize_field("doc_max_length")).unwrap_or(400),
+        max_length: options.max_length.or_else(|| usize_field("max_length")).unwrap_or(DEFAULT_MAX_LENGTH),
+        doc_max_length: options
+            .doc_max_length
+            .or_else(|| usize_field("doc_max_length"))
+            .unwrap_or(DEFAULT_DOC_MAX_LENGTH),
         skip_instruction: options
             .skip_instruction
             .or_else(|| field("skip_instruction").and_then(Value::as_bool))

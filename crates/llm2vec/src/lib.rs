@@ -4,6 +4,7 @@
 //! -> [`model`] (bidirectional or causal transformer) -> [`pool`] -> embeddings, driven by [`Encoder`].
 //! [`io`] reads input files and writes embeddings.
 
+mod choices;
 mod encoder;
 mod error;
 pub mod io;
@@ -21,7 +22,11 @@ pub mod pool;
 pub mod tokenize;
 
 pub use candle_core::{DType, Device};
-pub use encoder::{set_num_threads, Embeddings, Encoder, Input, Options, Progress, Settings};
+pub use choices::{parse_device, Precision};
+pub use encoder::{
+    set_num_threads, Embeddings, Encoder, Input, Options, Progress, Settings, DEFAULT_DOC_MAX_LENGTH,
+    DEFAULT_MAX_LENGTH,
+};
 pub use error::{Error, InternalError, Result};
 pub use model::AttentionMode;
 pub use pool::Pooling;

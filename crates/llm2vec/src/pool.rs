@@ -8,9 +8,10 @@ use crate::error::{Error, Result};
 use crate::tokenize::Tokenized;
 
 /// How token states become one sentence embedding.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Pooling {
-    /// Average over the pooled positions.
+    /// Average over the pooled positions (the mode when neither the options nor the model name one).
+    #[default]
     Mean,
     /// Weighted average with weights 1, 2, ..., n over the pooled positions.
     WeightedMean,
@@ -23,8 +24,11 @@ pub enum Pooling {
 }
 
 impl Pooling {
-    pub const NAMES: &'static [&'static str] = &["mean", "weighted_mean", "eos_token", "last_token", "bos_token"];
+    /// Every mode, in the order help texts list them.
+    pub const ALL: [Pooling; 5] =
+        [Pooling::Mean, Pooling::WeightedMean, Pooling::EosToken, Pooling::LastToken, Pooling::BosToken];
 
+    /// The mode's name, as the reference's `pooling_mode` spells it.
     pub fn name(self) -> &'static str {
         match self {
             Pooling::Mean => "mean",
@@ -34,25 +38,21 @@ impl Pooling {
             Pooling::BosToken => "bos_token",
         }
     }
+
+    /// Every name, comma-separated.
+    pub fn names() -> String {
+        Self::ALL.map(Pooling::name).join(", ")
+    }
 }
 
 impl FromStr for Pooling {
     type Err = Error;
 
     fn from_str(s: &str) -> Result<Self> {
-        Ok(match s {
-            "mean" => Pooling::Mean,
-            "weighted_mean" => Pooling::WeightedMean,
-            "eos_token" => Pooling::EosToken,
-            "last_token" => Pooling::LastToken,
-            "bos_token" => Pooling::BosToken,
-            other => {
-                return Err(Error::Input(format!(
-                    "unknown pooling mode `{other}`; expected one of {}",
-                    Self::NAMES.join(", ")
-                )))
-            }
-        })
+        Self::ALL
+            .into_iter()
+            .find(|p| p.name() == s)
+            .ok_or_else(|| Error::Input(format!("unknown pooling mode `{s}`; expected one of {}", Self::names())))
     }
 }
 

@@ -487,9 +487,16 @@ fn smollm2_tokenizer_matches_derived_tokenizer_json() {
     }
 }
 
+/// Where the Python conversions live unless an environment variable says: `reference/<name>` beside the models
+/// folder (`~/.cache/llm2vec/reference/`, where scripts/bench/run-encode-bench.sh writes SmolLM2's).
+fn reference_dir(var: &str, name: &str) -> PathBuf {
+    std::env::var_os(var)
+        .map_or_else(|| llm2vec::load::models_dir().with_file_name("reference").join(name), PathBuf::from)
+}
+
 /// The HF directory written by scripts/reference/dequantize_gguf_to_hf.py from the same GGUF.
 fn smollm2_hf_dir() -> PathBuf {
-    std::env::var_os("LLM2VEC_SMOLLM2_HF_DIR").map_or_else(|| PathBuf::from("/work/ref/smollm2-hf"), PathBuf::from)
+    reference_dir("LLM2VEC_SMOLLM2_HF_DIR", "smollm2-hf")
 }
 
 fn read_safetensors(path: &Path) -> HashMap<String, (Vec<usize>, Vec<f32>)> {
@@ -658,7 +665,7 @@ fn gemma3_loads_with_sane_config_and_tokenizer() {
 
 /// The HF directory written by scripts/reference/dequantize_gguf_to_hf.py from the Gemma 3 GGUF.
 fn gemma3_hf_dir() -> PathBuf {
-    std::env::var_os("LLM2VEC_GEMMA3_HF_DIR").map_or_else(|| PathBuf::from("/work/ref/gemma3-hf"), PathBuf::from)
+    reference_dir("LLM2VEC_GEMMA3_HF_DIR", "gemma3-hf")
 }
 
 #[test]

@@ -35,7 +35,8 @@ impl Mntp {
         let held = texts.len() * config.validation_split_percentage.min(100) / 100;
         let train_texts = texts.split_off(held);
         let tokenizer = model.encoder.tokenizer();
-        let block = config.max_seq_length.unwrap_or(512).min(model.encoder.settings().max_length);
+        let block =
+            config.max_seq_length.unwrap_or(llm2vec::DEFAULT_MAX_LENGTH).min(model.encoder.settings().max_length);
         let prepare = |texts: &[String]| -> Result<Vec<Vec<u32>>> {
             let seqs = data::tokenize_all(tokenizer.inner(), texts)?;
             if config.line_by_line {
