@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds and tests the Python package llm2vec_rs: a venv in .venv-py/ (maturin, pytest, numpy), the abi3 wheel
+# Builds and tests the Python package llm2vec_rs: a venv in .venv-py/ (maturin, pytest, numpy, and Ray with
+# pyarrow for llm2vec_rs.ray, whose tests start a two-node Ray cluster on this machine), the abi3 wheel
 # built by maturin into target/python-wheel (cargo's target/ is shared with the Rust build, so a second run
 # rebuilds only what changed), installed into the venv, then pytest on python/tests. The tests compare with
 # the `llm2vec` CLI (built here) and use the default model (fetched here) and the tiny test fixture.
@@ -13,7 +14,8 @@ venv=$repo/.venv-py
 wheels=$repo/target/python-wheel
 
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-"$venv/bin/python" -m pip install -q --disable-pip-version-check "maturin>=1.7,<2" pytest numpy
+"$venv/bin/python" -m pip install -q --disable-pip-version-check "maturin>=1.7,<2" pytest numpy \
+    "ray[data]==2.60.0" "pyarrow==26.0.1"
 
 scripts/fetch-default-model.sh
 export LLM2VEC_REQUIRE_TEST_FILES=1

@@ -111,6 +111,11 @@ class LLM2Vec:
             return _to_torch(array)
         return array
 
+    def token_counts(self, sentences):
+        """The number of tokens each input (the forms `encode` takes) runs through the model, after truncation:
+        a way to group inputs into batches by a token budget."""
+        return self._encoder.token_counts(as_pairs(sentences))
+
     def __repr__(self):
         return (
             f"LLM2Vec(model_type={self.model_type!r}, dim={self.dim}, pooling_mode={self.pooling_mode!r}, "

@@ -7,7 +7,7 @@ use numpy::ndarray::Array2;
 use numpy::PyArray2;
 use pyo3::prelude::*;
 
-use llm2vec::{AttentionMode, Input, Options};
+use llm2vec::{AttentionMode, Error, Input, Options};
 
 use crate::{batching, errors::to_py_err, parse};
 
@@ -77,6 +77,20 @@ impl Encoder {
         Ok((PyArray2::from_owned_array(py, array), embeddings.truncated))
     }
 
+    /// The number of tokens each `(instruction, text)` pair runs through the model (after truncation, as
+    /// `encode` tokenizes it): what a caller needs to group inputs into batches by a token budget.
+    fn token_counts(&self, py: Python<'_>, inputs: Vec<(String, String)>) -> PyResult<Vec<usize>> {
+        let inputs: Vec<Input> = inputs.into_iter().map(|(instruction, text)| Input::new(instruction, text)).collect();
+        py.detach(|| {
+            inputs
+                .iter()
+                .enumerate()
+                .map(|(i, input)| self.inner.tokenize(input).map(|t| t.ids.len()).map_err(|e| placed(i, e)))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .map_err(to_py_err)
+    }
+
     /// Embedding width.
     #[getter]
     fn dim(&self) -> usize {
@@ -112,5 +126,13 @@ impl Encoder {
     #[getter]
     fn bidirectional(&self) -> bool {
         self.inner.settings().attention == AttentionMode::Bidirectional
+    }
+}
+
+/// Names the input (counted from 1) in a bad-input error, as `encode`'s own messages do.
+fn placed(i: usize, e: Error) -> Error {
+    match e {
+        Error::Input(msg) | Error::Tokenizer(msg) => Error::Input(format!("input {}: {msg}", i + 1)),
+        other => other,
     }
 }
