@@ -100,7 +100,7 @@ pub fn parse_device(spec: &str) -> Result<Device> {
             None => return Err(Error::Input(format!("device `{spec}`: expected cpu, cuda or cuda:N"))),
         },
     };
-    Device::new_cuda(ordinal).map_err(|e| Error::Candle(candle_core::Error::Msg(format!("device `{spec}`: {e}"))))
+    Device::new_cuda(ordinal).map_err(|e| Error::from(candle_core::Error::Msg(format!("device `{spec}`: {e}"))))
 }
 
 /// Each enum as a `clap` value: its variants under their names above.
@@ -185,6 +185,6 @@ mod tests {
     #[test]
     fn cuda_without_the_feature_names_the_device() {
         let err = parse_device("cuda:1").unwrap_err();
-        assert!(matches!(err, Error::Candle(_)) && err.to_string().starts_with("device `cuda:1`: "), "{err}");
+        assert!(matches!(err, Error::Internal(_)) && err.to_string().starts_with("device `cuda:1`: "), "{err}");
     }
 }
