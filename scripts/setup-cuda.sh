@@ -14,10 +14,10 @@ set -euo pipefail
 prefix=${1:-${XDG_CACHE_HOME:-$HOME/.cache}/llm2vec/cuda-13.0}
 python=${PYTHON:-python3}
 
-# The set that `cuda-toolkit==13.0.1` pins.
+# The set that `cuda-toolkit==13.0.1` pins (NVRTC too: candle's CUDA backend links it).
 wheels=(
     nvidia-cuda-nvcc==13.0.88 nvidia-nvvm==13.0.88 nvidia-cuda-crt==13.0.88 nvidia-cuda-cccl==13.0.85
-    nvidia-cuda-runtime==13.0.88 nvidia-cublas==13.0.2.14 nvidia-curand==10.4.0.35
+    nvidia-cuda-runtime==13.0.88 nvidia-cuda-nvrtc==13.0.88 nvidia-cublas==13.0.2.14 nvidia-curand==10.4.0.35
 )
 
 log() { echo "setup-cuda: $*" >&2; }
@@ -31,6 +31,7 @@ install_wheels() {
     rm -rf "$prefix"
     mv "$staging/cuda" "$prefix"
     rm -rf "$staging"
+    echo "${wheels[*]}" > "$prefix/wheels.txt"
 }
 
 # libX.so -> libX.so.N for every versioned library, as a system CUDA install has them.
@@ -67,7 +68,8 @@ check_nvcc() {
     log "$("$prefix/bin/nvcc" --version | tail -n 2 | head -n 1)"
 }
 
-[ -x "$prefix/bin/nvcc" ] && [ -e "$prefix/lib/stubs/libcuda.so" ] || {
+# Reused only when it holds this wheel set and its stub.
+[ "$(cat "$prefix/wheels.txt" 2>/dev/null)" = "${wheels[*]}" ] && [ -e "$prefix/lib/stubs/libcuda.so" ] || {
     install_wheels
     link_libraries
     make_driver_stub
