@@ -88,7 +88,7 @@ impl FromStr for Precision {
 }
 
 /// Opens the device named `cpu`, `cuda` or `cuda:N`. A name of another form is an input error; a CUDA device
-/// that cannot be opened (no `cuda` feature, no such GPU) is a [`Error::Internal`] naming the device.
+/// that cannot be opened (no `cuda` feature, no such GPU) is an [`Error::Internal`] naming the device.
 pub fn parse_device(spec: &str) -> Result<Device> {
     let ordinal = match spec {
         "cpu" => return Ok(Device::Cpu),
