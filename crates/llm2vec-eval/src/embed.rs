@@ -92,7 +92,7 @@ fn file_stats(path: &Path) -> Value {
         let modified = meta.as_ref().and_then(|m| m.modified().ok()).and_then(|t| t.duration_since(UNIX_EPOCH).ok());
         json!({
             "path": std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf()),
-            "size": meta.as_ref().map(|m| m.len()),
+            "size": meta.as_ref().map(std::fs::Metadata::len),
             "modified_ns": modified.map(|d| d.as_nanos().to_string()),
         })
     };

@@ -10,7 +10,7 @@ use llm2vec_eval::{run_with_encoder, CacheDir, EvalOptions};
 
 fn run(data: &Path, tasks: &[&str]) -> (Result<llm2vec_eval::Summary, String>, FakeEncoder, PathBuf) {
     let out = data.parent().expect("parent").join("results");
-    let mut opts = EvalOptions::new("fake", tasks.iter().map(|t| t.to_string()).collect(), data, &out);
+    let mut opts = EvalOptions::new("fake", tasks.iter().map(ToString::to_string).collect(), data, &out);
     opts.cache = CacheDir::Off;
     let encoder = FakeEncoder::new();
     let result = run_with_encoder(&opts, &encoder).map_err(|e| e.to_string());

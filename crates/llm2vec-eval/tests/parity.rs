@@ -201,7 +201,7 @@ fn classification_protocol_matches_mteb_sampling_and_sklearn() {
     let field = |k: &str| case[k].as_u64().expect(k) as usize;
     let (n_train, n_test, dim) = (field("n_train"), field("n_test"), field("dim"));
     let (x, y) = synthetic(case, n_train + n_test);
-    let labels: Vec<String> = y[..n_train].iter().map(|l| l.to_string()).collect();
+    let labels: Vec<String> = y[..n_train].iter().map(ToString::to_string).collect();
     let samples = llm2vec_eval::evaluate::undersample(&labels, field("samples_per_label"), field("experiments"), 42);
     assert_eq!(samples[0], usizes(&case["first_experiment_rows"]));
     assert_eq!(samples[samples.len() - 1], usizes(&case["last_experiment_rows"]));

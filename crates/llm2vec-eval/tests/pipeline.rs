@@ -52,7 +52,7 @@ fn ranking_tasks(dir: &Path) {
 }
 
 fn options(data: &Path, out: &Path, cache: &Path, tasks: &[&str]) -> EvalOptions {
-    let mut opts = EvalOptions::new("fake", tasks.iter().map(|t| t.to_string()).collect(), data, out);
+    let mut opts = EvalOptions::new("fake", tasks.iter().map(ToString::to_string).collect(), data, out);
     opts.cache = CacheDir::At(cache.to_path_buf());
     opts
 }

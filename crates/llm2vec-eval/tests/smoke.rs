@@ -21,7 +21,7 @@ fn tiny_model_end_to_end_then_from_the_cache() {
     common::retrieval(3, 12, &data);
     let tasks = ["STSBenchmark", "Banking77Classification", "BBCNewsClusteringS2S", "SciFact"];
     let mut opts =
-        EvalOptions::new(tiny_model().to_string_lossy(), tasks.iter().map(|t| t.to_string()).collect(), &data, &out);
+        EvalOptions::new(tiny_model().to_string_lossy(), tasks.iter().map(ToString::to_string).collect(), &data, &out);
     opts.cache = CacheDir::At(cache.clone());
     opts.encoder.max_length = Some(64);
 

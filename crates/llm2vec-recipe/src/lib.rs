@@ -264,7 +264,7 @@ fn evaluate(
     data_dir: &Path,
     dir: &Path,
 ) -> Result<(Vec<TaskScore>, f64, String)> {
-    let tasks: Vec<String> = opts.profile.tasks().iter().map(|t| t.to_string()).collect();
+    let tasks: Vec<String> = opts.profile.tasks().iter().map(ToString::to_string).collect();
     let output = dir.join("eval");
     let mut eval = llm2vec_eval::EvalOptions::new(model, tasks.clone(), data_dir, &output);
     eval.also_poolings = shared_poolings(row);

@@ -164,7 +164,7 @@ fn run_batch(encoder: &Encoder, batch: Vec<Item>, metrics: &Metrics) {
         }
         Ok(Ok(rows)) => {
             let message = format!("inference returned {} values for {} rows of {dim}", rows.len(), batch.len());
-            fail(batch, message)
+            fail(batch, message);
         }
         Ok(Err(e)) => fail(batch, format!("inference failed: {e}")),
         Err(_) => fail(batch, "inference failed: the model panicked".to_string()),

@@ -30,7 +30,7 @@ pub async fn read_body(request: Request, limit: usize, timeout: Duration) -> Res
     let (parts, body) = request.into_parts();
     let bytes = match tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await {
         Ok(Ok(bytes)) => bytes,
-        Ok(Err(e)) if std::error::Error::source(&e).is_some_and(|s| s.is::<LengthLimitError>()) => {
+        Ok(Err(e)) if std::error::Error::source(&e).is_some_and(<dyn std::error::Error>::is::<LengthLimitError>) => {
             return Err(too_large())
         }
         Ok(Err(e)) => return Err(ApiError::bad_request(format!("cannot read the request body: {e}"))),

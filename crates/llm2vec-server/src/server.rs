@@ -147,7 +147,7 @@ fn exposure_warning(local: SocketAddr, has_key: bool) -> Option<String> {
 async fn shutdown_signal() {
     let ctrl_c = async {
         if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await
+            std::future::pending::<()>().await;
         }
     };
     tokio::select! {

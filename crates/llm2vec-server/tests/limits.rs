@@ -164,7 +164,7 @@ fn settings_that_cannot_work_are_refused_at_start() {
     });
     match result {
         Err(ServerError::Config(msg)) => {
-            assert!(msg.contains("--max-batch-tokens (100) must be at least the model's max_length (512)"))
+            assert!(msg.contains("--max-batch-tokens (100) must be at least the model's max_length (512)"));
         }
         other => panic!("expected a config error, got {other:?}"),
     }

@@ -109,7 +109,7 @@ pub fn latest(output_dir: &Path) -> Option<PathBuf> {
 pub fn complete(output_dir: &Path) -> Vec<PathBuf> {
     let Ok(entries) = std::fs::read_dir(output_dir) else { return Vec::new() };
     let mut found: Vec<(usize, PathBuf)> = entries
-        .filter_map(|e| e.ok())
+        .filter_map(std::result::Result::ok)
         .filter_map(|e| {
             let step: usize = e.file_name().to_str()?.strip_prefix("checkpoint-")?.parse().ok()?;
             e.path().join(STATE).is_file().then(|| (step, e.path()))
@@ -189,7 +189,7 @@ pub fn finish_restart(output_dir: &Path) -> Result<bool> {
 fn run_entries(output_dir: &Path) -> Vec<PathBuf> {
     let Ok(entries) = std::fs::read_dir(output_dir) else { return Vec::new() };
     entries
-        .filter_map(|e| e.ok())
+        .filter_map(std::result::Result::ok)
         .filter(|e| {
             e.file_name().to_str().is_some_and(|n| {
                 n.strip_prefix("checkpoint-").is_some_and(|step| step.parse::<usize>().is_ok())

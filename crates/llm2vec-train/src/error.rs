@@ -21,7 +21,7 @@ pub enum TrainError {
     Adapter(String),
     #[error("invalid argument: {0}")]
     Invalid(String),
-    #[error("the loss is {loss} at step {step}: training stopped; {}", last_good.as_ref().map(|p| format!("the last good checkpoint is {}", p.display())).unwrap_or_else(|| "no checkpoint was saved yet".into()))]
+    #[error("the loss is {loss} at step {step}: training stopped; {}", last_good.as_ref().map_or_else(|| "no checkpoint was saved yet".into(), |p| format!("the last good checkpoint is {}", p.display())))]
     NonFiniteLoss { step: usize, loss: f64, last_good: Option<PathBuf> },
     #[error("interrupted after step {step}; saved {}; to resume, run the same command again{}", checkpoint.display(), if *restarted { " without --restart" } else { "" })]
     Interrupted {

@@ -141,7 +141,7 @@ impl LoraModel {
 
     /// Every trainable tensor, in a fixed order (site order, then A before B).
     pub fn vars(&self) -> Vec<&Var> {
-        self.updates.values().flat_map(|l| l.vars()).collect()
+        self.updates.values().flat_map(Lora::vars).collect()
     }
 
     /// The adapted projection kinds, in PEFT's `target_modules` form.

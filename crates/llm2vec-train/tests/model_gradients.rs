@@ -401,7 +401,7 @@ fn mntp_loss_equals_hand_computed_shifted_cross_entropy() {
     let ours = scalar(&mntp_loss(&logits, &labels).unwrap()).unwrap();
     let rows: Vec<Vec<f64>> = logits.squeeze(0).unwrap().to_vec2().unwrap();
     let nll = |row: &[f64], target: usize| {
-        let max = row.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let max = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         let lse = max + row.iter().map(|v| (v - max).exp()).sum::<f64>().ln();
         lse - row[target]
     };

@@ -167,7 +167,7 @@ fn ctrl_c_saves_a_checkpoint_and_the_run_resumes() {
     opts.stop.store(true, Ordering::SeqCst);
     match train(Stage::Mntp, &cfg, &opts) {
         Err(TrainError::Interrupted { step: 1, checkpoint, restarted: false }) => {
-            assert!(checkpoint.join("trainer_state.json").is_file())
+            assert!(checkpoint.join("trainer_state.json").is_file());
         }
         other => panic!("expected an interruption after step 1, got {other:?}"),
     }

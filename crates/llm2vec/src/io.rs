@@ -22,7 +22,7 @@ impl InputFormat {
     /// JSONL for `.jsonl`/`.json` names, lines otherwise.
     pub fn from_path(path: &Path) -> Self {
         match path.extension().and_then(|e| e.to_str()) {
-            Some("jsonl") | Some("json") => InputFormat::Jsonl,
+            Some("jsonl" | "json") => InputFormat::Jsonl,
             _ => InputFormat::Lines,
         }
     }

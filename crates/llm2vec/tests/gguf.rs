@@ -27,14 +27,17 @@ thread_local! {
 unsafe impl GlobalAlloc for Tracking {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         let _ = LARGEST.try_with(|l| l.set(l.get().max(layout.size())));
-        System.alloc(layout)
+        // SAFETY: the caller's contract for `alloc` is passed on unchanged.
+        unsafe { System.alloc(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        System.dealloc(ptr, layout)
+        // SAFETY: `ptr` came from `alloc` or `realloc` above with this `layout`, both served by `System`.
+        unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         let _ = LARGEST.try_with(|l| l.set(l.get().max(new_size)));
-        System.realloc(ptr, layout, new_size)
+        // SAFETY: as for `dealloc`; the caller's contract for `new_size` is passed on unchanged.
+        unsafe { System.realloc(ptr, layout, new_size) }
     }
 }
 
@@ -45,7 +48,7 @@ static ALLOC: Tracking = Tracking;
 fn largest_allocation<T>(f: impl FnOnce() -> T) -> (T, usize) {
     LARGEST.with(|l| l.set(0));
     let out = f();
-    (out, LARGEST.with(|l| l.get()))
+    (out, LARGEST.with(Cell::get))
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -69,8 +72,7 @@ fn models_dir() -> PathBuf {
         return PathBuf::from(dir);
     }
     let cache = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache"));
+        .map_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache"), PathBuf::from);
     cache.join("llm2vec/models")
 }
 
@@ -148,7 +150,7 @@ fn metadata_of_every_type_is_read() {
     assert_eq!(get("test.array.u16"), Value::Array(Array::U16(vec![1, 2, 65535])));
     assert_eq!(get("test.array.f32"), Value::Array(Array::F32(vec![1.5, -2.0])));
     assert_eq!(get("test.array.bool"), Value::Array(Array::Bool(vec![true, false, true])));
-    assert_eq!(get("test.array.string"), Value::Array(Array::String(vec!["a".into(), "bc".into(), "".into()])));
+    assert_eq!(get("test.array.string"), Value::Array(Array::String(vec!["a".into(), "bc".into(), String::new()])));
     let nested = Array::Array(vec![Array::I32(vec![1, 2]), Array::I32(vec![3])]);
     assert_eq!(get("test.array.nested"), Value::Array(nested));
     let f32_info = file.tensor("f32").unwrap();

@@ -4,7 +4,7 @@
 //! positives, hard negatives and the in-batch negatives. Both pool over the real tokens only.
 
 use super::{batch_items, pool, pooled_batch, start_dropout, Objective, StsDev, Trainee};
-use crate::backprop::{loss_and_grads, LossAndGrads};
+use crate::backprop::{loss_and_grads, Batch, LossAndGrads};
 use crate::config::TrainConfig;
 use crate::data::{self, SupervisedExample};
 use crate::rng::{Purpose, Rng};
@@ -35,7 +35,7 @@ fn pooled_loss(
         batches.push(batch);
         weights.push(w);
     }
-    let tokens = batches.iter().map(|b| b.tokens()).sum();
+    let tokens = batches.iter().map(Batch::tokens).sum();
     // Row k of the sorted embeddings is item order[k]: `position[i]` finds item i again.
     let position: Vec<u32> = llm2vec::batch::positions(&order).into_iter().map(|k| k as u32).collect();
     start_dropout(model, index);

@@ -88,7 +88,10 @@ impl StsDev {
             let v: serde_json::Value = serde_json::from_str(line).map_err(|e| err(e.to_string()))?;
             let field =
                 |k: &str| v.get(k).and_then(|x| x.as_str()).ok_or_else(|| err(format!("missing text field `{k}`")));
-            let score = v.get("score").and_then(|x| x.as_f64()).ok_or_else(|| err("missing number `score`".into()))?;
+            let score = v
+                .get("score")
+                .and_then(serde_json::Value::as_f64)
+                .ok_or_else(|| err("missing number `score`".into()))?;
             let tok = |s: &str| encoder.tokenize(&llm2vec::Input::text(s)).map_err(|e| err(e.to_string()));
             pairs.push((tok(field("sentence1")?)?, tok(field("sentence2")?)?));
             scores.push(score);

@@ -43,7 +43,7 @@ pub trait Backbone: Send + Sync {
     fn linears_mut(&mut self) -> Vec<&mut Linear>;
     /// Stores the blocks' linear layers in 8 bits for inference on the CPU ([`Linear::quantize`]).
     fn quantize(&mut self) -> Result<()> {
-        self.linears_mut().into_iter().try_for_each(|l| l.quantize())
+        self.linears_mut().into_iter().try_for_each(Linear::quantize)
     }
     fn hidden_size(&self) -> usize;
     fn dtype(&self) -> DType;

@@ -146,7 +146,7 @@ impl Block {
 }
 
 /// `norm(x)`, or `x` itself without a norm.
-fn maybe_norm(norm: &Option<RmsNorm>, x: Tensor, pass: Pass) -> Result<Tensor> {
+fn maybe_norm(norm: Option<&RmsNorm>, x: Tensor, pass: Pass) -> Result<Tensor> {
     match norm {
         Some(n) => n.apply(&x, pass),
         None => Ok(x),
@@ -190,11 +190,11 @@ impl Backbone for Decoder {
         let qkv = blk.qkv.output(&blk.input_norm.apply(x, pass)?, i, pass)?;
         let qkv = blk.normed_qkv(qkv, &self.attention, pass)?;
         let attn = rotary_attention(&qkv, attend, self.attention, pass)?;
-        let attn = maybe_norm(&blk.post_attention_norm, blk.o_proj.output(&attn, i, pass)?, pass)?;
+        let attn = maybe_norm(blk.post_attention_norm.as_ref(), blk.o_proj.output(&attn, i, pass)?, pass)?;
         let x = (x + attn)?;
         let normed = blk.pre_mlp_norm.apply(&x, pass)?;
         let act = gated_mlp(&blk.gate_up, &normed, i, self.activation, pass)?;
-        let mlp = maybe_norm(&blk.post_mlp_norm, blk.down_proj.output(&act, i, pass)?, pass)?;
+        let mlp = maybe_norm(blk.post_mlp_norm.as_ref(), blk.down_proj.output(&act, i, pass)?, pass)?;
         Ok((x + mlp)?)
     }
 

@@ -7,8 +7,6 @@
 //! `rotary`, `attention`, `mlp`); the model's own candle ops (`ops`); the CPU kernels those ops run
 //! (`cpu`). `tuning` holds what a trainer hands a training pass.
 
-#![deny(unsafe_op_in_unsafe_fn)]
-
 pub mod attention;
 pub mod backbone;
 pub mod bert;

@@ -22,7 +22,9 @@ impl RopeScaling {
             return Ok(RopeScaling::None);
         };
         let err = |msg: String| Error::Config { path: path.into(), field: "rope_scaling".into(), msg };
-        let num = |key: &str| v.get(key).and_then(|x| x.as_f64()).ok_or_else(|| err(format!("missing number `{key}`")));
+        let num = |key: &str| {
+            v.get(key).and_then(serde_json::Value::as_f64).ok_or_else(|| err(format!("missing number `{key}`")))
+        };
         let kind = v.get("rope_type").or_else(|| v.get("type")).and_then(|t| t.as_str()).unwrap_or("default");
         match kind {
             "default" => Ok(RopeScaling::None),

@@ -33,7 +33,7 @@ pub(crate) fn dequantize_raw(ty: GgmlType, bytes: &[u8], n_elements: usize) -> R
         return Err(format!("{n_elements} {} elements need {expected} bytes, got {}", ty.name(), bytes.len()));
     }
     let mut out = vec![0f32; n_elements];
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     if n_elements < PARALLEL_MIN_ELEMENTS || threads == 1 {
         run(bytes, &mut out);
         return Ok(out);

@@ -161,9 +161,8 @@ fn byte_level_bpe(v: &GgufVocab) -> Result<Tokenizer> {
 
 /// The `tokenizer.ggml.merges` strings ("a b") as pairs, each checked against the vocabulary.
 fn gpt2_merges(file: &GgufFile, vocab: &Vocab) -> Result<Merges> {
-    let merges = match file.get("tokenizer.ggml.merges").and_then(|v| v.as_array()) {
-        Some(Array::String(m)) => m,
-        _ => return Err(err(file, "`tokenizer.ggml.merges` is missing or not a string array".into())),
+    let Some(Array::String(merges)) = file.get("tokenizer.ggml.merges").and_then(|v| v.as_array()) else {
+        return Err(err(file, "`tokenizer.ggml.merges` is missing or not a string array".into()));
     };
     merges
         .iter()

@@ -64,7 +64,7 @@ pub(crate) unsafe fn product_at<T: Real>(
             false,
             false,
             parallelism,
-        )
+        );
     }
 }
 

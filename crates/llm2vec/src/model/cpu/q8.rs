@@ -101,7 +101,7 @@ impl Matrix {
     /// `y = x W^T + bias` for `x: [m, inputs]`, written to `y: [m, outputs]`, on the widest path that
     /// [`Isa::active`] allows.
     pub fn product(&self, x: &[f32], bias: Option<&[f32]>, y: &mut [f32]) {
-        self.matmul(Path::for_isa(Isa::active()), x, bias, y)
+        self.matmul(Path::for_isa(Isa::active()), x, bias, y);
     }
 
     /// `y = x W^T + bias` for `x: [m, inputs]`, written to `y: [m, outputs]`.
@@ -230,7 +230,7 @@ mod x86 {
         // SAFETY: this function has AVX2; see `tile` for the bounds.
         rows_with(w, acts, rows, bias, y, |w, a, r0, j0, inputs| unsafe {
             tile(w, a, r0, j0, inputs, |acc, a, w| _mm256_add_epi32(acc, _mm256_madd_epi16(a, w)))
-        })
+        });
     }
 
     #[target_feature(enable = "avx512vnni,avx512vl,avx2")]
@@ -244,7 +244,7 @@ mod x86 {
         // SAFETY: this function has AVX-512 VNNI on 256-bit vectors; see `tile` for the bounds.
         rows_with(w, acts, rows, bias, y, |w, a, r0, j0, inputs| unsafe {
             tile(w, a, r0, j0, inputs, |acc, a, w| _mm256_dpwssd_epi32(acc, a, w))
-        })
+        });
     }
 
     /// One micro-tile: `acc + a * w` over pairs of 16-bit lanes summed into i32 (`madd`), the weights

@@ -6,7 +6,7 @@ use super::isa::Isa;
 
 /// `out[i] = silu(gate[i]) * up[i]`.
 pub fn silu_mul(gate: &[f32], up: &[f32], out: &mut [f32]) {
-    silu_mul_on(Isa::active(), gate, up, out)
+    silu_mul_on(Isa::active(), gate, up, out);
 }
 
 fn silu_mul_on(isa: Isa, gate: &[f32], up: &[f32], out: &mut [f32]) {
@@ -24,13 +24,13 @@ fn silu_mul_on(isa: Isa, gate: &[f32], up: &[f32], out: &mut [f32]) {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn silu_mul_avx512(gate: &[f32], up: &[f32], out: &mut [f32]) {
-    silu_mul_portable(gate, up, out)
+    silu_mul_portable(gate, up, out);
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn silu_mul_avx2(gate: &[f32], up: &[f32], out: &mut [f32]) {
-    silu_mul_portable(gate, up, out)
+    silu_mul_portable(gate, up, out);
 }
 
 #[inline(always)]
@@ -43,7 +43,7 @@ fn silu_mul_portable(gate: &[f32], up: &[f32], out: &mut [f32]) {
 /// The gradients of `out = silu(gate) * up` for the output gradient `grad`:
 /// `d_gate = grad * up * s * (1 + gate * (1 - s))` and `d_up = grad * silu(gate)`, `s = sigmoid(gate)`.
 pub fn silu_mul_backward(gate: &[f32], up: &[f32], grad: &[f32], d_gate: &mut [f32], d_up: &mut [f32]) {
-    silu_mul_backward_on(Isa::active(), gate, up, grad, d_gate, d_up)
+    silu_mul_backward_on(Isa::active(), gate, up, grad, d_gate, d_up);
 }
 
 fn silu_mul_backward_on(isa: Isa, gate: &[f32], up: &[f32], grad: &[f32], d_gate: &mut [f32], d_up: &mut [f32]) {
@@ -61,13 +61,13 @@ fn silu_mul_backward_on(isa: Isa, gate: &[f32], up: &[f32], grad: &[f32], d_gate
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn silu_mul_backward_avx512(gate: &[f32], up: &[f32], grad: &[f32], d_gate: &mut [f32], d_up: &mut [f32]) {
-    silu_mul_backward_portable(gate, up, grad, d_gate, d_up)
+    silu_mul_backward_portable(gate, up, grad, d_gate, d_up);
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn silu_mul_backward_avx2(gate: &[f32], up: &[f32], grad: &[f32], d_gate: &mut [f32], d_up: &mut [f32]) {
-    silu_mul_backward_portable(gate, up, grad, d_gate, d_up)
+    silu_mul_backward_portable(gate, up, grad, d_gate, d_up);
 }
 
 #[inline(always)]

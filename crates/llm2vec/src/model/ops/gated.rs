@@ -60,7 +60,9 @@ impl FloatOp1 for Gated {
             match (self.act, T::as_f32(gate), T::as_f32(up), T::as_f32_mut(out)) {
                 (Activation::Silu, Some(gate), Some(up), Some(out)) => simd::silu_mul(gate, up, out),
                 _ => {
-                    out.iter_mut().zip(gate.iter().zip(up)).for_each(|(o, (&g, &u))| *o = activation(g, self.act).0 * u)
+                    out.iter_mut()
+                        .zip(gate.iter().zip(up))
+                        .for_each(|(o, (&g, &u))| *o = activation(g, self.act).0 * u);
                 }
             }
         });

@@ -96,7 +96,7 @@ impl Attention<'_> {
         // the caller promises.
         unsafe {
             let dst = out.0.add(b * l * width + h * d);
-            product_at(dst, width, (l, d, l), Matrix::rows(scores, l), v, 1.0, false, Parallelism::None)
+            product_at(dst, width, (l, d, l), Matrix::rows(scores, l), v, 1.0, false, Parallelism::None);
         }
     }
 }
@@ -142,7 +142,7 @@ impl CustomOp3 for Attention<'_> {
             // sequence `bi` in `out` (see `Attention::head`).
             unsafe {
                 let operands = [q.at(bi, h), k.at(bi, h / group), v.at(bi, h / group)];
-                self.head(operands, (bi, h), (l, d, width), ptr, scores)
+                self.head(operands, (bi, h), (l, d, width), ptr, scores);
             }
         };
         (0..b * heads).into_par_iter().for_each_init(|| vec![0f32; l * l], run);
