@@ -15,7 +15,7 @@ use std::path::Path;
 use candle_core::Tensor;
 use libfuzzer_sys::fuzz_target;
 use llm2vec::load::adapter::Adapter;
-use llm2vec::load::weights::{parse_safetensors, Weights};
+use llm2vec::weights::{parse_safetensors, Weights};
 use llm2vec::{DType, Device};
 
 /// PEFT module name -> Hugging Face weight name, as the adapter loader maps them.

@@ -6,7 +6,7 @@
 mod common;
 
 use libfuzzer_sys::fuzz_target;
-use llm2vec::load::weights::parse_safetensors;
+use llm2vec::weights::parse_safetensors;
 use llm2vec::{DType, Device};
 
 fuzz_target!(|data: &[u8]| {

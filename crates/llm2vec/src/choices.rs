@@ -7,7 +7,7 @@ use std::str::FromStr;
 use candle_core::{DType, Device};
 
 use crate::error::{Error, Result};
-use crate::AttentionMode;
+use crate::model::AttentionMode;
 
 impl AttentionMode {
     /// Every mode, in the order help texts list them.

@@ -150,7 +150,7 @@ impl Encoder {
             Adapter::load(dir)?.merge_into(&mut loaded.weights)?;
             let path = dir.join("llm2vec_config.json");
             if path.exists() {
-                llm2vec_config = Some(load::read_json(&path)?);
+                llm2vec_config = Some(crate::fs::read_json(&path)?);
             }
         }
         let settings = settings(&options, llm2vec_config.as_ref())?;

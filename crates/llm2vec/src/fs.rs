@@ -1,5 +1,6 @@
 //! Files written atomically (a temporary file with an unguessable name, created exclusively, renamed into
-//! place), the temporaries that killed writes leave behind, and the cache folder.
+//! place), the temporaries that killed writes leave behind, JSON files read with their path in errors, and the
+//! cache folders.
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
@@ -16,6 +17,20 @@ pub fn cache_home() -> PathBuf {
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
         .unwrap_or_else(|| PathBuf::from(".cache"))
+}
+
+/// Where fetched models live: `$LLM2VEC_MODELS_DIR`, else `$XDG_CACHE_HOME/llm2vec/models`, else `~/.cache/llm2vec/models`.
+pub fn models_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("LLM2VEC_MODELS_DIR") {
+        return dir.into();
+    }
+    cache_home().join("llm2vec").join("models")
+}
+
+/// Reads a JSON file; errors name the file.
+pub(crate) fn read_json(path: &Path) -> Result<serde_json::Value> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    serde_json::from_str(&text).map_err(|source| Error::json(path, source))
 }
 
 /// Writes `bytes` to a temporary file beside `path`, syncs it, then renames it over `path`.

@@ -20,6 +20,8 @@ pub mod fs;
 pub mod pool;
 #[doc(hidden)]
 pub mod tokenize;
+#[doc(hidden)]
+pub mod weights;
 
 pub use candle_core::{DType, Device};
 pub use choices::{parse_device, Precision};

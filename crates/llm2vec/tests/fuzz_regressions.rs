@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use candle_core::Tensor;
 use llm2vec::load::adapter::Adapter;
-use llm2vec::load::weights::{parse_safetensors, Weights};
+use llm2vec::weights::{parse_safetensors, Weights};
 use llm2vec::{DType, Device};
 
 #[path = "common/regressions.rs"]

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Deserializer, Serialize};
 
-use super::weights::{parse_safetensors, Weights};
 use crate::error::{Error, Result};
+use crate::weights::{parse_safetensors, Weights};
 
 /// PEFT's `adapter_config.json`: the fields that shape a merge, and those PEFT needs to load an adapter
 /// this project writes. Fields PEFT leaves out take its defaults; the optional ones are written only when set.

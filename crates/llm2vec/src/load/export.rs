@@ -17,7 +17,7 @@ pub fn save_merged(model: &str, adapters: &[&Path], out: &Path) -> Result<()> {
         Adapter::load(dir)?.merge_into(&mut loaded.weights)?;
         let path = dir.join("llm2vec_config.json");
         if path.exists() {
-            llm2vec_config = Some(super::read_json(&path)?);
+            llm2vec_config = Some(crate::fs::read_json(&path)?);
         }
     }
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;

@@ -43,7 +43,7 @@ pub fn hf_cache_dir() -> PathBuf {
 
 /// Where our downloads go: `<models_dir>/hub/<org>--<name>`.
 pub fn download_dir(repo_id: &str) -> PathBuf {
-    super::models_dir().join("hub").join(repo_id.replace('/', "--"))
+    crate::fs::models_dir().join("hub").join(repo_id.replace('/', "--"))
 }
 
 fn offline() -> bool {
@@ -110,7 +110,7 @@ fn download(repo_id: &str, dest: &Path) -> Result<()> {
 }
 
 fn shard_names(index: &Path) -> Result<Vec<String>> {
-    let json = super::read_json(index)?;
+    let json = crate::fs::read_json(index)?;
     let mut names: Vec<String> = json
         .get("weight_map")
         .and_then(|m| m.as_object())

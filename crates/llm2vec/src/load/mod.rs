@@ -5,11 +5,9 @@ pub mod export;
 pub mod hub;
 mod sentence_transformers;
 
-// Not part of the stable API: the model readers, used by the workspace's own crates and fuzz targets.
+// Not part of the stable API: the GGUF reader, used by the workspace's own crates and fuzz targets.
 #[doc(hidden)]
 pub mod gguf;
-#[doc(hidden)]
-pub mod weights;
 
 use std::path::{Path, PathBuf};
 
@@ -17,9 +15,11 @@ use candle_core::{Device, Tensor};
 use serde_json::Value;
 
 use crate::error::{Error, Result};
+pub use crate::fs::models_dir;
+use crate::fs::read_json;
 use crate::model::Config;
 use crate::tokenize::TextTokenizer;
-use weights::Weights;
+use crate::weights::Weights;
 
 /// Short names that stand for models (a file or a folder) placed by this repository's fetch scripts.
 pub const SHORT_NAMES: &[(&str, &str, &str)] = &[
@@ -30,14 +30,6 @@ pub const SHORT_NAMES: &[(&str, &str, &str)] = &[
 
 /// The model used when none is named.
 pub const DEFAULT_MODEL: &str = "smollm2-135m-instruct";
-
-/// Where fetched models live: `$LLM2VEC_MODELS_DIR`, else `$XDG_CACHE_HOME/llm2vec/models`, else `~/.cache/llm2vec/models`.
-pub fn models_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("LLM2VEC_MODELS_DIR") {
-        return dir.into();
-    }
-    crate::fs::cache_home().join("llm2vec").join("models")
-}
 
 /// A model ready to build: config, weights under Hugging Face names, tokenizer and LLM2Vec settings.
 pub struct Loaded {
@@ -179,11 +171,6 @@ fn adapter_base_weights(dir: &Path, device: &Device) -> Result<Weights> {
     let mut weights = Weights::from_dir(&resolve(&base)?, device)?;
     adapter.merge_into(&mut weights)?;
     Ok(weights)
-}
-
-pub(crate) fn read_json(path: &Path) -> Result<Value> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    serde_json::from_str(&text).map_err(|source| Error::json(path, source))
 }
 
 fn id_field(json: &Value, key: &str) -> Option<u32> {

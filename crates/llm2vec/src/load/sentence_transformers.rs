@@ -5,8 +5,8 @@ use std::path::Path;
 
 use serde_json::{json, Map, Value};
 
-use super::read_json;
 use crate::error::{Error, Result};
+use crate::fs::read_json;
 
 /// The settings a sentence-transformers folder asks for (pooling mode, max_length, whether the prompt is
 /// pooled, normalisation), or `None` when `dir` has no `modules.json`.

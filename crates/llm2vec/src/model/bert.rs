@@ -9,7 +9,7 @@ use super::backbone::Backbone;
 use super::linear::Linear;
 use super::tuning::{Pass, Projection, Site};
 use crate::error::{Error, Result};
-use crate::load::weights::Weights;
+use crate::weights::Weights;
 
 /// The fields of a Hugging Face `config.json` for `bert` models.
 #[derive(Debug, Clone, Deserialize)]

@@ -14,7 +14,7 @@ use super::ops::frozen_matmul;
 use super::rotary::Rotary;
 use super::tuning::{Pass, Projection, Site};
 use crate::error::Result;
-use crate::load::weights::Weights;
+use crate::weights::Weights;
 
 /// A decoder: hidden states and logits.
 pub struct Decoder {

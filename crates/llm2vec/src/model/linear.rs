@@ -7,7 +7,7 @@ use super::cpu::q8;
 use super::ops::{self, fused_cpu, Part};
 use super::tuning::{Pass, Projection, Site};
 use crate::error::{Error, Result};
-use crate::load::weights::Weights;
+use crate::weights::Weights;
 
 /// `y = x W^T + b`, with `W^T` stored contiguous (`[in, out]`) so that matrix products read it in order,
 /// or in 8 bits for inference on the CPU ([`Linear::quantize`]). It computes one projection or several

@@ -10,7 +10,7 @@ use super::mlp::Activation;
 use super::norm::RmsNorm;
 use super::rotary::{RopeScaling, Rotary};
 use crate::error::{Error, Result};
-use crate::load::weights::Weights;
+use crate::weights::Weights;
 
 /// The fields of a Hugging Face `config.json` for `llama`, `mistral` and `qwen2` models.
 #[derive(Debug, Clone, Deserialize)]

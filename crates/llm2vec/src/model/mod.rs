@@ -30,7 +30,7 @@ pub use backbone::Backbone;
 pub use tuning::{LowRank, Pass, Projection, Site, Tuning};
 
 use crate::error::{Error, Result};
-use crate::load::weights::Weights;
+use crate::weights::Weights;
 
 /// The architectures we can build, by their config's `model_type`.
 /// `bert` is an encoder, for encoding only (the classic baseline).

@@ -6,7 +6,7 @@ use candle_core::{DType, Module, Tensor, D};
 use super::ops;
 use super::tuning::Pass;
 use crate::error::Result;
-use crate::load::weights::Weights;
+use crate::weights::Weights;
 
 /// RMSNorm: `x / sqrt(mean(x^2) + eps) * scale`, accumulated in f32 (one fused pass for f32 inputs).
 #[derive(Debug, Clone)]

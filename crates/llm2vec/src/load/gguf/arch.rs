@@ -5,7 +5,7 @@ use serde_json::{json, Map, Value as Json};
 
 use super::reader::{GgufFile, Value};
 use super::tokenizer::SpecialIds;
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 /// The architectures this loader understands.
 pub const SUPPORTED: &str = "llama, qwen2, gemma, gemma2, gemma3";

@@ -5,7 +5,7 @@
 use half::f16;
 
 use super::types::GgmlType;
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 /// Tensors with fewer elements than this are dequantized on the calling thread.
 const PARALLEL_MIN_ELEMENTS: usize = 1 << 20;

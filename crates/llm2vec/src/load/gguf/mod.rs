@@ -18,8 +18,8 @@ pub use reader::{Array, GgufFile, TensorInfo, Value};
 pub use tokenizer::SpecialIds;
 pub use types::GgmlType;
 
-use super::weights::{first_match, non_finite};
-use crate::{Error, Result};
+use crate::error::{Error, Result};
+use crate::weights::{first_match, non_finite};
 
 /// A GGUF model turned into Hugging Face terms.
 pub struct GgufModel {

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use super::dequant;
 use super::types::GgmlType;
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 const MAGIC: &[u8; 4] = b"GGUF";
 const DEFAULT_ALIGNMENT: u64 = 32;

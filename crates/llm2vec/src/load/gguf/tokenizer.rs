@@ -21,7 +21,7 @@ use tokenizers::{AddedToken, DecoderWrapper, NormalizerWrapper, PostProcessorWra
 use tokenizers::{SplitDelimiterBehavior, Tokenizer};
 
 use super::reader::{Array, GgufFile};
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 /// Llama 3's split regex (`tokenizer.ggml.pre` = `llama-bpe`): letters, digits in runs of up to three, ...
 const LLAMA3_PATTERN: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";

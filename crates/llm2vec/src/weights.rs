@@ -1,5 +1,6 @@
-//! Named weight tensors: read from safetensors files (single or sharded) and checked on lookup.
-//! Building a model takes each tensor out, so a tensor that the model copies (fused projections,
+//! Named weight tensors: read from safetensors files (single or sharded) and checked on lookup. `load` fills
+//! them (from safetensors, GGUF or an adapter merge) and `model` builds its layers from them; they live outside
+//! both so that `model` needs nothing from `load`. Building a model takes each tensor out, so a tensor that the model copies (fused projections,
 //! another dtype) is freed as soon as it is used and loading needs little more than the model's size.
 
 use std::cell::RefCell;
