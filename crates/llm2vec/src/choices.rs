@@ -100,7 +100,7 @@ pub fn parse_device(spec: &str) -> Result<Device> {
             None => return Err(Error::Input(format!("device `{spec}`: expected cpu, cuda or cuda:N"))),
         },
     };
-    Device::new_cuda(ordinal).map_err(|e| Error::from(candle_core::Error::Msg(format!("device `{spec}`: {e}"))))
+    Device::new_cuda(ordinal).map_err(|e| Error::internal(format!("device `{spec}`: {e}")))
 }
 
 /// Each enum as a `clap` value: its variants under their names above.

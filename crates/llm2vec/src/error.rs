@@ -91,6 +91,11 @@ impl Error {
         Error::Weight { path: path.into(), name: name.to_string(), msg: msg.into() }
     }
 
+    /// A failure of the library's own making (a shape its code got wrong), as an [`Error::Internal`].
+    pub(crate) fn internal(msg: impl Into<String>) -> Self {
+        Error::Internal(InternalError(msg.into().into()))
+    }
+
     /// Places an error about one input (what [`crate::Encoder::tokenize`] refuses) at input `i`, counted
     /// from 1 in the message, as an [`Error::Input`]; other errors pass unchanged.
     pub fn at_input(self, i: usize) -> Self {

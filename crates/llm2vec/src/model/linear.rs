@@ -37,7 +37,7 @@ impl Linear {
     /// Several projections of the same input fused into one matrix (rows stacked in order).
     pub fn fused(parts: &[Linear]) -> Result<Self> {
         let weights = parts.iter().map(|p| p.dense()).collect::<Result<Vec<&Tensor>>>()?;
-        let first = weights.first().ok_or_else(|| Error::Input("no layers to fuse".into()))?;
+        let first = weights.first().ok_or_else(|| Error::internal("no layers to fuse"))?;
         let (dtype, device) = (first.dtype(), first.device());
         let bias = if parts.iter().all(|p| p.bias.is_some()) {
             let biases: Vec<&Tensor> = parts.iter().filter_map(|p| p.bias.as_ref()).collect();

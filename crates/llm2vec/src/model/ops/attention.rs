@@ -38,7 +38,7 @@ pub fn attention(
     let (b, l, width) = qkv.dims3()?;
     let AttentionSpec { heads, kv_heads, head_dim: d, .. } = spec;
     if kv_heads == 0 || heads % kv_heads != 0 || d % 2 != 0 || width != (heads + 2 * kv_heads) * d {
-        return Err(Error::Input(format!(
+        return Err(Error::internal(format!(
             "attention: {width} values per token for {heads} heads and {kv_heads} key/value heads of {d}"
         )));
     }

@@ -12,7 +12,7 @@ pub fn frozen_matmul(x: &Tensor, weight_t: &Tensor) -> Result<Tensor> {
     let (in_dim, out_dim) = weight_t.dims2()?;
     let dims = x.dims();
     if dims.last() != Some(&in_dim) {
-        return Err(Error::Input(format!("frozen matmul: input {dims:?} does not end in {in_dim}")));
+        return Err(Error::internal(format!("frozen matmul: input {dims:?} does not end in {in_dim}")));
     }
     let flat = x.reshape((x.elem_count() / in_dim, in_dim))?;
     let y = if x.device().is_cpu() && x.dtype() == weight_t.dtype() {

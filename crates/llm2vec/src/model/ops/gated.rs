@@ -20,7 +20,7 @@ pub enum Activation {
 pub fn gated(gate_up: &Tensor, act: Activation) -> Result<Tensor> {
     let width = gate_up.dims().last().copied().unwrap_or(0);
     if width % 2 != 0 {
-        return Err(Error::Input(format!("gated activation: {width} values per row, not gate and up halves")));
+        return Err(Error::internal(format!("gated activation: {width} values per row, not gate and up halves")));
     }
     Ok(gate_up.contiguous()?.apply_op1(Gated { n: width / 2, act })?)
 }

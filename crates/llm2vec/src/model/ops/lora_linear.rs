@@ -29,7 +29,7 @@ pub fn lora_linear(x: &Tensor, weight_t: &Tensor, bias: Option<&Tensor>, parts: 
     let (in_dim, out_dim) = weight_t.dims2()?;
     let widths = parts.iter().map(|p| p.width).sum::<usize>();
     if x.dims().last() != Some(&in_dim) || widths != out_dim || bias.is_some_and(|b| b.elem_count() != out_dim) {
-        return Err(Error::Input(format!(
+        return Err(Error::internal(format!(
             "lora linear: input {:?}, parts of {widths} values and a bias against a [{in_dim}, {out_dim}] weight",
             x.dims()
         )));
@@ -41,7 +41,7 @@ pub fn lora_linear(x: &Tensor, weight_t: &Tensor, bias: Option<&Tensor>, parts: 
             Some((lr, seed)) => {
                 let (r, width) = (lr.a.dim(0)?, part.width);
                 if lr.a.dims() != [r, in_dim] || lr.b.dims() != [width, r] {
-                    return Err(Error::Input(format!(
+                    return Err(Error::internal(format!(
                         "lora linear: A {:?} and B {:?} for a part of {width} outputs from {in_dim}",
                         lr.a.dims(),
                         lr.b.dims()
@@ -60,7 +60,7 @@ pub fn lora_linear(x: &Tensor, weight_t: &Tensor, bias: Option<&Tensor>, parts: 
         offset += part.width;
     }
     if a_flat.is_empty() {
-        return Err(Error::Input("lora linear: no part has an update (use the frozen product)".into()));
+        return Err(Error::internal("lora linear: no part has an update (use the frozen product)"));
     }
     let bias = bias.map(|b| b.detach().to_dtype(x.dtype())?.contiguous()).transpose()?;
     let op = LoraLinear { weight_t: weight_t.detach().to_dtype(x.dtype())?, bias, parts: ops };
