@@ -4,6 +4,7 @@
 //! q/k norms, sandwich norms, sliding-window layers and soft caps) are `None` where a family has none.
 
 use candle_core::{DType, Device, Tensor, D};
+use serde::Deserialize;
 
 use super::attention::{attention_bias, rotary_attention, Attend, AttentionMode, AttentionSpec, Context};
 use super::backbone::Backbone;
@@ -13,8 +14,66 @@ use super::norm::RmsNorm;
 use super::ops::frozen_matmul;
 use super::rotary::Rotary;
 use super::tuning::{Pass, Projection, Site};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::weights::Weights;
+
+/// The fields of a Hugging Face `config.json` that every decoder family reads the same way; a family's
+/// `Config` holds them flattened (`#[serde(flatten)]`) beside its own.
+#[derive(Debug, Clone, Deserialize)]
+pub struct DecoderConfig {
+    /// `llama`, `mistral`, `qwen2`, `gemma`, `gemma2` or `gemma3_text`.
+    pub model_type: String,
+    /// The width of the hidden states.
+    pub hidden_size: usize,
+    /// The width inside the MLP.
+    pub intermediate_size: usize,
+    /// The number of blocks.
+    pub num_hidden_layers: usize,
+    /// The number of query heads.
+    pub num_attention_heads: usize,
+    /// The number of key/value heads (grouped-query attention); as many as the query heads when absent.
+    pub num_key_value_heads: Option<usize>,
+    /// The number of token embeddings.
+    pub vocab_size: usize,
+    /// The RMSNorms' epsilon.
+    #[serde(default = "default_eps")]
+    pub rms_norm_eps: f64,
+    /// The rotary embedding's base.
+    #[serde(default = "default_rope_theta")]
+    pub rope_theta: f64,
+    /// The rotary embedding's scaling, as `config.json` has it (`RopeScaling::parse` reads it).
+    #[serde(default)]
+    pub rope_scaling: Option<serde_json::Value>,
+    /// The sliding window's width, on the layers that have one.
+    #[serde(default)]
+    pub sliding_window: Option<usize>,
+    /// Whether the attention's projections have biases.
+    #[serde(default)]
+    pub attention_bias: bool,
+}
+
+fn default_eps() -> f64 {
+    1e-6
+}
+fn default_rope_theta() -> f64 {
+    10_000.0
+}
+
+impl DecoderConfig {
+    /// The key/value heads.
+    pub(crate) fn kv_heads(&self) -> usize {
+        self.num_key_value_heads.unwrap_or(self.num_attention_heads)
+    }
+
+    /// Checks the head size (which each family reads its own way): the rotary embedding needs it even.
+    pub(crate) fn check_head_dim(head_dim: usize, path: &std::path::Path) -> Result<()> {
+        if head_dim == 0 || !head_dim.is_multiple_of(2) {
+            let msg = format!("{head_dim} must be even and positive");
+            return Err(Error::Config { path: path.into(), field: "head_dim".into(), msg });
+        }
+        Ok(())
+    }
+}
 
 /// A decoder: hidden states and logits.
 pub struct Decoder {

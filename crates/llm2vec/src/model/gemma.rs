@@ -5,7 +5,7 @@ use candle_core::{DType, Device};
 use serde::Deserialize;
 
 use super::attention::AttentionSpec;
-use super::decoder::{Block, BlockWeights, Decoder, Local, Sizes};
+use super::decoder::{Block, BlockWeights, Decoder, DecoderConfig, Local, Sizes};
 use super::mlp::Activation;
 use super::norm::RmsNorm;
 use super::rotary::{RopeScaling, Rotary};
@@ -15,45 +15,32 @@ use crate::weights::Weights;
 /// The fields of a Hugging Face `config.json` for `gemma`, `gemma2` and `gemma3_text` models.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Config {
-    pub model_type: String,
-    pub hidden_size: usize,
-    pub intermediate_size: usize,
-    pub num_hidden_layers: usize,
-    pub num_attention_heads: usize,
-    pub num_key_value_heads: Option<usize>,
+    /// The fields every decoder family has.
+    #[serde(flatten)]
+    pub decoder: DecoderConfig,
+    /// Values per head.
     pub head_dim: usize,
-    pub vocab_size: usize,
-    #[serde(default = "default_eps")]
-    pub rms_norm_eps: f64,
-    #[serde(default = "default_rope_theta")]
-    pub rope_theta: f64,
-    #[serde(default)]
-    pub rope_scaling: Option<serde_json::Value>,
+    /// The MLP's activation (`gelu_pytorch_tanh`).
     #[serde(default)]
     pub hidden_activation: Option<String>,
+    /// The scores' scale is `1 / sqrt(query_pre_attn_scalar)` (`head_dim` when absent).
     #[serde(default)]
     pub query_pre_attn_scalar: Option<f64>,
+    /// The cap on the attention scores (Gemma 2).
     #[serde(default)]
     pub attn_logit_softcapping: Option<f64>,
+    /// The cap on the next-token logits.
     #[serde(default)]
     pub final_logit_softcapping: Option<f64>,
-    #[serde(default)]
-    pub sliding_window: Option<usize>,
+    /// Every how many layers one is global (Gemma 3; 6 when absent).
     #[serde(default)]
     pub sliding_window_pattern: Option<usize>,
+    /// Each layer's kind (`sliding_attention` or `full_attention`), when listed.
     #[serde(default)]
     pub layer_types: Option<Vec<String>>,
+    /// The rotary base of the sliding-window layers (Gemma 3).
     #[serde(default)]
     pub rope_local_base_freq: Option<f64>,
-    #[serde(default)]
-    pub attention_bias: bool,
-}
-
-fn default_eps() -> f64 {
-    1e-6
-}
-fn default_rope_theta() -> f64 {
-    10_000.0
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -65,15 +52,11 @@ enum Version {
 
 impl Config {
     fn version(&self) -> Version {
-        match self.model_type.as_str() {
+        match self.decoder.model_type.as_str() {
             "gemma2" => Version::Two,
             "gemma3_text" | "gemma3" => Version::Three,
             _ => Version::One,
         }
-    }
-
-    fn kv_heads(&self) -> usize {
-        self.num_key_value_heads.unwrap_or(self.num_attention_heads)
     }
 
     fn is_sliding(&self, layer: usize) -> bool {
@@ -87,30 +70,29 @@ impl Config {
         }
     }
 
+    /// Checks the numbers that the shapes depend on.
     pub fn validate(&self, path: &std::path::Path) -> Result<()> {
         let err = |field: &str, msg: String| Error::Config { path: path.into(), field: field.into(), msg };
-        if self.num_attention_heads == 0
-            || self.kv_heads() == 0
-            || !self.num_attention_heads.is_multiple_of(self.kv_heads())
+        if self.decoder.num_attention_heads == 0
+            || self.decoder.kv_heads() == 0
+            || !self.decoder.num_attention_heads.is_multiple_of(self.decoder.kv_heads())
         {
             return Err(err(
                 "num_key_value_heads",
                 format!(
                     "{} must be positive and divide num_attention_heads {}",
-                    self.kv_heads(),
-                    self.num_attention_heads
+                    self.decoder.kv_heads(),
+                    self.decoder.num_attention_heads
                 ),
             ));
         }
-        if self.head_dim == 0 || !self.head_dim.is_multiple_of(2) {
-            return Err(err("head_dim", format!("{} must be even and positive", self.head_dim)));
-        }
+        DecoderConfig::check_head_dim(self.head_dim, path)?;
         if let Some(act) = &self.hidden_activation {
             if act != "gelu_pytorch_tanh" && act != "gelu" {
                 return Err(err("hidden_activation", format!("`{act}` is not supported (gelu_pytorch_tanh)")));
             }
         }
-        RopeScaling::parse(self.rope_scaling.as_ref(), path).map(|_| ())
+        RopeScaling::parse(self.decoder.rope_scaling.as_ref(), path).map(|_| ())
     }
 }
 
@@ -118,19 +100,19 @@ impl Config {
 pub fn load(cfg: &Config, w: &Weights, dtype: DType, device: &Device) -> Result<Decoder> {
     cfg.validate(w.source())?;
     let version = cfg.version();
-    let (h, hd, eps) = (cfg.hidden_size, cfg.head_dim, cfg.rms_norm_eps);
+    let (h, hd, eps) = (cfg.decoder.hidden_size, cfg.head_dim, cfg.decoder.rms_norm_eps);
     let sizes = Sizes {
         hidden: h,
-        heads: cfg.num_attention_heads,
-        kv_heads: cfg.kv_heads(),
+        heads: cfg.decoder.num_attention_heads,
+        kv_heads: cfg.decoder.kv_heads(),
         head_dim: hd,
-        intermediate: cfg.intermediate_size,
-        qkv_bias: cfg.attention_bias,
-        o_bias: cfg.attention_bias,
+        intermediate: cfg.decoder.intermediate_size,
+        qkv_bias: cfg.decoder.attention_bias,
+        o_bias: cfg.decoder.attention_bias,
         mlp_bias: false,
     };
-    let embed = w.take("model.embed_tokens.weight", (cfg.vocab_size, h), dtype)?;
-    let blocks = (0..cfg.num_hidden_layers)
+    let embed = w.take("model.embed_tokens.weight", (cfg.decoder.vocab_size, h), dtype)?;
+    let blocks = (0..cfg.decoder.num_hidden_layers)
         .map(|i| {
             let bw = BlockWeights::new(w, i, &sizes, (eps, 1.0), dtype);
             let sandwich = version != Version::One;
@@ -158,10 +140,10 @@ pub fn load(cfg: &Config, w: &Weights, dtype: DType, device: &Device) -> Result<
             })
         })
         .collect::<Result<Vec<_>>>()?;
-    let scaling = RopeScaling::parse(cfg.rope_scaling.as_ref(), w.source())?;
+    let scaling = RopeScaling::parse(cfg.decoder.rope_scaling.as_ref(), w.source())?;
     let local_base = match version {
         Version::Three => cfg.rope_local_base_freq.unwrap_or(10_000.0),
-        _ => cfg.rope_theta,
+        _ => cfg.decoder.rope_theta,
     };
     let local_scaling = if version == Version::Three { RopeScaling::None } else { scaling.clone() };
     Ok(Decoder {
@@ -170,9 +152,9 @@ pub fn load(cfg: &Config, w: &Weights, dtype: DType, device: &Device) -> Result<
         embed_scale: Some((h as f64).sqrt()),
         blocks,
         norm: RmsNorm::load(w, "model.norm.weight", h, eps, 1.0, dtype)?,
-        rotary: Rotary::new(hd, cfg.rope_theta, &scaling),
+        rotary: Rotary::new(hd, cfg.decoder.rope_theta, &scaling),
         window: None,
-        local: Some(Local { rotary: Rotary::new(hd, local_base, &local_scaling), window: cfg.sliding_window }),
+        local: Some(Local { rotary: Rotary::new(hd, local_base, &local_scaling), window: cfg.decoder.sliding_window }),
         attention: AttentionSpec {
             heads: sizes.heads,
             kv_heads: sizes.kv_heads,

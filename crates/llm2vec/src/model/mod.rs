@@ -39,8 +39,11 @@ pub const SUPPORTED: &[&str] = &["llama", "mistral", "qwen2", "gemma", "gemma2",
 /// A parsed model config, one variant per family.
 #[derive(Debug, Clone)]
 pub enum Config {
+    /// `llama`, `mistral`, `qwen2`.
     Llama(llama::Config),
+    /// `gemma`, `gemma2`, `gemma3_text` (and `gemma3`'s text part).
     Gemma(gemma::Config),
+    /// `bert`.
     Bert(bert::Config),
 }
 
@@ -75,10 +78,11 @@ impl Config {
         }
     }
 
+    /// The config's `model_type` (`gemma3_text` for a `gemma3` config).
     pub fn model_type(&self) -> &str {
         match self {
-            Config::Llama(c) => &c.model_type,
-            Config::Gemma(c) => &c.model_type,
+            Config::Llama(c) => &c.decoder.model_type,
+            Config::Gemma(c) => &c.decoder.model_type,
             Config::Bert(c) => &c.model_type,
         }
     }
