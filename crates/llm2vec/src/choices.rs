@@ -13,6 +13,7 @@ impl AttentionMode {
     /// Every mode, in the order help texts list them.
     pub const ALL: [AttentionMode; 2] = [AttentionMode::Bidirectional, AttentionMode::Causal];
 
+    /// The mode's name, as options and config files spell it.
     pub fn name(self) -> &'static str {
         match self {
             AttentionMode::Bidirectional => "bidirectional",
@@ -35,9 +36,12 @@ impl FromStr for AttentionMode {
 /// The number format the model runs in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Precision {
+    /// 32-bit floats.
     #[default]
     F32,
+    /// bfloat16.
     Bf16,
+    /// IEEE 16-bit floats.
     F16,
     /// 8-bit linear layers ([`crate::Options::quantize`]), f32 elsewhere.
     Q8,

@@ -21,20 +21,29 @@ pub const DEFAULT_DOC_MAX_LENGTH: usize = 400;
 /// How to load and run the encoder. `None` fields take the model's `llm2vec_config.json`, then the defaults.
 #[derive(Debug, Clone)]
 pub struct Options {
+    /// LoRA adapter folders merged into the model, in order.
     pub adapters: Vec<PathBuf>,
+    /// How token states become one embedding.
     pub pooling: Option<Pooling>,
+    /// Tokens per input, instruction included; longer inputs are cut.
     pub max_length: Option<usize>,
+    /// Tokens of an input's text part, cut word by word before tokenizing.
     pub doc_max_length: Option<usize>,
+    /// Whether the instruction's tokens are left out of the pooling.
     pub skip_instruction: Option<bool>,
+    /// Bidirectional (LLM2Vec) or causal attention.
     pub attention: AttentionMode,
     /// L2-normalise the embeddings (also on when the model's folder asks for it, as a sentence-transformers
     /// `Normalize` module does).
     pub normalize: bool,
+    /// Inputs per forward pass.
     pub batch_size: usize,
+    /// The dtype the model computes in.
     pub dtype: DType,
     /// 8-bit integer products in the blocks' linear layers ([`crate::model::linear::Linear::quantize`]):
     /// CPU and f32 only; attention, norms and pooling stay f32.
     pub quantize: bool,
+    /// The device the model runs on.
     pub device: Device,
 }
 
@@ -59,12 +68,19 @@ impl Default for Options {
 /// Settings in force after merging options, `llm2vec_config.json` and defaults.
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// How token states become one embedding.
     pub pooling: Pooling,
+    /// Tokens per input, instruction included.
     pub max_length: usize,
+    /// Tokens of an input's text part.
     pub doc_max_length: usize,
+    /// Whether the instruction's tokens are left out of the pooling.
     pub skip_instruction: bool,
+    /// Bidirectional (LLM2Vec) or causal attention.
     pub attention: AttentionMode,
+    /// Whether the embeddings are L2-normalised.
     pub normalize: bool,
+    /// Inputs per forward pass.
     pub batch_size: usize,
 }
 
@@ -82,15 +98,19 @@ impl Settings {
 /// One input: an instruction (attended to, not pooled; may be empty) and the text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Input {
+    /// What to do with the text (`Given a query, retrieve ...`); empty for none.
     pub instruction: String,
+    /// The text to embed.
     pub text: String,
 }
 
 impl Input {
+    /// A text with its instruction.
     pub fn new(instruction: impl Into<String>, text: impl Into<String>) -> Self {
         Self { instruction: instruction.into(), text: text.into() }
     }
 
+    /// A text without an instruction.
     pub fn text(text: impl Into<String>) -> Self {
         Self::new("", text)
     }
@@ -99,8 +119,11 @@ impl Input {
 /// Embeddings of a batch of inputs, one row each, in input order.
 #[derive(Debug, Clone)]
 pub struct Embeddings {
+    /// `rows * dim` values, row-major.
     pub data: Vec<f32>,
+    /// One row per input.
     pub rows: usize,
+    /// Values per row.
     pub dim: usize,
     /// Tokens run through the model (padding excluded).
     pub tokens: usize,
@@ -109,6 +132,7 @@ pub struct Embeddings {
 }
 
 impl Embeddings {
+    /// The embedding of input `i`.
     pub fn row(&self, i: usize) -> &[f32] {
         &self.data[i * self.dim..(i + 1) * self.dim]
     }
@@ -122,9 +146,13 @@ impl Embeddings {
 /// How far an encode has got: inputs and tokens done, of the totals.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Progress {
+    /// Inputs encoded.
     pub done: usize,
+    /// Inputs in all.
     pub total: usize,
+    /// Tokens encoded.
     pub tokens_done: usize,
+    /// Tokens in all.
     pub tokens_total: usize,
 }
 
@@ -165,22 +193,27 @@ impl Encoder {
         Ok(Self { backbone, tokenizer: loaded.tokenizer, settings, model_type: loaded.config.model_type().to_string() })
     }
 
+    /// The settings in force.
     pub fn settings(&self) -> &Settings {
         &self.settings
     }
 
+    /// The model's `model_type` (`llama`, `gemma2`, `bert`, ...).
     pub fn model_type(&self) -> &str {
         &self.model_type
     }
 
+    /// The embeddings' size.
     pub fn dim(&self) -> usize {
         self.backbone.hidden_size()
     }
 
+    /// The tokenizer.
     pub fn tokenizer(&self) -> &TextTokenizer {
         &self.tokenizer
     }
 
+    /// The transformer.
     pub fn backbone(&self) -> &dyn Backbone {
         self.backbone.as_ref()
     }

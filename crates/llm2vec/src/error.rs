@@ -6,41 +6,94 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
+    /// A file that cannot be read or written.
     #[error("{path}: {source}")]
     Io {
+        /// The file.
         path: PathBuf,
+        /// What the system said.
         #[source]
         source: std::io::Error,
     },
+    /// A file that is not valid JSON, or whose JSON does not have the expected fields and types.
     #[error("{path}: invalid JSON: {source}")]
     Json {
+        /// The file.
         path: PathBuf,
+        /// What the parser said, with the line and column where it has them.
         #[source]
         source: serde_json::Error,
     },
+    /// A file whose contents break its format (a GGUF or safetensors container, a tokenizer).
     #[error("{path}: {msg}")]
-    Format { path: PathBuf, msg: String },
+    Format {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, and where in the file.
+        msg: String,
+    },
+    /// A config field with a value that cannot be used.
     #[error("{path}: field `{field}`: {msg}")]
-    Config { path: PathBuf, field: String, msg: String },
+    Config {
+        /// The config file.
+        path: PathBuf,
+        /// The field.
+        field: String,
+        /// What is wrong with its value.
+        msg: String,
+    },
+    /// A model of an architecture that cannot be built.
     #[error("unsupported architecture `{found}` in {path}; supported: {supported}")]
-    UnsupportedArchitecture { path: PathBuf, found: String, supported: String },
+    UnsupportedArchitecture {
+        /// The config file.
+        path: PathBuf,
+        /// The architecture it names.
+        found: String,
+        /// Those that can be built, comma-separated.
+        supported: String,
+    },
+    /// A weight tensor that is missing or does not fit the model.
     #[error("{path}: tensor `{name}`: {msg}")]
-    Weight { path: PathBuf, name: String, msg: String },
+    Weight {
+        /// The weights file (or folder).
+        path: PathBuf,
+        /// The tensor's name.
+        name: String,
+        /// What is wrong with it.
+        msg: String,
+    },
+    /// A model name that names no model here (nor on the hub).
     #[error("model not found: {0}")]
     ModelNotFound(String),
+    /// A tokenizer that fails to load or to tokenize.
     #[error("tokenizer: {0}")]
     Tokenizer(String),
+    /// An environment variable with a value that cannot be used.
     #[error("environment variable {name}: {msg}")]
-    Env { name: &'static str, msg: String },
+    Env {
+        /// The variable.
+        name: &'static str,
+        /// What is wrong with its value.
+        msg: String,
+    },
     /// Something the caller passed (a text, an option's value) that cannot be used.
     #[error("invalid input: {0}")]
     Input(String),
     /// Options that cannot work together or on this model.
     #[error("option `{option}`: {msg}")]
-    Option { option: &'static str, msg: String },
+    Option {
+        /// The option's name.
+        option: &'static str,
+        /// Why it cannot be used.
+        msg: String,
+    },
     /// Input `input` (counted from 0) got an embedding with NaN or infinite values.
     #[error("input {}: the embedding has NaN or infinite values (the model's activations overflow: corrupt weights, or too narrow a dtype)", .input + 1)]
-    NonFinite { input: usize },
+    NonFinite {
+        /// The input, counted from 0.
+        input: usize,
+    },
+    /// The work stopped at the caller's request (what a progress callback returns to cancel an encode).
     #[error("interrupted")]
     Interrupted,
     /// A failure inside the library's computation (a tensor operation), not caused by the caller's input.
@@ -70,6 +123,7 @@ impl From<candle_core::Error> for Error {
     }
 }
 
+/// The library's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {

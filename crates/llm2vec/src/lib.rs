@@ -4,6 +4,8 @@
 //! -> [`model`] (bidirectional or causal transformer) -> [`pool`] -> embeddings, driven by [`Encoder`].
 //! [`io`] reads input files and writes embeddings.
 
+#![warn(missing_docs)]
+
 mod choices;
 mod encoder;
 mod error;

@@ -14,29 +14,41 @@ use crate::weights::{parse_safetensors, Weights};
 /// this project writes. Fields PEFT leaves out take its defaults; the optional ones are written only when set.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AdapterConfig {
+    /// PEFT's adapter kind (`LORA`).
     #[serde(default)]
     pub peft_type: Option<String>,
+    /// The model the adapter was trained on.
     #[serde(default)]
     pub base_model_name_or_path: Option<String>,
+    /// The rank of the updates.
     pub r: usize,
+    /// The updates' scale is `lora_alpha / r` (`/ sqrt(r)` with rsLoRA).
     pub lora_alpha: f64,
+    /// Dropout on the updates' input in training.
     #[serde(default)]
     pub lora_dropout: f64,
     /// Module names (PEFT also allows one string, a pattern; it is kept as the only entry).
     #[serde(default, deserialize_with = "one_or_many")]
     pub target_modules: Vec<String>,
+    /// Which biases PEFT trained (`none` unless told otherwise); a merge applies the LoRA matrices only.
     #[serde(default = "no_bias")]
     pub bias: String,
+    /// Whether the base weights are stored `[in, out]` (GPT-2's `Conv1D`).
     #[serde(default)]
     pub fan_in_fan_out: bool,
+    /// Whether PEFT loads the adapter frozen.
     #[serde(default)]
     pub inference_mode: bool,
+    /// Rank-stabilised scale: `lora_alpha / sqrt(r)`.
     #[serde(default, skip_serializing_if = "is_false")]
     pub use_rslora: bool,
+    /// Weight-decomposed updates (DoRA), which are refused.
     #[serde(default, skip_serializing_if = "is_false")]
     pub use_dora: bool,
+    /// Ranks of single modules that differ from `r`.
     #[serde(default, skip_serializing_if = "HashMap::is_empty")]
     pub rank_pattern: HashMap<String, usize>,
+    /// Alphas of single modules that differ from `lora_alpha`.
     #[serde(default, skip_serializing_if = "HashMap::is_empty")]
     pub alpha_pattern: HashMap<String, f64>,
 }
@@ -105,12 +117,14 @@ fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Vec<Strin
 
 /// A LoRA adapter: per target module, its A `[r, in]` and B `[out, r]` matrices.
 pub struct Adapter {
+    /// Its `adapter_config.json`.
     pub config: AdapterConfig,
     dir: PathBuf,
     pairs: HashMap<String, (Tensor, Tensor)>,
 }
 
 impl Adapter {
+    /// Reads `adapter_config.json` and `adapter_model.safetensors` from `dir`.
     pub fn load(dir: &Path) -> Result<Self> {
         let config_path = dir.join("adapter_config.json");
         let config = std::fs::read(&config_path).map_err(|e| Error::io(&config_path, e))?;

@@ -33,10 +33,13 @@ pub const DEFAULT_MODEL: &str = "smollm2-135m-instruct";
 
 /// A model ready to build: config, weights under Hugging Face names, tokenizer and LLM2Vec settings.
 pub struct Loaded {
+    /// The parsed config.
     pub config: Config,
     /// The config as read (`config.json`, or the GGUF metadata's equivalent).
     pub config_json: Value,
+    /// The weights, under Hugging Face names.
     pub weights: Weights,
+    /// The tokenizer, with its special tokens.
     pub tokenizer: TextTokenizer,
     /// The name the reference keys its chat templates on (`_name_or_path`).
     pub name_or_path: String,

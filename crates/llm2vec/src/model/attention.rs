@@ -15,7 +15,9 @@ pub use super::ops::AttentionSpec;
 /// Whether tokens see only earlier tokens (causal) or the whole sequence (bidirectional).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AttentionMode {
+    /// Each token sees itself and the tokens before it.
     Causal,
+    /// Each token sees every (non-padding) token.
     Bidirectional,
 }
 

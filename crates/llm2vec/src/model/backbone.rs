@@ -31,9 +31,11 @@ pub trait Backbone: Send + Sync {
     fn embed(&self, ids: &Tensor) -> Result<Tensor>;
     /// The rotary tables and attention masks of a batch.
     fn context(&self, lengths: &[usize], seq_len: usize, mode: AttentionMode) -> Result<Context>;
+    /// The number of blocks.
     fn num_blocks(&self) -> usize;
     /// Decoder block `i`.
     fn block(&self, i: usize, x: &Tensor, ctx: &Context, pass: Pass) -> Result<Tensor>;
+    /// The norm after the last block.
     fn final_norm(&self, x: &Tensor, pass: Pass) -> Result<Tensor>;
     /// Next-token logits `[.., vocab]` from hidden states `[.., hidden]`.
     fn logits(&self, hidden: &Tensor, pass: Pass) -> Result<Tensor>;
@@ -45,7 +47,10 @@ pub trait Backbone: Send + Sync {
     fn quantize(&mut self) -> Result<()> {
         self.linears_mut().into_iter().try_for_each(Linear::quantize)
     }
+    /// The width of the hidden states (the embeddings' size).
     fn hidden_size(&self) -> usize;
+    /// The dtype the model computes in.
     fn dtype(&self) -> DType;
+    /// The device the model lives on.
     fn device(&self) -> &Device;
 }

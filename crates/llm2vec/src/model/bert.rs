@@ -14,19 +14,30 @@ use crate::weights::Weights;
 /// The fields of a Hugging Face `config.json` for `bert` models.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Config {
+    /// `bert`.
     pub model_type: String,
+    /// The number of token embeddings.
     pub vocab_size: usize,
+    /// The width of the hidden states.
     pub hidden_size: usize,
+    /// The number of blocks.
     pub num_hidden_layers: usize,
+    /// The number of attention heads.
     pub num_attention_heads: usize,
+    /// The width inside the feed-forward layer.
     pub intermediate_size: usize,
+    /// The number of position embeddings: the longest input.
     pub max_position_embeddings: usize,
+    /// The number of token-type embeddings (type 0 is used).
     #[serde(default = "default_type_vocab")]
     pub type_vocab_size: usize,
+    /// The LayerNorms' epsilon.
     #[serde(default = "default_eps")]
     pub layer_norm_eps: f64,
+    /// The feed-forward activation (`gelu`).
     #[serde(default = "default_act")]
     pub hidden_act: String,
+    /// How positions are embedded (`absolute`).
     #[serde(default = "default_position_type")]
     pub position_embedding_type: String,
 }
@@ -110,6 +121,7 @@ pub struct Model {
 }
 
 impl Model {
+    /// Builds the model from its config and weights with Hugging Face names.
     pub fn load(cfg: &Config, w: &Weights, dtype: DType, device: &Device) -> Result<Self> {
         cfg.validate(w.source())?;
         // Checkpoints saved from a pre-training head prefix every name with `bert.`.

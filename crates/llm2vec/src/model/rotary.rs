@@ -10,9 +10,24 @@ use crate::error::{Error, Result};
 /// How rotary frequencies are derived from the base (Hugging Face `rope_scaling`).
 #[derive(Debug, Clone, PartialEq)]
 pub enum RopeScaling {
+    /// The plain frequencies `base^(-2i/d)`.
     None,
-    Linear { factor: f64 },
-    Llama3 { factor: f64, low_freq_factor: f64, high_freq_factor: f64, original_max_position: f64 },
+    /// Every frequency divided by `factor` (positions stretched).
+    Linear {
+        /// The stretch.
+        factor: f64,
+    },
+    /// Llama 3's: low frequencies divided by `factor`, high ones kept, a smooth ramp between.
+    Llama3 {
+        /// The division of the low frequencies.
+        factor: f64,
+        /// Wavelengths over `original_max_position / low_freq_factor` count as low frequencies.
+        low_freq_factor: f64,
+        /// Wavelengths under `original_max_position / high_freq_factor` count as high frequencies.
+        high_freq_factor: f64,
+        /// The context length the model was trained for (`original_max_position_embeddings`).
+        original_max_position: f64,
+    },
 }
 
 impl RopeScaling {
@@ -68,6 +83,7 @@ pub struct Rotary {
 }
 
 impl Rotary {
+    /// The frequencies for heads of `head_dim` values from `base` under `scaling`.
     pub fn new(head_dim: usize, base: f64, scaling: &RopeScaling) -> Self {
         let inv_freq = (0..head_dim / 2)
             .map(|i| {

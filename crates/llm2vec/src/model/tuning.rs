@@ -7,16 +7,24 @@ use candle_core::Tensor;
 /// The projections of a decoder block that LoRA adapts, with their Hugging Face module names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Projection {
+    /// The query projection.
     Q,
+    /// The key projection.
     K,
+    /// The value projection.
     V,
+    /// The attention's output projection.
     O,
+    /// The MLP's gate projection.
     Gate,
+    /// The MLP's up projection.
     Up,
+    /// The MLP's down projection.
     Down,
 }
 
 impl Projection {
+    /// Every projection, in a block's order.
     pub const ALL: [Projection; 7] = [
         Projection::Q,
         Projection::K,
@@ -49,7 +57,9 @@ impl Projection {
 /// One projection of one block, with its shape.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Site {
+    /// The block, counted from 0.
     pub layer: usize,
+    /// The projection in it.
     pub proj: Projection,
 }
 
@@ -64,9 +74,13 @@ impl Site {
 /// A LoRA update `dropout(x) A^T B^T * scale`, A `[r, in]` and B `[out, r]` (trainable variables).
 #[derive(Clone)]
 pub struct LowRank {
+    /// `[r, in]`.
     pub a: Tensor,
+    /// `[out, r]`.
     pub b: Tensor,
+    /// The factor on the update.
     pub scale: f64,
+    /// Dropout probability on the update's input.
     pub dropout: f64,
 }
 
@@ -90,6 +104,7 @@ pub enum Pass<'a> {
 }
 
 impl Pass<'_> {
+    /// Whether this is a training pass.
     pub fn is_train(&self) -> bool {
         matches!(self, Pass::Train(_))
     }

@@ -17,10 +17,15 @@ use crate::model::cpu::{softmax, Real};
 /// The attention of one family: head counts and size, the scores' scale and soft cap.
 #[derive(Debug, Clone, Copy)]
 pub struct AttentionSpec {
+    /// Query heads.
     pub heads: usize,
+    /// Key/value heads (fewer than `heads` in grouped-query attention).
     pub kv_heads: usize,
+    /// Values per head.
     pub head_dim: usize,
+    /// The factor on `q k^T` (usually `1 / sqrt(head_dim)`).
     pub scale: f64,
+    /// Gemma 2's cap on the scores: `cap * tanh(score / cap)`.
     pub softcap: Option<f64>,
 }
 

@@ -11,6 +11,7 @@ use crate::model::cpu::{simd, Real};
 /// The MLP activations of the supported families.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Activation {
+    /// SiLU, `x * sigmoid(x)` (Llama's).
     Silu,
     /// GELU with the tanh approximation (`gelu_pytorch_tanh`).
     GeluTanh,

@@ -19,7 +19,9 @@ use crate::model::tuning::LowRank;
 /// One part of a projection's output: its width and, when tuned, its LoRA update with the seed of its
 /// dropout mask on `x` (none: no dropout).
 pub struct Part {
+    /// Its output width.
     pub width: usize,
+    /// Its LoRA update and dropout seed, when tuned.
     pub update: Option<(LowRank, Option<u64>)>,
 }
 
