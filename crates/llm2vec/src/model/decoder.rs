@@ -65,11 +65,22 @@ impl DecoderConfig {
         self.num_key_value_heads.unwrap_or(self.num_attention_heads)
     }
 
-    /// Checks the head size (which each family reads its own way): the rotary embedding needs it even.
-    pub(crate) fn check_head_dim(head_dim: usize, path: &std::path::Path) -> Result<()> {
+    /// Checks the head counts, and the head size (which each family reads its own way): key/value heads
+    /// that divide the query heads, an even size for the rotary embedding.
+    pub(crate) fn check_heads(&self, head_dim: usize, path: &std::path::Path) -> Result<()> {
+        let err = |field: &str, msg: String| Error::Config { path: path.into(), field: field.into(), msg };
+        let (heads, kv) = (self.num_attention_heads, self.kv_heads());
+        if heads == 0 {
+            return Err(err("num_attention_heads", "must be positive".into()));
+        }
+        if kv == 0 || !heads.is_multiple_of(kv) {
+            return Err(err(
+                "num_key_value_heads",
+                format!("{kv} must be positive and divide num_attention_heads {heads}"),
+            ));
+        }
         if head_dim == 0 || !head_dim.is_multiple_of(2) {
-            let msg = format!("{head_dim} must be even and positive");
-            return Err(Error::Config { path: path.into(), field: "head_dim".into(), msg });
+            return Err(err("head_dim", format!("{head_dim} must be even and positive")));
         }
         Ok(())
     }

@@ -72,24 +72,11 @@ impl Config {
 
     /// Checks the numbers that the shapes depend on.
     pub fn validate(&self, path: &std::path::Path) -> Result<()> {
-        let err = |field: &str, msg: String| Error::Config { path: path.into(), field: field.into(), msg };
-        if self.decoder.num_attention_heads == 0
-            || self.decoder.kv_heads() == 0
-            || !self.decoder.num_attention_heads.is_multiple_of(self.decoder.kv_heads())
-        {
-            return Err(err(
-                "num_key_value_heads",
-                format!(
-                    "{} must be positive and divide num_attention_heads {}",
-                    self.decoder.kv_heads(),
-                    self.decoder.num_attention_heads
-                ),
-            ));
-        }
-        DecoderConfig::check_head_dim(self.head_dim, path)?;
+        self.decoder.check_heads(self.head_dim, path)?;
         if let Some(act) = &self.hidden_activation {
             if act != "gelu_pytorch_tanh" && act != "gelu" {
-                return Err(err("hidden_activation", format!("`{act}` is not supported (gelu_pytorch_tanh)")));
+                let msg = format!("`{act}` is not supported (gelu_pytorch_tanh)");
+                return Err(Error::Config { path: path.into(), field: "hidden_activation".into(), msg });
             }
         }
         RopeScaling::parse(self.decoder.rope_scaling.as_ref(), path).map(|_| ())

@@ -57,23 +57,10 @@ impl Config {
 
     /// Checks the numbers that the shapes depend on.
     pub fn validate(&self, path: &std::path::Path) -> Result<()> {
-        let err = |field: &str, msg: String| Error::Config { path: path.into(), field: field.into(), msg };
-        if self.decoder.num_attention_heads == 0 || self.decoder.kv_heads() == 0 {
-            return Err(err("num_attention_heads", "must be positive".into()));
-        }
-        if !self.decoder.num_attention_heads.is_multiple_of(self.decoder.kv_heads()) {
-            return Err(err(
-                "num_key_value_heads",
-                format!(
-                    "{} does not divide num_attention_heads {}",
-                    self.decoder.kv_heads(),
-                    self.decoder.num_attention_heads
-                ),
-            ));
-        }
-        DecoderConfig::check_head_dim(self.head_dim(), path)?;
+        self.decoder.check_heads(self.head_dim(), path)?;
         if self.hidden_act != "silu" {
-            return Err(err("hidden_act", format!("`{}` is not supported (silu)", self.hidden_act)));
+            let msg = format!("`{}` is not supported (silu)", self.hidden_act);
+            return Err(Error::Config { path: path.into(), field: "hidden_act".into(), msg });
         }
         RopeScaling::parse(self.decoder.rope_scaling.as_ref(), path).map(|_| ())
     }
