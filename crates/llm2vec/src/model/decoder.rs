@@ -65,6 +65,21 @@ impl DecoderConfig {
         self.num_key_value_heads.unwrap_or(self.num_attention_heads)
     }
 
+    /// The sizes of a block, with the head size and the q/k/v and MLP biases that each family reads its own
+    /// way (the output projection's bias is `attention_bias` in every family).
+    pub(crate) fn sizes(&self, head_dim: usize, qkv_bias: bool, mlp_bias: bool) -> Sizes {
+        Sizes {
+            hidden: self.hidden_size,
+            heads: self.num_attention_heads,
+            kv_heads: self.kv_heads(),
+            head_dim,
+            intermediate: self.intermediate_size,
+            qkv_bias,
+            o_bias: self.attention_bias,
+            mlp_bias,
+        }
+    }
+
     /// Checks the head counts, and the head size (which each family reads its own way): key/value heads
     /// that divide the query heads, an even size for the rotary embedding.
     pub(crate) fn check_heads(&self, head_dim: usize, path: &std::path::Path) -> Result<()> {

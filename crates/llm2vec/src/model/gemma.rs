@@ -5,7 +5,7 @@ use candle_core::{DType, Device};
 use serde::Deserialize;
 
 use super::attention::AttentionSpec;
-use super::decoder::{Block, BlockWeights, Decoder, DecoderConfig, Local, Sizes};
+use super::decoder::{Block, BlockWeights, Decoder, DecoderConfig, Local};
 use super::mlp::Activation;
 use super::norm::RmsNorm;
 use super::rotary::{RopeScaling, Rotary};
@@ -88,16 +88,7 @@ pub fn load(cfg: &Config, w: &Weights, dtype: DType, device: &Device) -> Result<
     cfg.validate(w.source())?;
     let version = cfg.version();
     let (h, hd, eps) = (cfg.decoder.hidden_size, cfg.head_dim, cfg.decoder.rms_norm_eps);
-    let sizes = Sizes {
-        hidden: h,
-        heads: cfg.decoder.num_attention_heads,
-        kv_heads: cfg.decoder.kv_heads(),
-        head_dim: hd,
-        intermediate: cfg.decoder.intermediate_size,
-        qkv_bias: cfg.decoder.attention_bias,
-        o_bias: cfg.decoder.attention_bias,
-        mlp_bias: false,
-    };
+    let sizes = cfg.decoder.sizes(hd, cfg.decoder.attention_bias, false);
     let embed = w.take("model.embed_tokens.weight", (cfg.decoder.vocab_size, h), dtype)?;
     let blocks = (0..cfg.decoder.num_hidden_layers)
         .map(|i| {

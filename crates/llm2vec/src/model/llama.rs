@@ -5,7 +5,7 @@ use candle_core::{DType, Device};
 use serde::Deserialize;
 
 use super::attention::AttentionSpec;
-use super::decoder::{Block, BlockWeights, Decoder, DecoderConfig, Sizes};
+use super::decoder::{Block, BlockWeights, Decoder, DecoderConfig};
 use super::mlp::Activation;
 use super::norm::RmsNorm;
 use super::rotary::{RopeScaling, Rotary};
@@ -70,16 +70,7 @@ impl Config {
 pub fn load(cfg: &Config, w: &Weights, dtype: DType, device: &Device) -> Result<Decoder> {
     cfg.validate(w.source())?;
     let (h, hd) = (cfg.decoder.hidden_size, cfg.head_dim());
-    let sizes = Sizes {
-        hidden: h,
-        heads: cfg.decoder.num_attention_heads,
-        kv_heads: cfg.decoder.kv_heads(),
-        head_dim: hd,
-        intermediate: cfg.decoder.intermediate_size,
-        qkv_bias: cfg.qkv_bias(),
-        o_bias: cfg.decoder.attention_bias,
-        mlp_bias: cfg.mlp_bias,
-    };
+    let sizes = cfg.decoder.sizes(hd, cfg.qkv_bias(), cfg.mlp_bias);
     let embed = w.take("model.embed_tokens.weight", (cfg.decoder.vocab_size, h), dtype)?;
     let blocks = (0..cfg.decoder.num_hidden_layers)
         .map(|i| {
