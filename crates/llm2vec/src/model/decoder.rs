@@ -2,6 +2,8 @@
 //! rotary attention and a gated MLP, a final RMSNorm and the language-model head. A family's loader
 //! fills it from its config and weights; the parts only some families have (Gemma's embedding scale,
 //! q/k norms, sandwich norms, sliding-window layers and soft caps) are `None` where a family has none.
+//! The `config.json` fields every decoder family reads alike live here too (`DecoderConfig`), with their
+//! checks; each family's `Config` adds its own.
 
 use candle_core::{DType, Device, Tensor, D};
 use serde::Deserialize;

@@ -3,9 +3,10 @@
 //! The decoder families are trainable; BERT (the classic encoder baseline) encodes only.
 //!
 //! The layout runs one way, from the families down: `llama`, `gemma` (both filling the shared `decoder`
-//! stack) and `bert`, each a `Backbone` (`backbone`); the layers they are built of (`linear`, `norm`,
-//! `rotary`, `attention`, `mlp`); the model's own candle ops (`ops`); the CPU kernels those ops run
-//! (`cpu`). `tuning` holds what a trainer hands a training pass.
+//! stack, and reading the config fields they share through it) and `bert`, each a `Backbone` (`backbone`);
+//! the layers they are built of (`linear`, `norm`, `rotary`, `attention`, `mlp`); the model's own candle ops
+//! (`ops`); the CPU kernels those ops run (`cpu`). `tuning` holds what a trainer hands a training pass. The
+//! weights come in as the crate's `weights`, which loading fills: nothing here imports `load`.
 
 pub mod attention;
 pub mod backbone;
