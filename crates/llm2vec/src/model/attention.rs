@@ -3,10 +3,9 @@
 //! embeddings) or from separate q, k and v heads (BERT). Each takes the fused op of `model/ops/` where
 //! it runs and composes candle's ops elsewhere.
 
-use candle_core::{DType, Device, Tensor, D};
+use candle_core::{DType, Device, Tensor};
 
-use super::ops::{self, fused_cpu, split_attention};
-use super::rotary::rotate;
+use super::ops::{self, split_attention};
 use super::tuning::Pass;
 use crate::error::Result;
 
@@ -66,26 +65,16 @@ pub fn attention_bias(
 }
 
 /// Self-attention of one block from its fused projection `qkv: [b, l, (heads + 2 kv_heads) * d]`: rotary
-/// embeddings on q and k, then attention over v with the context's mask; returns `[b, l, heads * d]`.
-/// Training, and inference on the CPU in f32, take one op that reads q, k and v where they are (with its
-/// own backward, and the tuning's attention dropout); other devices and dtypes compose candle's ops.
+/// embeddings on q and k, then attention over v with the context's mask (and in training the tuning's
+/// attention dropout); returns `[b, l, heads * d]`. One op reads q, k and v where they are on the CPU
+/// (with its own backward); other devices and dtypes compose candle's ops ([`ops::attention`]).
 pub(crate) fn rotary_attention(qkv: &Tensor, attend: &Attend, spec: AttentionSpec, pass: Pass) -> Result<Tensor> {
     let Attend { cos, sin, bias } = attend;
-    if let Pass::Train(tuning) = pass {
-        let dropout = tuning.dropout_seed().map(|seed| (tuning.attention_dropout(), seed));
-        return ops::attention(qkv, cos, sin, bias, spec, dropout);
-    }
-    if fused_cpu(qkv) {
-        return ops::attention(qkv, cos, sin, bias, spec, None);
-    }
-    let (b, l, _) = qkv.dims3()?;
-    let AttentionSpec { heads, kv_heads, head_dim: d, .. } = spec;
-    let part = |first: usize, n: usize| -> Result<Tensor> {
-        Ok(qkv.narrow(D::Minus1, first * d, n * d)?.reshape((b, l, n, d))?.transpose(1, 2)?)
+    let dropout = match pass {
+        Pass::Train(tuning) => tuning.dropout_seed().map(|seed| (tuning.attention_dropout(), seed)),
+        Pass::Infer => None,
     };
-    let q = rotate(&part(0, heads)?, cos, sin)?;
-    let k = rotate(&part(heads, kv_heads)?, cos, sin)?;
-    attention(&q, &k, &part(heads + kv_heads, kv_heads)?, bias, &spec)
+    ops::attention(qkv, cos, sin, bias, spec, dropout)
 }
 
 /// Scaled dot-product attention with grouped-query heads, for inference, with `spec`'s scale and soft
@@ -94,26 +83,7 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, bias: &Tensor, spec: &Atten
     if let Some(out) = split_attention::attention(q, k, v, bias, spec)? {
         return Ok(out);
     }
-    let (b, heads, l, d) = q.dims4()?;
-    let groups = heads / k.dim(1)?;
-    let q = q.contiguous()?;
-    let k = repeat_kv(k, groups)?;
-    let v = repeat_kv(v, groups)?;
-    let mut scores = (q.matmul(&k.t()?)? * spec.scale)?;
-    if let Some(cap) = spec.softcap {
-        scores = ((scores / cap)?.tanh()? * cap)?;
-    }
-    let probs = candle_nn::ops::softmax_last_dim(&scores.broadcast_add(bias)?)?;
-    let out = probs.matmul(&v)?;
-    Ok(out.transpose(1, 2)?.reshape((b, l, heads * d))?)
-}
-
-fn repeat_kv(x: &Tensor, groups: usize) -> Result<Tensor> {
-    if groups == 1 {
-        return Ok(x.contiguous()?);
-    }
-    let (b, kv, l, d) = x.dims4()?;
-    Ok(x.unsqueeze(2)?.expand((b, kv, groups, l, d))?.reshape((b, kv * groups, l, d))?)
+    ops::attention::sdpa(q, k, v, bias, spec, None)
 }
 
 #[cfg(test)]
@@ -177,7 +147,7 @@ mod tests {
                 let bias = attention_bias(&lengths, l, mode, window, dtype, &Device::Cpu).unwrap();
                 rotary_attention(&qkv.to_dtype(dtype).unwrap(), &Attend { cos, sin, bias }, spec, Pass::Infer).unwrap()
             };
-            let (fused, composed) = (run(DType::F32), run(DType::F64));
+            let (fused, composed) = (run(DType::F32), ops::composed_ops(|| run(DType::F64)));
             assert_eq!(fused.dims(), &[b, l, heads * d]);
             assert_real_rows_agree(&fused, &composed, &lengths, &format!("{mode:?} {window:?} {softcap:?}"));
         }

@@ -1,14 +1,14 @@
 //! RMSNorm, the decoder families' norm: one fused pass for inference, an op with its own backward for
 //! training.
 
-use candle_core::{DType, Module, Tensor, D};
+use candle_core::{DType, Module, Tensor};
 
 use super::ops;
 use super::tuning::Pass;
 use crate::error::Result;
 use crate::weights::Weights;
 
-/// RMSNorm: `x / sqrt(mean(x^2) + eps) * scale`, accumulated in f32 (one fused pass for f32 inputs).
+/// RMSNorm: `x / sqrt(mean(x^2) + eps) * scale`, accumulated in f32 or wider (one fused pass for f32 inputs).
 #[derive(Debug, Clone)]
 pub struct RmsNorm {
     scale: Tensor,
@@ -36,10 +36,6 @@ impl Module for RmsNorm {
         if x.dtype() == DType::F32 {
             return candle_nn::ops::rms_norm(&x.contiguous()?, &self.scale, self.eps as f32);
         }
-        let dtype = x.dtype();
-        let xf = x.to_dtype(DType::F32)?;
-        let ms = xf.sqr()?.mean_keepdim(D::Minus1)?;
-        let normed = xf.broadcast_div(&(ms + self.eps)?.sqrt()?)?;
-        normed.to_dtype(dtype)?.broadcast_mul(&self.scale)
+        ops::rms_norm::composed(x, &self.scale, self.eps)
     }
 }

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device, Tensor, D};
 
 use crate::error::{Error, Result};
 
@@ -114,8 +114,17 @@ impl Rotary {
 
 /// Applies rotary embeddings (the rotate-half convention) to `x: [batch, heads, seq, head_dim]`. A view
 /// of a contiguous `[batch, seq, heads, head_dim]` tensor is rotated in that layout (no transposed
-/// copy) and comes back as the same kind of view.
+/// copy) and comes back as the same kind of view. candle's kernels record no gradient: when `x` records
+/// one, the rotation is composed from ops that do.
 pub(crate) fn rotate(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+    if x.track_op() {
+        let half = x.dim(D::Minus1)? / 2;
+        let (x1, x2) = (x.narrow(D::Minus1, 0, half)?, x.narrow(D::Minus1, half, half)?);
+        let (cos, sin) = (cos.detach().to_dtype(x.dtype())?, sin.detach().to_dtype(x.dtype())?);
+        let first = (x1.broadcast_mul(&cos)? - x2.broadcast_mul(&sin)?)?;
+        let second = (x2.broadcast_mul(&cos)? + x1.broadcast_mul(&sin)?)?;
+        return Ok(Tensor::cat(&[first, second], D::Minus1)?);
+    }
     let seq_major = x.transpose(1, 2)?;
     if seq_major.is_contiguous() {
         return Ok(candle_nn::rotary_emb::rope_thd(&seq_major, cos, sin)?.transpose(1, 2)?);

@@ -53,6 +53,20 @@ impl Mask {
         }
     }
 
+    /// The mask as one byte per element (1 = kept), for the ops that apply it on another device; `n`
+    /// is the tensor's element count, checked against the mask's.
+    pub fn kept(&self, n: usize) -> candle_core::Result<Vec<u8>> {
+        if n != self.n {
+            candle_core::bail!("dropout mask: {} elements, the tensor has {n}", self.n);
+        }
+        Ok((0..n).into_par_iter().map(|i| (self.kept[i / 64] >> (i % 64) & 1) as u8).collect())
+    }
+
+    /// The factor of the kept elements, `1 / (1 - p)`.
+    pub fn scale(&self) -> f64 {
+        self.scale
+    }
+
     /// `x * mask` in place for all `n` elements, on the rayon pool.
     pub fn apply_all<T: Real>(&self, x: &mut [T]) -> candle_core::Result<()> {
         if x.len() != self.n {

@@ -2,17 +2,19 @@
 //! the CPU: rotary embedding of q and k, scaled scores (soft-capped where the family does), the
 //! additive mask, softmax, dropout on the probabilities and the weighted values. q, k and v are read
 //! where the fused projection wrote them (no split, transposed or repeated copies), and backward
-//! recomputes a head's probabilities instead of keeping them. Inference on the CPU in f32 takes the same
-//! op (without a graph to record, it costs nothing more).
+//! recomputes a head's probabilities instead of keeping them. Inference on the CPU takes the same op
+//! (without a graph to record, it costs nothing more). Other devices and dtypes take the composed
+//! version, [`sdpa`] after the rotation, which inference of every family off the CPU shares.
 
-use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor, D};
 use rayon::prelude::*;
 
-use super::{float_bwd, float_fwd, tensor_elements, FloatOp1};
+use super::{dropped, float_bwd, float_fwd, fused_training, softmax_last_dim, tensor_elements, FloatOp1};
 use crate::error::{Error, Result};
 use crate::model::cpu::dropout::Mask;
 use crate::model::cpu::gemm::{product, Matrix};
 use crate::model::cpu::{softmax, Real};
+use crate::model::rotary::rotate;
 
 /// The attention of one family: head counts and size, the scores' scale and soft cap.
 #[derive(Debug, Clone, Copy)]
@@ -47,6 +49,15 @@ pub fn attention(
             "attention: {width} values per token for {heads} heads and {kv_heads} key/value heads of {d}"
         )));
     }
+    let dropout = dropout.filter(|(p, _)| *p > 0.0).map(|(p, seed)| Mask::new(seed, p, b * heads * l * l));
+    if !fused_training(qkv) {
+        let part = |first: usize, n: usize| -> Result<Tensor> {
+            Ok(qkv.narrow(D::Minus1, first * d, n * d)?.reshape((b, l, n, d))?.transpose(1, 2)?)
+        };
+        let q = rotate(&part(0, heads)?, cos, sin)?;
+        let k = rotate(&part(heads, kv_heads)?, cos, sin)?;
+        return sdpa(&q, &k, &part(heads + kv_heads, kv_heads)?, bias, &spec, dropout.as_ref());
+    }
     let dtype = qkv.dtype();
     let table = |t: &Tensor| t.detach().to_dtype(dtype)?.contiguous();
     let op = Attention {
@@ -55,9 +66,46 @@ pub fn attention(
         bias: table(bias)?,
         dims: Dims { b, l, heads, kv: kv_heads, d },
         spec,
-        dropout: dropout.filter(|(p, _)| *p > 0.0).map(|(p, seed)| Mask::new(seed, p, b * heads * l * l)),
+        dropout,
     };
     Ok(qkv.contiguous()?.apply_op1(op)?)
+}
+
+/// Scaled dot-product attention composed from candle's ops, on any device and dtype, with `spec`'s
+/// scale and soft cap and `dropout` on the probabilities (its mask over `[b, heads, l, l]`). `q: [b,
+/// heads, l, d]`, `k, v: [b, kv_heads, l, d]`, `bias: [b, 1, l, l]`; returns `[b, l, heads * d]`.
+pub(crate) fn sdpa(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    bias: &Tensor,
+    spec: &AttentionSpec,
+    dropout: Option<&Mask>,
+) -> Result<Tensor> {
+    let (b, heads, l, d) = q.dims4()?;
+    let groups = heads / k.dim(1)?;
+    let q = q.contiguous()?;
+    let k = repeat_kv(k, groups)?;
+    let v = repeat_kv(v, groups)?;
+    let mut scores = (q.matmul(&k.t()?)? * spec.scale)?;
+    if let Some(cap) = spec.softcap {
+        scores = ((scores / cap)?.tanh()? * cap)?;
+    }
+    let mut probs = softmax_last_dim(&scores.broadcast_add(&bias.detach().to_dtype(scores.dtype())?)?)?;
+    if let Some(mask) = dropout {
+        probs = dropped(&probs, mask)?;
+    }
+    let out = probs.matmul(&v)?;
+    Ok(out.transpose(1, 2)?.reshape((b, l, heads * d))?)
+}
+
+/// Key/value heads `[b, kv, l, d]` repeated for `groups` query heads each: `[b, kv * groups, l, d]`.
+fn repeat_kv(x: &Tensor, groups: usize) -> Result<Tensor> {
+    if groups == 1 {
+        return Ok(x.contiguous()?);
+    }
+    let (b, kv, l, d) = x.dims4()?;
+    Ok(x.unsqueeze(2)?.expand((b, kv, groups, l, d))?.reshape((b, kv * groups, l, d))?)
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -370,5 +418,36 @@ impl CustomOp1 for Attention {
 
     fn bwd(&self, qkv: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
         float_bwd(self, qkv, grad)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{DType, Device};
+
+    use super::*;
+    use crate::model::attention::{attention_bias, AttentionMode};
+    use crate::model::ops::tests::{assert_composed_matches_fused, values};
+    use crate::model::rotary::{RopeScaling, Rotary};
+
+    /// Grouped heads, padding, both modes with a window, soft-capping and dropout on the probabilities.
+    #[test]
+    fn composed_attention_matches_the_op() {
+        let (b, l, heads, kv, d) = (2, 5, 4, 2, 6);
+        let (cos, sin) = Rotary::new(d, 100.0, &RopeScaling::None).tables(l, DType::F32, &Device::Cpu).unwrap();
+        let qkv = values(&[b, l, (heads + 2 * kv) * d], 1);
+        let cases = [
+            (AttentionMode::Bidirectional, None, None, None),
+            (AttentionMode::Bidirectional, None, Some(2.0), Some((0.3, 11))),
+            (AttentionMode::Causal, Some(3), None, Some((0.1, 12))),
+        ];
+        for (mode, window, softcap, dropout) in cases {
+            let bias = attention_bias(&[5, 3], l, mode, window, DType::F32, &Device::Cpu).unwrap();
+            let spec = AttentionSpec { heads, kv_heads: kv, head_dim: d, scale: 0.4, softcap };
+            let name = format!("attention {mode:?} {window:?} {softcap:?} {dropout:?}");
+            assert_composed_matches_fused(&name, &[qkv.clone()], &|x| {
+                attention(&x[0], &cos, &sin, &bias, spec, dropout).unwrap()
+            });
+        }
     }
 }

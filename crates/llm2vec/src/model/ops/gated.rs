@@ -1,10 +1,11 @@
 //! The gated MLP activation `act(gate) * up` from the fused gate/up projection's output `[.., 2n]`
-//! (gate, then up), with its backward: SiLU (vectorised in f32) or GELU with the tanh approximation.
+//! (gate, then up), with its backward: SiLU (vectorised in f32) or GELU with the tanh approximation; on
+//! other devices and dtypes, candle's ops (whose activations record their gradients).
 
-use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor, D};
 use rayon::prelude::*;
 
-use super::{float_bwd, float_fwd, with_last, FloatOp1};
+use super::{float_bwd, float_fwd, fused_training, with_last, FloatOp1};
 use crate::error::{Error, Result};
 use crate::model::cpu::{simd, Real};
 
@@ -23,7 +24,25 @@ pub fn gated(gate_up: &Tensor, act: Activation) -> Result<Tensor> {
     if width % 2 != 0 {
         return Err(Error::internal(format!("gated activation: {width} values per row, not gate and up halves")));
     }
-    Ok(gate_up.contiguous()?.apply_op1(Gated { n: width / 2, act })?)
+    let n = width / 2;
+    if fused_training(gate_up) {
+        return Ok(gate_up.contiguous()?.apply_op1(Gated { n, act })?);
+    }
+    let gate = gate_up.narrow(D::Minus1, 0, n)?;
+    let gate = match act {
+        Activation::Silu => gate.silu()?,
+        Activation::GeluTanh if gate.track_op() => gelu_tanh(&gate)?,
+        Activation::GeluTanh => gate.gelu()?,
+    };
+    Ok((gate * gate_up.narrow(D::Minus1, n, n)?)?)
+}
+
+/// GELU with the tanh approximation from ops with exact gradients (the gradient of candle's `gelu`
+/// rounds its constants to six digits).
+fn gelu_tanh(g: &Tensor) -> candle_core::Result<Tensor> {
+    let c = (2.0 / std::f64::consts::PI).sqrt();
+    let inner = (((g.sqr()? * g)? * 0.044715)? + g)? * c;
+    ((inner?.tanh()? + 1.0)? * g)? * 0.5
 }
 
 struct Gated {
@@ -107,5 +126,19 @@ impl CustomOp1 for Gated {
 
     fn bwd(&self, gate_up: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
         float_bwd(self, gate_up, grad)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::ops::tests::{assert_composed_matches_fused, values};
+
+    #[test]
+    fn composed_gated_activation_matches_the_op() {
+        let gate_up = (values(&[2, 3, 10], 1) * 4.0).unwrap();
+        for act in [Activation::Silu, Activation::GeluTanh] {
+            assert_composed_matches_fused(&format!("{act:?}"), &[gate_up.clone()], &|x| gated(&x[0], act).unwrap());
+        }
     }
 }

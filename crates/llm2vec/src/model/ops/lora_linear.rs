@@ -2,14 +2,17 @@
 //! part of a fused projection (q, k and v side by side, say), `dropout(x) A^T B^T * scale` added to that
 //! part's columns. One product covers every part's frozen weight, forward and backward (the weight may
 //! be a column slice of a larger one, read in place). Backward yields the gradients of `x` and of the
-//! parts' A and B only; it recomputes the small `x A^T`.
+//! parts' A and B only; it recomputes the small `x A^T`. On other devices and dtypes the same sum is
+//! composed from candle's ops, with the frozen weight and bias detached (candle computes no gradient for
+//! them) and A and B cast to `x`'s dtype inside the graph (f32 master weights under a bf16 model get
+//! their gradients in f32).
 
 use std::borrow::Cow;
 
-use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor, D};
 use rayon::prelude::*;
 
-use super::{by_float, elements, tensor_elements, with_last};
+use super::{by_float, dropped, elements, fused_training, tensor_elements, with_last};
 use crate::error::{Error, Result};
 use crate::model::cpu::dropout::Mask;
 use crate::model::cpu::gemm::{new_product, product, Matrix};
@@ -36,24 +39,43 @@ pub fn lora_linear(x: &Tensor, weight_t: &Tensor, bias: Option<&Tensor>, parts: 
             x.dims()
         )));
     }
+    if parts.iter().all(|p| p.update.is_none()) {
+        return Err(Error::internal("lora linear: no part has an update (use the frozen product)"));
+    }
+    let masks = parts
+        .iter()
+        .map(|p| {
+            let (lr, seed) = p.update.as_ref()?;
+            seed.filter(|_| lr.dropout > 0.0).map(|seed| Mask::new(seed, lr.dropout, x.elem_count()))
+        })
+        .collect::<Vec<_>>();
+    for part in parts {
+        if let Some((lr, _)) = &part.update {
+            let (r, width) = (lr.a.dim(0)?, part.width);
+            if lr.a.dims() != [r, in_dim] || lr.b.dims() != [width, r] {
+                return Err(Error::internal(format!(
+                    "lora linear: A {:?} and B {:?} for a part of {width} outputs from {in_dim}",
+                    lr.a.dims(),
+                    lr.b.dims()
+                )));
+            }
+        }
+    }
+    let bias = bias.map(|b| b.detach().to_dtype(x.dtype())).transpose()?;
+    let weight_t = weight_t.detach().to_dtype(x.dtype())?;
+    if !fused_training(x) {
+        return composed(x, &weight_t, bias.as_ref(), parts, masks);
+    }
     let (mut ops, mut a_flat, mut b_flat) = (Vec::with_capacity(parts.len()), Vec::new(), Vec::new());
     let (mut offset, mut a_at, mut b_at) = (0, 0, 0);
-    for part in parts {
+    for (part, dropout) in parts.iter().zip(masks) {
         let tuned = match &part.update {
-            Some((lr, seed)) => {
+            Some((lr, _)) => {
                 let (r, width) = (lr.a.dim(0)?, part.width);
-                if lr.a.dims() != [r, in_dim] || lr.b.dims() != [width, r] {
-                    return Err(Error::internal(format!(
-                        "lora linear: A {:?} and B {:?} for a part of {width} outputs from {in_dim}",
-                        lr.a.dims(),
-                        lr.b.dims()
-                    )));
-                }
-                let dropout = seed.filter(|_| lr.dropout > 0.0).map(|seed| Mask::new(seed, lr.dropout, x.elem_count()));
                 let tuned = Tuned { r, a_at, b_at, scale: lr.scale, dropout };
                 (a_at, b_at) = (a_at + r * in_dim, b_at + width * r);
-                a_flat.push(lr.a.flatten_all()?);
-                b_flat.push(lr.b.flatten_all()?);
+                a_flat.push(lr.a.flatten_all()?.to_dtype(x.dtype())?);
+                b_flat.push(lr.b.flatten_all()?.to_dtype(x.dtype())?);
                 Some(tuned)
             }
             None => None,
@@ -61,13 +83,44 @@ pub fn lora_linear(x: &Tensor, weight_t: &Tensor, bias: Option<&Tensor>, parts: 
         ops.push(PartOp { offset, width: part.width, tuned });
         offset += part.width;
     }
-    if a_flat.is_empty() {
-        return Err(Error::internal("lora linear: no part has an update (use the frozen product)"));
-    }
-    let bias = bias.map(|b| b.detach().to_dtype(x.dtype())?.contiguous()).transpose()?;
-    let op = LoraLinear { weight_t: weight_t.detach().to_dtype(x.dtype())?, bias, parts: ops };
+    let bias = bias.map(|b| b.contiguous()).transpose()?;
+    let op = LoraLinear { weight_t, bias, parts: ops };
     // No reshape around the op: in candle's backward every reshape costs a zeroed gradient and an add.
     Ok(x.contiguous()?.apply_op3(&Tensor::cat(&a_flat, 0)?, &Tensor::cat(&b_flat, 0)?, op)?)
+}
+
+/// The same sum from candle's ops, on any device: the frozen product (weight and bias detached), plus each
+/// tuned part's `dropout(x) A^T B^T * scale` (A and B cast to `x`'s dtype) in its columns.
+fn composed(
+    x: &Tensor,
+    weight_t: &Tensor,
+    bias: Option<&Tensor>,
+    parts: &[Part],
+    masks: Vec<Option<Mask>>,
+) -> Result<Tensor> {
+    let (in_dim, out_dim) = weight_t.dims2()?;
+    let flat = x.reshape((x.elem_count() / in_dim, in_dim))?;
+    let mut y = flat.matmul(weight_t)?;
+    if let Some(b) = bias {
+        y = y.broadcast_add(b)?;
+    }
+    let updates = parts
+        .iter()
+        .zip(&masks)
+        .map(|(part, mask)| match &part.update {
+            Some((lr, _)) => {
+                let xd = match mask {
+                    Some(mask) => dropped(&flat, mask)?,
+                    None => flat.clone(),
+                };
+                let (a, b) = (lr.a.to_dtype(x.dtype())?, lr.b.to_dtype(x.dtype())?);
+                xd.matmul(&a.t()?)?.matmul(&b.t()?)? * lr.scale
+            }
+            None => Tensor::zeros((flat.dim(0)?, part.width), x.dtype(), x.device()),
+        })
+        .collect::<candle_core::Result<Vec<_>>>()?;
+    y = (y + Tensor::cat(&updates, D::Minus1)?)?;
+    Ok(y.reshape(with_last(x.dims(), out_dim))?)
 }
 
 struct LoraLinear {
@@ -276,5 +329,31 @@ impl CustomOp3 for LoraLinear {
         }
         let (dx, da, db) = by_float!(x.dtype(), run(self, x, a, b, grad))?;
         Ok((Some(dx), Some(da), Some(db)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::ops::tests::{assert_composed_matches_fused, values};
+
+    /// A fused projection of three parts: LoRA with dropout on the first, none on the second, LoRA without
+    /// dropout on the third; the gradients of x and of both updates' A and B.
+    #[test]
+    fn composed_lora_linear_matches_the_op() {
+        let (w_t, bias) = (values(&[6, 9], 1), values(&[9], 2));
+        let inputs =
+            [values(&[2, 3, 6], 3), values(&[2, 6], 4), values(&[4, 2], 5), values(&[3, 6], 6), values(&[2, 3], 7)];
+        assert_composed_matches_fused("lora linear", &inputs, &|t| {
+            let update = |a: &Tensor, b: &Tensor, dropout, seed| {
+                Some((LowRank { a: a.clone(), b: b.clone(), scale: 2.0, dropout }, seed))
+            };
+            let parts = [
+                Part { width: 4, update: update(&t[1], &t[2], 0.25, Some(13)) },
+                Part { width: 3, update: None },
+                Part { width: 2, update: update(&t[3], &t[4], 0.0, None) },
+            ];
+            lora_linear(&t[0], &w_t, Some(&bias), &parts).unwrap()
+        });
     }
 }

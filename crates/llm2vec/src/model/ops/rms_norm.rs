@@ -1,17 +1,29 @@
 //! RMSNorm `x / sqrt(mean(x^2) + eps) * scale` over the last axis with its backward, for training
-//! (`scale` is frozen); generic over f32 and f64.
+//! (`scale` is frozen): one op generic over f32 and f64 on the CPU, candle's ops elsewhere.
 
-use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor, D};
 use rayon::prelude::*;
 
-use super::{float_bwd, float_fwd, tensor_elements, FloatOp1};
+use super::{float_bwd, float_fwd, fused_training, tensor_elements, widened, FloatOp1};
 use crate::error::Result;
 use crate::model::cpu::Real;
 
 /// `x: [.., n]`, `scale: [n]`.
 pub fn rms_norm(x: &Tensor, scale: &Tensor, eps: f64) -> Result<Tensor> {
-    let scale = scale.detach().to_dtype(x.dtype())?.contiguous()?;
-    Ok(x.contiguous()?.apply_op1(RmsNorm { scale, eps })?)
+    let scale = scale.detach().to_dtype(x.dtype())?;
+    if !fused_training(x) {
+        return Ok(composed(x, &scale, eps)?);
+    }
+    Ok(x.contiguous()?.apply_op1(RmsNorm { scale: scale.contiguous()?, eps })?)
+}
+
+/// The same from candle's ops (which record gradients), on any device: sums in f32 for half-precision
+/// `x`, the result in `x`'s dtype times `scale` (in that dtype).
+pub(crate) fn composed(x: &Tensor, scale: &Tensor, eps: f64) -> candle_core::Result<Tensor> {
+    let wide = widened(x)?;
+    let ms = wide.sqr()?.mean_keepdim(D::Minus1)?;
+    let normed = wide.broadcast_div(&(ms + eps)?.sqrt()?)?;
+    normed.to_dtype(x.dtype())?.broadcast_mul(scale)
 }
 
 struct RmsNorm {
@@ -75,5 +87,19 @@ impl CustomOp1 for RmsNorm {
 
     fn bwd(&self, x: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
         float_bwd(self, x, grad)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::ops::tests::{assert_composed_matches_fused, values};
+
+    #[test]
+    fn composed_rms_norm_matches_the_op() {
+        let scale = values(&[7], 1);
+        assert_composed_matches_fused("rms norm", &[values(&[2, 3, 7], 2)], &|x| {
+            rms_norm(&x[0], &scale, 1e-6).unwrap()
+        });
     }
 }
