@@ -58,9 +58,29 @@ struct RecipeArgs {
     /// Redo every stage, training from scratch.
     #[arg(long)]
     restart: bool,
-    /// Device for evaluation: cpu, or cuda / cuda:N with the `cuda` feature (training runs on the CPU).
+    /// Device for training and evaluation: cpu, or cuda / cuda:N with the `cuda` feature.
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// Training dtype: f32, or bf16 (frozen weights and activations in bf16; LoRA weights, optimizer
+    /// state and losses in f32). Evaluation runs in f32.
+    #[arg(long, value_enum, default_value_t = TrainDtype::F32)]
+    dtype: TrainDtype,
+}
+
+/// The dtypes training runs in.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum TrainDtype {
+    F32,
+    Bf16,
+}
+
+impl TrainDtype {
+    fn dtype(self) -> llm2vec::DType {
+        match self {
+            TrainDtype::F32 => llm2vec::DType::F32,
+            TrainDtype::Bf16 => llm2vec::DType::BF16,
+        }
+    }
 }
 
 #[derive(Args)]
@@ -79,6 +99,13 @@ struct TrainArgs {
     /// Also write the model with every adapter merged, in Hugging Face layout, to <output_dir>/merged.
     #[arg(long)]
     merge: bool,
+    /// cpu, or cuda / cuda:N with the `cuda` feature. A run resumes on any device.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// f32, or bf16 (frozen weights and activations in bf16; LoRA weights, optimizer state and losses in
+    /// f32). On the CPU, bf16 runs candle's composed ops (slower than the f32 kernels).
+    #[arg(long, value_enum, default_value_t = TrainDtype::F32)]
+    dtype: TrainDtype,
 }
 
 #[derive(Args)]
@@ -336,6 +363,8 @@ fn train(args: TrainArgs) -> Result<()> {
         restart: args.restart,
         sts_dev: args.sts_dev,
         progress: true,
+        device: llm2vec::parse_device(&args.device)?,
+        dtype: args.dtype.dtype(),
         ..Default::default()
     };
     stop_on_ctrl_c(opts.stop.clone())?;
@@ -379,6 +408,7 @@ fn recipe(args: RecipeArgs) -> Result<()> {
         results,
         restart: args.restart,
         device: llm2vec::parse_device(&args.device)?,
+        dtype: args.dtype.dtype(),
         cache: llm2vec_eval::CacheDir::Default,
         stop: Default::default(),
         progress: true,

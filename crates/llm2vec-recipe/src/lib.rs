@@ -12,7 +12,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Instant;
 
-use llm2vec::{AttentionMode, Device, Options, Pooling};
+use llm2vec::{AttentionMode, DType, Device, Options, Pooling};
 use llm2vec_train::config::Stage;
 use llm2vec_train::trainer::{self, RunOptions};
 use serde::{Deserialize, Serialize};
@@ -35,8 +35,10 @@ pub struct RecipeOptions {
     pub results: PathBuf,
     /// Redo every stage (training from scratch).
     pub restart: bool,
-    /// Device for evaluation (training runs on the CPU).
+    /// Device for training and evaluation.
     pub device: Device,
+    /// Training dtype (f32 or bf16, see `RunOptions::dtype`); evaluation runs in f32.
+    pub dtype: DType,
     /// Where evaluations keep their embeddings.
     pub cache: llm2vec_eval::CacheDir,
     /// Set by a Ctrl-C handler: the running training saves a checkpoint and stops.
@@ -236,6 +238,8 @@ fn train(
         sts_dev: Some(sts_dev.to_path_buf()),
         stop: opts.stop.clone(),
         progress: opts.progress,
+        device: opts.device.clone(),
+        dtype: opts.dtype,
     };
     let outcome = trainer::run(stage, &config, &config_file, &run_opts)?;
     let state = &outcome.state;

@@ -368,6 +368,7 @@ mod tests {
             results: "o/results.md".into(),
             restart: false,
             device: llm2vec::Device::Cpu,
+            dtype: llm2vec::DType::F32,
             cache: llm2vec_eval::CacheDir::Off,
             stop: Default::default(),
             progress: false,

@@ -30,6 +30,7 @@ fn quick_profile_runs_every_stage_and_resumes() {
         results: work.path().join("results.md"),
         restart: false,
         device: llm2vec::Device::Cpu,
+        dtype: llm2vec::DType::F32,
         cache: llm2vec_eval::CacheDir::At(work.path().join("cache")),
         stop: Default::default(),
         progress: false,

@@ -58,14 +58,14 @@ impl AdamW {
     pub fn save(&self, path: &Path) -> Result<()> {
         let mut tensors: HashMap<String, Tensor> = HashMap::new();
         for (i, (m, v)) in self.m.iter().zip(&self.v).enumerate() {
-            tensors.insert(format!("m.{i}"), m.clone());
-            tensors.insert(format!("v.{i}"), v.clone());
+            tensors.insert(format!("m.{i}"), m.to_device(&Device::Cpu)?);
+            tensors.insert(format!("v.{i}"), v.to_device(&Device::Cpu)?);
         }
         tensors.insert("steps".into(), Tensor::new(&[self.steps as u32], &Device::Cpu)?);
         Ok(llm2vec::fs::write_atomic_with(path, |tmp| Ok(candle_core::safetensors::save(&tensors, tmp)?))?)
     }
 
-    /// Restores the state written by [`AdamW::save`].
+    /// Restores the state written by [`AdamW::save`], onto the device of this optimizer's state.
     pub fn load(&mut self, path: &Path) -> Result<()> {
         let mut tensors = candle_core::safetensors::load(path, &Device::Cpu)?;
         let mut take = |name: String, like: &Tensor| -> Result<Tensor> {

@@ -15,7 +15,7 @@ use crate::stage::contrastive::{SimCse, Supervised};
 use crate::stage::mntp::Mntp;
 use crate::stage::{Objective, StsDev, Trainee};
 use crate::{plot, Result, TrainError};
-use candle_core::{DType, Tensor};
+use candle_core::{DType, Device, Tensor};
 use llm2vec::model::{AttentionMode, Projection};
 use llm2vec::{Encoder, Options, Pooling};
 use std::io::{IsTerminal, Write};
@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 /// How a run is driven (what the config does not say).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct RunOptions {
     /// Start over even if `output_dir` holds checkpoints (by default the run resumes from the latest): the
     /// previous run's files are moved to `<output_dir>/previous-run/`.
@@ -36,6 +36,34 @@ pub struct RunOptions {
     pub stop: Arc<AtomicBool>,
     /// Print progress on stderr.
     pub progress: bool,
+    /// Where the model runs (checkpoints are device-agnostic: a run resumes on any device).
+    pub device: Device,
+    /// The dtype of the frozen weights and activations: f32, or bf16 (LoRA master weights, optimizer
+    /// state and losses stay in f32); f64 for gradient checks. Off f32/f64 on the CPU the ops compose
+    /// candle's ops.
+    pub dtype: DType,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        Self {
+            restart: false,
+            sts_dev: None,
+            stop: Arc::default(),
+            progress: false,
+            device: Device::Cpu,
+            dtype: DType::F32,
+        }
+    }
+}
+
+/// The dtype of the LoRA weights and optimizer state for a model in `dtype`: f32 under a half-precision
+/// model, else the model's.
+pub fn master_dtype(dtype: DType) -> DType {
+    match dtype {
+        DType::BF16 | DType::F16 => DType::F32,
+        other => other,
+    }
 }
 
 /// What a finished run leaves behind.
@@ -48,6 +76,9 @@ pub struct Outcome {
 /// Trains one stage as `config` says and writes the adapter (PEFT format) to its `output_dir`.
 pub fn run(stage: Stage, config: &TrainConfig, config_path: &Path, opts: &RunOptions) -> Result<Outcome> {
     config.validate(stage, config_path)?;
+    if !matches!(opts.dtype, DType::F32 | DType::BF16 | DType::F64) {
+        return Err(TrainError::Invalid(format!("training runs in f32 or bf16, not {:?}", opts.dtype)));
+    }
     let output_dir = config
         .output_dir
         .clone()
@@ -55,7 +86,7 @@ pub fn run(stage: Stage, config: &TrainConfig, config_path: &Path, opts: &RunOpt
     std::fs::create_dir_all(&output_dir).map_err(|e| TrainError::io(&output_dir, e))?;
     tidy(&output_dir, opts)?;
     let fingerprint = Fingerprint::of(config, config.data_file(config_path)?)?;
-    let mut model = trainee(stage, config, config_path)?;
+    let mut model = trainee(stage, config, config_path, opts)?;
     let objective = objective(stage, config, config_path, &model, opts)?;
     let accum = config.gradient_accumulation_steps;
     let planned = planned_steps(config, objective.batches_per_epoch());
@@ -236,8 +267,9 @@ pub fn stage_name(stage: Stage) -> &'static str {
 /// `initializer_range` default).
 const NEW_ROW_STD: f64 = 0.02;
 
-/// The frozen encoder (the base with `peft_model_name_or_path` merged) and fresh LoRA updates.
-fn trainee(stage: Stage, config: &TrainConfig, config_path: &Path) -> Result<Trainee> {
+/// The frozen encoder (the base with `peft_model_name_or_path` merged) on `opts`' device and dtype, and
+/// fresh LoRA updates (in the master dtype).
+pub fn trainee(stage: Stage, config: &TrainConfig, config_path: &Path, opts: &RunOptions) -> Result<Trainee> {
     let pooling: Pooling = config
         .pooling_mode
         .parse()
@@ -250,9 +282,8 @@ fn trainee(stage: Stage, config: &TrainConfig, config_path: &Path) -> Result<Tra
         // Training texts are cut at max_seq_length tokens only, as the reference's training tokenizer does.
         doc_max_length: Some(usize::MAX / 2),
         attention: mode,
-        dtype: DType::F32,
-        // The training ops have CPU kernels only.
-        device: llm2vec::Device::Cpu,
+        dtype: opts.dtype,
+        device: opts.device.clone(),
         ..Options::default()
     };
     let mut loaded = llm2vec::load::load(config.model(config_path)?, &options.device)?;
@@ -276,14 +307,15 @@ fn trainee(stage: Stage, config: &TrainConfig, config_path: &Path) -> Result<Tra
         &Projection::ALL,
         &settings,
         seed,
-        encoder.backbone().dtype(),
+        master_dtype(encoder.backbone().dtype()),
         &device,
     )?;
     let lora = if stage == Stage::SimCse { lora.with_attention_dropout(config.simcse_dropout) } else { lora };
     Ok(Trainee { encoder, lora, mode, checkpoint: config.gradient_checkpointing, seed: config.seed })
 }
 
-fn objective(
+/// The stage's objective over the config's data (with `opts`' STS dev set for the contrastive stages).
+pub fn objective(
     stage: Stage,
     config: &TrainConfig,
     config_path: &Path,

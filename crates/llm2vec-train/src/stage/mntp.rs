@@ -9,6 +9,7 @@ use crate::mask::{mask_token_id, Masked, Masker, IGNORE_INDEX};
 use crate::rng::{Purpose, Rng};
 use crate::{data, loss, Result, TrainError};
 use candle_core::{Tensor, D};
+use llm2vec::model::ops::widened;
 use llm2vec::model::Pass;
 use std::path::Path;
 
@@ -101,12 +102,13 @@ fn prediction_rows(masked: &[Masked], t: usize) -> (Vec<u32>, Vec<u32>) {
     (rows, targets)
 }
 
-/// Logits `[n, vocab]` of the selected rows of hidden states `[b, t, d]`.
+/// Logits `[n, vocab]` of the selected rows of hidden states `[b, t, d]`, in f32 for a half-precision
+/// model (the loss runs in f32).
 fn head(model: &Trainee, hidden: &Tensor, rows: &[u32]) -> Result<Tensor> {
     let (b, t, d) = hidden.dims3()?;
     let rows = Tensor::from_slice(rows, rows.len(), hidden.device())?;
     let picked = hidden.reshape((b * t, d))?.index_select(&rows, 0)?;
-    Ok(model.encoder.backbone().logits(&picked, Pass::Train(&model.lora))?)
+    Ok(widened(&model.encoder.backbone().logits(&picked, Pass::Train(&model.lora))?)?)
 }
 
 impl Objective for Mntp {

@@ -10,6 +10,7 @@ use crate::lora::LoraModel;
 use crate::rng::{Purpose, Rng};
 use crate::{Result, TrainError};
 use candle_core::{DType, Tensor, D};
+use llm2vec::model::ops::widened;
 use llm2vec::model::{AttentionMode, Pass};
 use llm2vec::tokenize::Tokenized;
 use llm2vec::Encoder;
@@ -64,8 +65,10 @@ pub fn pooled_batch(model: &Trainee, items: &[&Tokenized]) -> Result<(Batch, Ten
     Ok((batch, Tensor::from_vec(w, (items.len(), t), device)?))
 }
 
-/// Pooled embeddings `[b, d]` from hidden states `[b, t, d]` and weights `[b, t]`, recording gradients.
+/// Pooled embeddings `[b, d]` from hidden states `[b, t, d]` and weights `[b, t]`, recording gradients;
+/// in f32 for a half-precision model (the loss runs in f32).
 pub fn pool(hidden: &Tensor, weights: &Tensor) -> Result<Tensor> {
+    let hidden = widened(hidden)?;
     Ok(hidden.broadcast_mul(&weights.unsqueeze(D::Minus1)?.to_dtype(hidden.dtype())?)?.sum(1)?)
 }
 
