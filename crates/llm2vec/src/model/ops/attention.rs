@@ -9,7 +9,7 @@
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor, D};
 use rayon::prelude::*;
 
-use super::{dropped, float_bwd, float_fwd, fused_training, softmax_last_dim, tensor_elements, FloatOp1};
+use super::{dropped, float_bwd, float_fwd, fused_training, softmax_last_dim, tensor_elements, widened, FloatOp1};
 use crate::error::{Error, Result};
 use crate::model::cpu::dropout::Mask;
 use crate::model::cpu::gemm::{product, Matrix};
@@ -88,6 +88,11 @@ pub(crate) fn sdpa(
     let k = repeat_kv(k, groups)?;
     let v = repeat_kv(v, groups)?;
     let mut scores = (q.matmul(&k.t()?)? * spec.scale)?;
+    if scores.track_op() {
+        // Training: soft cap, mask and softmax in f32 for half-precision inputs (the cap's gradient
+        // `1 - tanh^2` loses every digit near saturation in bf16).
+        scores = widened(&scores)?;
+    }
     if let Some(cap) = spec.softcap {
         scores = ((scores / cap)?.tanh()? * cap)?;
     }
@@ -95,7 +100,7 @@ pub(crate) fn sdpa(
     if let Some(mask) = dropout {
         probs = dropped(&probs, mask)?;
     }
-    let out = probs.matmul(&v)?;
+    let out = probs.to_dtype(v.dtype())?.matmul(&v)?;
     Ok(out.transpose(1, 2)?.reshape((b, l, heads * d))?)
 }
 
