@@ -370,3 +370,26 @@ fn a_run_saved_on_the_cpu_resumes_on_the_device() {
         assert!((a.loss - b.loss).abs() <= F32_BOUND * b.loss.abs(), "step {}: {} against {}", a.step, a.loss, b.loss);
     }
 }
+
+/// A bf16 run on the device follows the f32 run on the CPU (losses within [`BF16_BOUND`]) and keeps its
+/// LoRA weights and optimizer moments in f32.
+#[test]
+fn a_bf16_run_follows_the_f32_run_with_f32_master_weights() {
+    let device = device();
+    let dir = tempfile::tempdir().unwrap();
+    let path = stage_config(dir.path(), Stage::Mntp);
+    let config = config::load(&path).unwrap().config;
+    let f32_run = trainer::run(Stage::Mntp, &config, &path, &RunOptions::default()).unwrap();
+    let opts = RunOptions { device: device.clone(), dtype: DType::BF16, restart: true, ..Default::default() };
+    let bf16_run = on_device(&device, || trainer::run(Stage::Mntp, &config, &path, &opts)).unwrap();
+    assert_eq!(bf16_run.state.steps.len(), f32_run.state.steps.len());
+    for (a, b) in bf16_run.state.steps.iter().zip(&f32_run.state.steps) {
+        assert!((a.loss - b.loss).abs() <= BF16_BOUND * b.loss.abs(), "step {}: {} against {}", a.step, a.loss, b.loss);
+    }
+    let moments =
+        candle_core::safetensors::load(dir.path().join("out/checkpoint-4/optimizer.safetensors"), &Device::Cpu)
+            .unwrap();
+    assert!(moments.iter().filter(|(k, _)| k.as_str() != "steps").all(|(_, t)| t.dtype() == DType::F32));
+    let adapter = llm2vec_train::lora::load_adapter(&dir.path().join("out"), &Device::Cpu).unwrap();
+    assert!(adapter.weights.values().all(|(a, b)| a.dtype() == DType::F32 && b.dtype() == DType::F32));
+}
