@@ -87,12 +87,15 @@ fn weighted(y: &Tensor, seed: u64) -> Tensor {
     (&y * like(&random(y.dims(), seed), &y)).unwrap().sum_all().unwrap()
 }
 
+/// An op on its inputs.
+type Op = Box<dyn Fn(&[Tensor]) -> Tensor>;
+
 /// An op's inputs (f64 on the CPU) and whether each is a LoRA weight (kept in f32 under bf16), and the
 /// op, which converts what else it uses to its first input's dtype and device.
 struct OpCase {
     name: &'static str,
     inputs: Vec<(Tensor, bool)>,
-    op: Box<dyn Fn(&[Tensor]) -> Tensor>,
+    op: Op,
 }
 
 /// The output and the gradient of every input of `case` in `dtype` on `device`.

@@ -67,7 +67,7 @@ pub fn attention_bias(
 /// Self-attention of one block from its fused projection `qkv: [b, l, (heads + 2 kv_heads) * d]`: rotary
 /// embeddings on q and k, then attention over v with the context's mask (and in training the tuning's
 /// attention dropout); returns `[b, l, heads * d]`. One op reads q, k and v where they are on the CPU
-/// (with its own backward); other devices and dtypes compose candle's ops ([`ops::attention`]).
+/// (with its own backward); other devices and dtypes compose candle's ops ([`ops::attention()`]).
 pub(crate) fn rotary_attention(qkv: &Tensor, attend: &Attend, spec: AttentionSpec, pass: Pass) -> Result<Tensor> {
     let Attend { cos, sin, bias } = attend;
     let dropout = match pass {

@@ -9,7 +9,7 @@ use crate::error::Result;
 
 pub use super::ops::gated::Activation;
 
-/// `act(gate) * up` from block `layer`'s fused gate/up projection of `x` ([`ops::gated`]: one op without
+/// `act(gate) * up` from block `layer`'s fused gate/up projection of `x` ([`ops::gated()`]: one op without
 /// intermediate tensors on the CPU, candle's ops elsewhere).
 pub fn gated_mlp(gate_up: &Linear, x: &Tensor, layer: usize, act: Activation, pass: Pass) -> Result<Tensor> {
     ops::gated(&gate_up.output(x, layer, pass)?, act)

@@ -4,7 +4,7 @@
 //! where the fused projection wrote them (no split, transposed or repeated copies), and backward
 //! recomputes a head's probabilities instead of keeping them. Inference on the CPU takes the same op
 //! (without a graph to record, it costs nothing more). Other devices and dtypes take the composed
-//! version, [`sdpa`] after the rotation, which inference of every family off the CPU shares.
+//! version, `sdpa` after the rotation, which inference of every family off the CPU shares.
 
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor, D};
 use rayon::prelude::*;
@@ -450,7 +450,7 @@ mod tests {
             let bias = attention_bias(&[5, 3], l, mode, window, DType::F32, &Device::Cpu).unwrap();
             let spec = AttentionSpec { heads, kv_heads: kv, head_dim: d, scale: 0.4, softcap };
             let name = format!("attention {mode:?} {window:?} {softcap:?} {dropout:?}");
-            assert_composed_matches_fused(&name, &[qkv.clone()], &|x| {
+            assert_composed_matches_fused(&name, std::slice::from_ref(&qkv), &|x| {
                 attention(&x[0], &cos, &sin, &bias, spec, dropout).unwrap()
             });
         }

@@ -138,7 +138,9 @@ mod tests {
     fn composed_gated_activation_matches_the_op() {
         let gate_up = (values(&[2, 3, 10], 1) * 4.0).unwrap();
         for act in [Activation::Silu, Activation::GeluTanh] {
-            assert_composed_matches_fused(&format!("{act:?}"), &[gate_up.clone()], &|x| gated(&x[0], act).unwrap());
+            assert_composed_matches_fused(&format!("{act:?}"), std::slice::from_ref(&gate_up), &|x| {
+                gated(&x[0], act).unwrap()
+            });
         }
     }
 }
