@@ -14,15 +14,18 @@
 //! LLM2VEC_TEST_DEVICE=cuda:0 target/release/deps/device-<hash> --test-threads 1
 //! ```
 
+mod common;
+
 use candle_core::{DType, Device, Tensor, Var};
+use common::{triplets_folder, SENTENCES};
 use llm2vec::model::mlp::Activation;
 use llm2vec::model::ops::{attention, composed_ops, frozen_matmul, gated, lora_linear, rms_norm, AttentionSpec, Part};
 use llm2vec::model::{AttentionMode, Backbone, LowRank, Projection};
 use llm2vec_train::backprop::{loss_and_grads, Batch};
-use llm2vec_train::config::{self, Stage};
+use llm2vec_train::config::{self, Stage, TrainConfig};
 use llm2vec_train::lora::{LoraModel, LoraSettings};
 use llm2vec_train::rng::Rng;
-use llm2vec_train::trainer::{self, master_dtype, RunOptions};
+use llm2vec_train::trainer::{self, master_dtype, Outcome, RunOptions};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 
@@ -152,15 +155,15 @@ fn op_cases() -> Vec<OpCase> {
                 (random(&[2, 16], 11), true),
                 (random(&[2, 2], 12), true),
             ],
+            // Parts (width, update): inputs `i` and `i + 1` as A and B, dropout, its seed.
             op: Box::new(move |t: &[Tensor]| {
-                let update = |a: &Tensor, b: &Tensor, dropout, seed| {
-                    Some((LowRank { a: a.clone(), b: b.clone(), scale: 2.0, dropout }, seed))
-                };
-                let parts = [
-                    Part { width: 4, update: update(&t[1], &t[2], 0.25, Some(13)) },
-                    Part { width: 3, update: None },
-                    Part { width: 2, update: update(&t[3], &t[4], 0.0, None) },
-                ];
+                let spec = [(4, Some((1, 0.25, Some(13)))), (3, None), (2, Some((3, 0.0, None)))];
+                let parts = spec.map(|(width, update)| Part {
+                    width,
+                    update: update.map(|(i, dropout, seed)| {
+                        (LowRank { a: t[i].clone(), b: t[i + 1].clone(), scale: 2.0, dropout }, seed)
+                    }),
+                });
                 lora_linear(&t[0], &like(&w_t, &t[0]), Some(&like(&lin_bias, &t[0])), &parts).unwrap()
             }),
         },
@@ -270,17 +273,6 @@ fn model_gradients_match_the_cpu_f64_reference() {
     }
 }
 
-const SENTENCES: &[&str] = &[
-    "a man is playing a guitar .",
-    "a woman is slicing an onion .",
-    "the kids are playing outdoors near a man .",
-    "a dog runs across the green field .",
-    "two men are riding horses on the beach .",
-    "a cat is sleeping on the warm sofa .",
-    "the woman is cutting a tomato .",
-    "a boy is jumping into the pool .",
-];
-
 /// A config of `stage` on the tiny Llama, with its data, in `dir`.
 fn stage_config(dir: &Path, stage: Stage) -> PathBuf {
     let data = match stage {
@@ -289,20 +281,7 @@ fn stage_config(dir: &Path, stage: Stage) -> PathBuf {
             std::fs::write(&path, SENTENCES.repeat(2).join("\n")).unwrap();
             path
         }
-        Stage::Supervised => {
-            let folder = dir.join("sup");
-            std::fs::create_dir_all(&folder).unwrap();
-            let records: Vec<String> = (0..8)
-                .map(|i| {
-                    let (q, p, n) = (SENTENCES[i], SENTENCES[(i + 1) % 8], SENTENCES[(i + 4) % 8]);
-                    json!({"query": q, "positive": p, "negative": n}).to_string()
-                })
-                .collect();
-            std::fs::write(folder.join("triplets.jsonl"), records.join("\n")).unwrap();
-            std::fs::write(folder.join("instructions.json"), "{\"triplets.jsonl\": \"Retrieve the next sentence:\"}")
-                .unwrap();
-            folder
-        }
+        Stage::Supervised => triplets_folder(dir),
     };
     let config = json!({
         "model_name_or_path": model_dir("llama"),
@@ -360,17 +339,29 @@ fn a_step_of_each_stage_matches_the_cpu() {
 fn a_run_saved_on_the_cpu_resumes_on_the_device() {
     let device = device();
     let dir = tempfile::tempdir().unwrap();
-    let path = stage_config(dir.path(), Stage::Mntp);
-    let config = config::load(&path).unwrap().config;
-    let whole = trainer::run(Stage::Mntp, &config, &path, &RunOptions::default()).unwrap();
+    let (path, config, whole) = mntp_on_the_cpu(dir.path());
     let restart = RunOptions { restart: true, ..Default::default() };
-    let first = llm2vec_train::config::TrainConfig { stop_after_n_steps: 2, ..config.clone() };
+    let first = TrainConfig { stop_after_n_steps: 2, ..config.clone() };
     trainer::run(Stage::Mntp, &first, &path, &restart).unwrap();
     let opts = RunOptions { device: device.clone(), ..Default::default() };
     let resumed = on_device(&device, || trainer::run(Stage::Mntp, &config, &path, &opts)).unwrap();
     assert_eq!(resumed.state.step, 4);
-    for (a, b) in resumed.state.steps.iter().zip(&whole.state.steps) {
-        assert!((a.loss - b.loss).abs() <= F32_BOUND * b.loss.abs(), "step {}: {} against {}", a.step, a.loss, b.loss);
+    assert_losses_follow(&resumed, &whole, F32_BOUND);
+}
+
+/// The MNTP config in `dir` and its whole run on the CPU in f32.
+fn mntp_on_the_cpu(dir: &Path) -> (PathBuf, TrainConfig, Outcome) {
+    let path = stage_config(dir, Stage::Mntp);
+    let config = config::load(&path).unwrap().config;
+    let run = trainer::run(Stage::Mntp, &config, &path, &RunOptions::default()).unwrap();
+    (path, config, run)
+}
+
+/// Each step's loss of `got` is within `bound` (relative) of `want`'s.
+fn assert_losses_follow(got: &Outcome, want: &Outcome, bound: f64) {
+    assert_eq!(got.state.steps.len(), want.state.steps.len());
+    for (a, b) in got.state.steps.iter().zip(&want.state.steps) {
+        assert!((a.loss - b.loss).abs() <= bound * b.loss.abs(), "step {}: {} against {}", a.step, a.loss, b.loss);
     }
 }
 
@@ -380,15 +371,10 @@ fn a_run_saved_on_the_cpu_resumes_on_the_device() {
 fn a_bf16_run_follows_the_f32_run_with_f32_master_weights() {
     let device = device();
     let dir = tempfile::tempdir().unwrap();
-    let path = stage_config(dir.path(), Stage::Mntp);
-    let config = config::load(&path).unwrap().config;
-    let f32_run = trainer::run(Stage::Mntp, &config, &path, &RunOptions::default()).unwrap();
+    let (path, config, f32_run) = mntp_on_the_cpu(dir.path());
     let opts = RunOptions { device: device.clone(), dtype: DType::BF16, restart: true, ..Default::default() };
     let bf16_run = on_device(&device, || trainer::run(Stage::Mntp, &config, &path, &opts)).unwrap();
-    assert_eq!(bf16_run.state.steps.len(), f32_run.state.steps.len());
-    for (a, b) in bf16_run.state.steps.iter().zip(&f32_run.state.steps) {
-        assert!((a.loss - b.loss).abs() <= BF16_BOUND * b.loss.abs(), "step {}: {} against {}", a.step, a.loss, b.loss);
-    }
+    assert_losses_follow(&bf16_run, &f32_run, BF16_BOUND);
     let moments =
         candle_core::safetensors::load(dir.path().join("out/checkpoint-4/optimizer.safetensors"), &Device::Cpu)
             .unwrap();

@@ -5,7 +5,10 @@
 //! aside, a corrupt checkpoint falls back to the one before, and stale temporary files are removed.
 //! The STS-dev score of the live LoRA in memory equals that of the same adapter saved and loaded.
 
+mod common;
+
 use candle_core::{Device, Tensor};
+use common::{triplets_folder, SENTENCES};
 use llm2vec::model::{AttentionMode, Projection};
 use llm2vec::{Encoder, Input, Options, Pooling};
 use llm2vec_eval::metrics::{cosine, spearman};
@@ -23,17 +26,6 @@ fn model() -> String {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../llm2vec/tests/fixtures/parity/llama/model");
     path.to_string_lossy().into_owned()
 }
-
-const SENTENCES: &[&str] = &[
-    "a man is playing a guitar .",
-    "a woman is slicing an onion .",
-    "the kids are playing outdoors near a man .",
-    "a dog runs across the green field .",
-    "two men are riding horses on the beach .",
-    "a cat is sleeping on the warm sofa .",
-    "the woman is cutting a tomato .",
-    "a boy is jumping into the pool .",
-];
 
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let path = dir.join(name);
@@ -213,16 +205,7 @@ fn simcse_loss_goes_down() {
 #[test]
 fn supervised_loss_goes_down_with_hard_negatives_and_instructions() {
     let dir = tempfile::tempdir().unwrap();
-    let folder = dir.path().join("sup");
-    std::fs::create_dir_all(&folder).unwrap();
-    let records: Vec<String> = (0..8)
-        .map(|i| {
-            let (q, p, n) = (SENTENCES[i], SENTENCES[(i + 1) % 8], SENTENCES[(i + 4) % 8]);
-            json!({"query": q, "positive": p, "negative": n}).to_string()
-        })
-        .collect();
-    write(&folder, "triplets.jsonl", &records.join("\n"));
-    write(&folder, "instructions.json", "{\"triplets.jsonl\": \"Retrieve the next sentence:\"}");
+    let folder = triplets_folder(dir.path());
     let cfg = config(dir.path(), Stage::Supervised, &folder, json!({"loss_scale": 50, "max_seq_length": 64}));
     let outcome = train(Stage::Supervised, &cfg, &RunOptions::default()).unwrap();
     let l = losses(&outcome);
