@@ -81,7 +81,7 @@ fn assert_close_to(got: &Tensor, want: &Tensor, bound: f64, scale: Option<f64>, 
 }
 
 fn assert_close(got: &Tensor, want: &Tensor, bound: f64, what: &str) {
-    assert_close_to(got, want, bound, None, what)
+    assert_close_to(got, want, bound, None, what);
 }
 
 /// `sum(y * w)` in at least f32, for fixed weights `w`: every output element matters.
