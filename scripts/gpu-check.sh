@@ -1,0 +1,200 @@
+#!/usr/bin/env bash
+# The GPU checks and benchmarks in two phases: everything is built on a machine without a GPU and packed into one
+# xz archive small enough to travel with the working tree (under 64 MiB together); a GPU machine then unpacks it
+# and runs the checks (or a benchmark) without building anything or reaching a network.
+#
+#   scripts/gpu-check.sh bundle [--no-python]        # here: build with CUDA, pack target/gpu-bundle/bundle.tar.xz
+#   scripts/gpu-check.sh run [--device cuda:0] [checks.py options]       # on the GPU machine: PASS/FAIL table
+#   scripts/gpu-check.sh bench encode|train [--device cuda:0] [options]  # scripts/bench/gpu_{encode,train_step}.py
+#
+# bundle builds, with scripts/setup-cuda.sh's toolchain: the `llm2vec` binary (--features cuda), llm2vec-train's
+# `device` test executable when tests/device.rs exists, and the Python package's wheel with CUDA (maturin; skip it
+# with --no-python); it downloads the reference's wheels that the GPU machine's PyTorch environment lacks or has at
+# other versions (llm2vec 0.2.3, transformers 4.44.2, tokenizers 0.19.1, huggingface_hub 0.24.6, peft 0.12.0,
+# accelerate 0.33.0; cached in ~/.cache/llm2vec/gpu-wheels) and writes the data files (scripts/gpu/bundle_data.py).
+# Set CARGO_TARGET_DIR to a folder kept for CUDA builds: switching one folder between CPU and CUDA builds rebuilds
+# the workspace each time (candle's kernels alone take ~25 minutes on 2 cores).
+#
+# run and bench unpack into $GPU_CHECK_WORK (default /tmp/llm2vec-gpu), install the wheels for $GPU_PYTHON (default
+# python3) into a folder on PYTHONPATH (the reference's stack only where that python lacks llm2vec), put the CUDA
+# libraries on LD_LIBRARY_PATH ($CUDA_LIB, else the python environment's nvidia/cu13/lib, else $CUDA_ROOT/lib, else
+# setup-cuda.sh's cache) and write results to $OUT, else target/gpu-check. The tiny fixture models travel with the
+# working tree; the SmolLM2- and Mistral-7B-shaped models are made there with torch (random weights).
+# On a machine without a GPU, `run --device cpu` runs the same checks against the CPU (the binaries then load
+# against the link-time driver stub packed for that purpose).
+#
+# One GPU call:  scripts/gpu-check.sh run --device cuda:0   (carry target/gpu-bundle; about 4 of its 8 minutes)
+set -euo pipefail
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$repo"
+bundle_dir=${GPU_BUNDLE:-$repo/target/gpu-bundle}
+archive=$bundle_dir/bundle.tar.xz
+limit_mib=56  # the working tree travels too (~5 MiB), within 64 MiB
+
+log() { echo "gpu-check: $*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+reference_wheels=(llm2vec==0.2.3 transformers==4.44.2 tokenizers==0.19.1 huggingface_hub==0.24.6 peft==0.12.0
+    accelerate==0.33.0)
+
+# The executable of one test target of a package, from cargo's JSON messages.
+test_executable() {
+    python3 -c '
+import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == sys.argv[1] and m.get("executable"):
+        print(m["executable"])' "$1"
+}
+
+build_device_tests() {
+    local stage=$1 features=llm2vec/cuda exe
+    if [ ! -f crates/llm2vec-train/tests/device.rs ]; then
+        log "llm2vec-train has no tests/device.rs: the check reports it missing"
+        return
+    fi
+    grep -qE '^cuda *=' crates/llm2vec-train/Cargo.toml && features=cuda
+    exe=$(cargo test --release -p llm2vec-train --features "$features" --test device --no-run --message-format=json \
+        | test_executable device)
+    [ -n "$exe" ] || die "cargo built no \`device\` test executable"
+    mkdir -p "$stage/tests" && cp "$exe" "$stage/tests/device"
+}
+
+build_python_wheel() {
+    local stage=$1 venv=$repo/.venv-py
+    [ -x "$venv/bin/maturin" ] || { python3 -m venv "$venv" && "$venv/bin/python" -m pip install -q "maturin>=1.7,<2"; }
+    # auditwheel off: the wheel links the CUDA libraries of the machine it runs on.
+    "$venv/bin/maturin" build --release --features cuda --auditwheel skip --interpreter "$venv/bin/python" \
+        --out "$stage/wheels" >&2
+}
+
+download_reference_wheels() {
+    local stage=$1 cache=${XDG_CACHE_HOME:-$HOME/.cache}/llm2vec/gpu-wheels
+    mkdir -p "$cache"
+    python3 -m pip download -q --disable-pip-version-check --no-deps --only-binary=:all: --python-version 3.12 \
+        --implementation cp --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d "$cache" \
+        "${reference_wheels[@]:1}"
+    # llm2vec 0.2.3 is published as a source archive only.
+    ls "$cache"/llm2vec-0.2.3-*.whl >/dev/null 2>&1 \
+        || python3 -m pip wheel -q --disable-pip-version-check --no-deps -w "$cache" "${reference_wheels[0]}"
+    local spec name
+    for spec in "${reference_wheels[@]}"; do
+        name=${spec%%==*}
+        cp "$cache/${name}-${spec##*==}-"*.whl "$stage/wheels/"
+    done
+}
+
+bundle() {
+    local python=1
+    [ "${1:-}" = "--no-python" ] && python=0
+    eval "$(scripts/setup-cuda.sh)"
+    export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$repo/target}
+    local stage=$bundle_dir/stage
+    rm -rf "$stage" && mkdir -p "$stage/bin" "$stage/wheels" "$stage/stub"
+    log "building llm2vec with CUDA in $CARGO_TARGET_DIR"
+    cargo build --release -p llm2vec-cli --features cuda
+    cp "$CARGO_TARGET_DIR/release/llm2vec" "$stage/bin/"
+    build_device_tests "$stage"
+    if [ $python = 1 ]; then build_python_wheel "$stage"; fi
+    download_reference_wheels "$stage"
+    cp "$CUDA_ROOT/lib/stubs/libcuda.so.1" "$stage/stub/"
+    scripts/fetch-default-model.sh >&2
+    local venv gguf=${LLM2VEC_MODELS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/llm2vec/models}/SmolLM2-135M-Instruct.Q4_1.gguf
+    venv=$(scripts/reference/venv.sh)
+    "$venv/bin/python" scripts/gpu/bundle_data.py --shared "$repo/../shared/data" --gguf "$gguf" --out "$stage"
+    printf '{"commit": "%s", "built": "%s", "python_wheel": %s, "device_tests": %s}\n' "$(git rev-parse HEAD)" \
+        "$(date -u +%FT%TZ)" "$([ $python = 1 ] && echo true || echo false)" \
+        "$([ -e "$stage/tests/device" ] && echo true || echo false)" > "$stage/manifest.json"
+    log "packing $archive"
+    tar -C "$stage" -cf - . | xz -T0 -6 > "$archive.partial"
+    mv "$archive.partial" "$archive"
+    rm -rf "$stage"
+    local mib
+    mib=$(( ($(stat -c %s "$archive") + 1048575) / 1048576 ))
+    echo "bundle: $archive ($mib MiB; limit $limit_mib MiB)"
+    [ "$mib" -le "$limit_mib" ] || die "the bundle is over $limit_mib MiB: it cannot travel with the working tree"
+}
+
+# The folder of the CUDA 13 runtime libraries (cudart, cuBLAS, cuRAND, NVRTC) for the binaries.
+cuda_libraries() {
+    local python=$1 dir
+    for dir in "${CUDA_LIB:-}" \
+        "$("$python" -c 'import nvidia, os; print(os.path.join(list(nvidia.__path__)[0], "cu13", "lib"))' 2>/dev/null)" \
+        "${CUDA_ROOT:+$CUDA_ROOT/lib}" "${XDG_CACHE_HOME:-$HOME/.cache}/llm2vec/cuda-13.0/lib"; do
+        if [ -n "$dir" ] && compgen -G "$dir/libcublas.so.13*" >/dev/null; then
+            echo "$dir"
+            return
+        fi
+    done
+    die "no CUDA 13 libraries found (set CUDA_LIB to a folder with libcublas.so.13)"
+}
+
+# Unpacks the bundle, installs its wheels and sets the environment; prints the unpacked folder.
+prepare() {
+    local device=$1 work=${GPU_CHECK_WORK:-/tmp/llm2vec-gpu} python=${GPU_PYTHON:-python3}
+    [ -f "$archive" ] || die "no bundle at $archive: run \`scripts/gpu-check.sh bundle\` first"
+    rm -rf "$work" && mkdir -p "$work/bundle" "$work/site"
+    xz -dc "$archive" | tar -C "$work/bundle" -xf -
+    local wheels
+    if "$python" -c 'import llm2vec' 2>/dev/null; then
+        wheels=$(compgen -G "$work/bundle/wheels/llm2vec_rs-*.whl" || true)  # the reference's stack is there
+    else
+        wheels=$(compgen -G "$work/bundle/wheels/*.whl")
+    fi
+    if [ -n "$wheels" ]; then
+        # shellcheck disable=SC2086  # wheel paths have no spaces
+        "$python" -m pip install -q --disable-pip-version-check --no-index --no-deps --no-compile --target "$work/site" \
+            $wheels >&2
+    fi
+    export PYTHONPATH=$work/site${PYTHONPATH:+:$PYTHONPATH}
+    local libs
+    libs=$(cuda_libraries "$python")
+    if [ "$device" = cpu ] && ! ldconfig -p 2>/dev/null | grep -q 'libcuda\.so\.1 '; then
+        libs=$libs:$work/bundle/stub  # no driver here: the stub lets the binaries load; nothing calls it on the CPU
+    fi
+    export LD_LIBRARY_PATH=$libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+    export GPU_PYTHON=$python GPU_WORK=$work
+    log "unpacked in $work ($(cat "$work/bundle/manifest.json")); CUDA libraries: $libs"
+}
+
+# The value of --device in the arguments, cuda:0 when none.
+device_of() {
+    local device=cuda:0
+    while [ $# -gt 0 ]; do
+        if [ "$1" = --device ] && [ $# -gt 1 ]; then device=$2; fi
+        shift
+    done
+    echo "$device"
+}
+
+run() {
+    local device results=${OUT:-$repo/target/gpu-check}
+    device=$(device_of "$@")
+    prepare "$device"
+    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null >&2 || true
+    "$GPU_PYTHON" scripts/gpu/checks.py --bundle "$GPU_WORK/bundle" --work "$GPU_WORK" --results "$results" \
+        --device "$device" "$@"
+}
+
+bench() {
+    local which=${1:-} results=${OUT:-$repo/target/gpu-check} device
+    shift || true
+    device=$(device_of "$@")
+    prepare "$device"
+    local b=$GPU_WORK/bundle
+    case $which in
+        encode) "$GPU_PYTHON" scripts/bench/gpu_encode.py --data "$b/data" --tokenizer "$b/tokenizer" \
+            --work "$GPU_WORK/bench" --output "$results/gpu_encode.json" --device "$device" "$@" ;;
+        train) "$GPU_PYTHON" scripts/bench/gpu_train_step.py --llm2vec "$b/bin/llm2vec" --data "$b/data/train" \
+            --tokenizer "$b/tokenizer" --work "$GPU_WORK/bench" --output "$results/gpu_train_step.json" \
+            --device "$device" "$@" ;;
+        *) die "bench needs encode or train" ;;
+    esac
+}
+
+case ${1:-} in
+    bundle) shift && bundle "$@" ;;
+    run) shift && run "$@" ;;
+    bench) shift && bench "$@" ;;
+    *) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+esac
