@@ -16,7 +16,7 @@ torch.cuda.max_memory_allocated for the reference), the ours/reference ratios an
 agree (min cosine between matching rows). A JSON file keeps everything.
 
     python scripts/bench/gpu_encode.py --data DIR --tokenizer DIR --work DIR [--device cuda:0] [--output FILE]
-    # a quick check of the logic on a CPU: --device cpu --shape tiny --limit 40 --dtype f32
+    # a quick check of the logic on a CPU: --device cpu --tiny --limit 40 --dtype f32
 
 --data holds sentences.txt (one per line) and documents.txt; `scripts/gpu-check.sh bundle` packs both.
 """
@@ -154,8 +154,7 @@ def prepare_jobs(args, shape, workloads):
 
 def bench_shape(args, shape, workloads):
     model = os.path.join(args.work, f"model-{shape}")
-    make(args.shape or shape, args.tokenizer, model, {"f32": "float32", "bf16": "bfloat16"}[args.dtype],
-         "cuda" if args.device.startswith("cuda") else "cpu", layers=args.layers)
+    make(shape, args.tokenizer, model, args.dtype, args.device, layers=args.layers, tiny=args.tiny)
     jobs = prepare_jobs(args, shape, workloads)
     sides = {}
     for side in ("reference", "ours"):
@@ -215,7 +214,7 @@ def main():
     p.add_argument("--dtype", default="bf16", choices=["bf16", "f32"])
     p.add_argument("--workloads", default=",".join(w[0] for w in WORKLOADS), help="comma-separated names")
     p.add_argument("--limit", type=int, help="first N texts of each file (a quick run)")
-    p.add_argument("--shape", help="one shape for every workload instead (a quick run: tiny)")
+    p.add_argument("--tiny", action="store_true", help="tiny models of the shapes' families (a quick run)")
     p.add_argument("--layers", type=int, help="fewer layers than the shapes have (a quick run)")
     p.add_argument("--keep-models", action="store_true", help="keep the random models in --work")
     p.add_argument("--output", default="target/bench/gpu_encode.json")

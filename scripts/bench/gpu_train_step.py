@@ -10,7 +10,7 @@ Both sides in --dtype (bf16 by default). Prints each case's step time, tokens/s,
 ours/reference ratios (goal: <= 0.5x the reference's step time and peak memory); writes them to --output.
 
     python scripts/bench/gpu_train_step.py --llm2vec BIN --data DIR --tokenizer DIR --work DIR [--device cuda:0]
-    # a quick check of the logic on a CPU: --device cpu --dtype f32 --shape tiny --steps 3 --scale 0.0625
+    # a quick check of the logic on a CPU: --device cpu --dtype f32 --tiny --steps 3 --scale 0.0625
 """
 
 import argparse
@@ -42,7 +42,7 @@ def main():
     p.add_argument("--dtype", default="bf16", choices=["bf16", "f32"])
     p.add_argument("--steps", type=int, default=5, help="steps per side (the first is warm-up)")
     p.add_argument("--cases", default=",".join(c[0] for c in CASES))
-    p.add_argument("--shape", help="one shape for every case instead (a quick run: tiny)")
+    p.add_argument("--tiny", action="store_true", help="tiny models of the shapes' families (a quick run)")
     p.add_argument("--scale", type=float, default=1.0, help="batch sizes times this (a quick run)")
     p.add_argument("--output", default="target/bench/gpu_train_step.json")
     args = p.parse_args()
@@ -53,8 +53,7 @@ def main():
         if not cases:
             continue
         model = os.path.join(args.work, f"model-{shape}")
-        make(args.shape or shape, args.tokenizer, model, {"f32": "float32", "bf16": "bfloat16"}[args.dtype],
-             "cuda" if args.device.startswith("cuda") else "cpu")
+        make(shape, args.tokenizer, model, args.dtype, args.device, tiny=args.tiny)
         for case, _, stage, mntp_batch, simcse_batch, seq_len in cases:
             print(f"== {case}", flush=True)
             case_args = train_step.parse_args([

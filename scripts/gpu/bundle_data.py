@@ -74,7 +74,7 @@ def main():
     write_lines(os.path.join(data, "documents.txt"),
                 documents(os.path.join(args.shared, "SciFact", "corpus.jsonl")))
     for name in ("mntp_sample.jsonl", os.path.join("unsup", "wiki1m_sample.txt")):
-        shutil.copy(os.path.join(args.shared, "train", name), os.path.join(data, "train", name))
+        shutil.copyfile(os.path.join(args.shared, "train", name), os.path.join(data, "train", name))
     tokenizer(args.gguf, os.path.join(args.out, "tokenizer"))
 
 

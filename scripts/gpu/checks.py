@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 
 import numpy as np
@@ -38,6 +39,8 @@ from train_step import train_config  # noqa: E402
 FIXTURES = os.path.join(REPO, "crates", "llm2vec", "tests", "fixtures", "parity")
 FAMILIES = ["llama", "mistral", "qwen2", "gemma", "gemma2", "bert-cls", "bert-mean"]
 F32_MAX_REL = 1e-4
+SMOLLM2_SHARED = 0.06  # anisotropy of the random SmolLM2 (make_models.py --shared): SimCSE has work to do
+SERVE_CHUNK = 32  # the server's default --max-client-batch-size
 BF16_MIN_COSINE = 0.99  # bf16 keeps 8 bits of mantissa; the tiny fixtures' large weights amplify rounding
 
 
@@ -84,9 +87,8 @@ class Context:
         """The SmolLM2-shaped random model in f32, made once with torch on the checked device."""
         if self.smol is None:
             self.smol = os.path.join(self.work, "smollm2-135m")
-            torch_device = "cuda" if self.args.device.startswith("cuda") else "cpu"
-            make("smollm2-135m", os.path.join(self.args.bundle, "tokenizer"), self.smol, "float32", torch_device,
-                 layers=self.args.smol_layers)
+            make("smollm2-135m", os.path.join(self.args.bundle, "tokenizer"), self.smol, "f32", self.args.device,
+                 layers=self.args.smol_layers, shared=SMOLLM2_SHARED)
         return self.smol
 
 
@@ -162,33 +164,43 @@ def free_port():
 
 def post_json(url, body, timeout):
     request = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=timeout) as response:
-        return json.load(response)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return json.load(response)
+    except urllib.error.HTTPError as e:
+        raise CheckError(f"{url}: HTTP {e.code}: {e.read()[:300]!r}")
+
+
+def wait_healthy(url, server, deadline):
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise CheckError(f"server exited with {server.returncode}; see serve.log")
+        try:
+            with urllib.request.urlopen(url, timeout=5):
+                return
+        except OSError:
+            time.sleep(0.5)
+    raise CheckError("the server was not healthy in time")
 
 
 def serve(ctx):
     texts = read_lines(ctx.texts)
-    port = free_port()
+    base = f"http://127.0.0.1:{free_port()}"
     log = open(os.path.join(ctx.work, "serve.log"), "w")
     server = subprocess.Popen([ctx.bin, "serve", "--model", ctx.smollm2(), "--device", ctx.args.device,
-                               "--host", "127.0.0.1", "--port", str(port)], stdout=log, stderr=subprocess.STDOUT)
+                               "--host", "127.0.0.1", "--port", base.rsplit(":", 1)[1]],
+                              stdout=log, stderr=subprocess.STDOUT)
     try:
-        answer, limit = None, min(ctx.deadline, time.monotonic() + 120)
-        while answer is None and time.monotonic() < limit:
-            if server.poll() is not None:
-                raise CheckError(f"server exited with {server.returncode}; see serve.log")
-            try:
-                answer = post_json(f"http://127.0.0.1:{port}/v1/embeddings", {"input": texts}, timeout=60)
-            except OSError:
-                time.sleep(0.5)
-        if answer is None:
-            raise CheckError("no answer from the server in time")
-        served = np.array([row["embedding"] for row in sorted(answer["data"], key=lambda r: r["index"])])
+        wait_healthy(base + "/health", server, min(ctx.deadline, time.monotonic() + 120))
+        rows = []
+        for i in range(0, len(texts), SERVE_CHUNK):
+            answer = post_json(base + "/v1/embeddings", {"input": texts[i:i + SERVE_CHUNK]}, timeout=120)
+            rows += [r["embedding"] for r in sorted(answer["data"], key=lambda r: r["index"])]
     finally:
         server.terminate()
         server.wait(timeout=30)
         log.close()
-    return within_f32(served, ctx.encode(ctx.smollm2(), ctx.args.device, extra=["--normalize"]))
+    return within_f32(np.array(rows), ctx.encode(ctx.smollm2(), ctx.args.device, extra=["--normalize"]))
 
 
 def python_package(ctx):
