@@ -8,15 +8,15 @@
 #   scripts/gpu-check.sh bench encode|train [--device cuda:0] [options]  # scripts/bench/gpu_{encode,train_step}.py
 #
 # bundle builds, with scripts/setup-cuda.sh's toolchain: the `llm2vec` binary (--features cuda), llm2vec-train's
-# `device` test executable when tests/device.rs exists, and the Python package's wheel with CUDA (maturin; skip it
-# with --no-python); it downloads the reference's wheels that the GPU machine's PyTorch environment lacks or has at
-# other versions (llm2vec 0.2.3, transformers 4.44.2, tokenizers 0.19.1, huggingface_hub 0.24.6, peft 0.12.0,
-# accelerate 0.33.0; cached in ~/.cache/llm2vec/gpu-wheels) and writes the data files (scripts/gpu/bundle_data.py).
-# Set CARGO_TARGET_DIR to a folder kept for CUDA builds: switching one folder between CPU and CUDA builds rebuilds
-# the workspace each time (candle's kernels alone take ~25 minutes on 2 cores).
+# `device` test executable when tests/device.rs exists, and the Python package with CUDA (maturin; skip it with
+# --no-python); it installs, for the GPU machine's Python 3.12, the reference's packages that its PyTorch
+# environment lacks or has at other versions (llm2vec 0.2.3, transformers 4.44.2, tokenizers 0.19.1,
+# huggingface_hub 0.24.6, peft 0.12.0, accelerate 0.33.0) and writes the data files (scripts/gpu/bundle_data.py).
+# Set CARGO_TARGET_DIR to a folder kept for CUDA builds: the first build of the binary, and again of the Python
+# package (its dependencies resolve other features), compiles candle's CUDA kernels, ~25 minutes on 2 cores.
 #
-# run and bench unpack into $GPU_CHECK_WORK (default /tmp/llm2vec-gpu), install the wheels for $GPU_PYTHON (default
-# python3) into a folder on PYTHONPATH (the reference's stack only where that python lacks llm2vec), put the CUDA
+# run and bench unpack into $GPU_CHECK_WORK (default /tmp/llm2vec-gpu), put the bundle's packages on PYTHONPATH
+# for $GPU_PYTHON (default python3; the reference's stack only where that python lacks llm2vec), put the CUDA
 # libraries on LD_LIBRARY_PATH ($CUDA_LIB, else the python environment's nvidia/cu13/lib, else $CUDA_ROOT/lib, else
 # setup-cuda.sh's cache) and write results to $OUT, else target/gpu-check. The tiny fixture models travel with the
 # working tree; the SmolLM2- and Mistral-7B-shaped models are made there with torch (random weights).
@@ -34,7 +34,7 @@ limit_mib=56  # the working tree travels too (~5 MiB), within 64 MiB
 log() { echo "gpu-check: $*" >&2; }
 die() { log "error: $*"; exit 1; }
 
-reference_wheels=(llm2vec==0.2.3 transformers==4.44.2 tokenizers==0.19.1 huggingface_hub==0.24.6 peft==0.12.0
+reference_packages=(llm2vec==0.2.3 transformers==4.44.2 tokenizers==0.19.1 huggingface_hub==0.24.6 peft==0.12.0
     accelerate==0.33.0)
 
 # The executable of one test target of a package, from cargo's JSON messages.
@@ -60,28 +60,40 @@ build_device_tests() {
     mkdir -p "$stage/tests" && cp "$exe" "$stage/tests/device"
 }
 
-build_python_wheel() {
-    local stage=$1 venv=$repo/.venv-py
+# The Python package built with CUDA, installed into $1/site-ours (wheels are zip files: xz packs the files better).
+build_python_package() {
+    local stage=$1 venv=$repo/.venv-py wheels
     [ -x "$venv/bin/maturin" ] || { python3 -m venv "$venv" && "$venv/bin/python" -m pip install -q "maturin>=1.7,<2"; }
+    wheels=$(mktemp -d)
     # auditwheel off: the wheel links the CUDA libraries of the machine it runs on.
     "$venv/bin/maturin" build --release --features cuda --auditwheel skip --interpreter "$venv/bin/python" \
-        --out "$stage/wheels" >&2
+        --out "$wheels" >&2
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check --root-user-action=ignore --no-deps --no-compile --target "$stage/site-ours" \
+        "$wheels"/llm2vec_rs-*.whl
+    rm -rf "$wheels"
 }
 
-download_reference_wheels() {
-    local stage=$1 cache=${XDG_CACHE_HOME:-$HOME/.cache}/llm2vec/gpu-wheels
-    mkdir -p "$cache"
-    python3 -m pip download -q --disable-pip-version-check --no-deps --only-binary=:all: --python-version 3.12 \
-        --implementation cp --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d "$cache" \
-        "${reference_wheels[@]:1}"
+# The reference's stack for the GPU machine's Python 3.12, installed into $1/site-reference.
+install_reference_stack() {
+    local stage=$1 wheels
+    wheels=$(mktemp -d)
     # llm2vec 0.2.3 is published as a source archive only.
-    ls "$cache"/llm2vec-0.2.3-*.whl >/dev/null 2>&1 \
-        || python3 -m pip wheel -q --disable-pip-version-check --no-deps -w "$cache" "${reference_wheels[0]}"
-    local spec name
-    for spec in "${reference_wheels[@]}"; do
-        name=${spec%%==*}
-        cp "$cache/${name}-${spec##*==}-"*.whl "$stage/wheels/"
-    done
+    python3 -m pip wheel -q --disable-pip-version-check --no-deps -w "$wheels" "${reference_packages[0]}"
+    python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore --no-deps --no-compile --only-binary=:all: \
+        --python-version 3.12 --implementation cp --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+        --target "$stage/site-reference" "$wheels"/llm2vec-*.whl "${reference_packages[@]:1}"
+    rm -rf "$wheels"
+}
+
+# Packs the staged folder $1 into $archive.
+pack() {
+    local stage=$1
+    log "packing $archive"
+    # The large files first, side by side: the binaries hold the same CUDA kernels (PTX), which a large window
+    # packs once.
+    (cd "$stage" && find . -type f -size +4M | sort && find . -type f ! -size +4M | sort) \
+        | tar -C "$stage" --no-recursion -cf - -T - | xz -T0 --lzma2=preset=9e,dict=256MiB > "$archive.partial"
+    mv "$archive.partial" "$archive"
 }
 
 bundle() {
@@ -90,24 +102,22 @@ bundle() {
     eval "$(scripts/setup-cuda.sh)"
     export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$repo/target}
     local stage=$bundle_dir/stage
-    rm -rf "$stage" && mkdir -p "$stage/bin" "$stage/wheels" "$stage/stub"
+    rm -rf "$stage" && mkdir -p "$stage/bin" "$stage/stub"
     log "building llm2vec with CUDA in $CARGO_TARGET_DIR"
     cargo build --release -p llm2vec-cli --features cuda
     cp "$CARGO_TARGET_DIR/release/llm2vec" "$stage/bin/"
     build_device_tests "$stage"
-    if [ $python = 1 ]; then build_python_wheel "$stage"; fi
-    download_reference_wheels "$stage"
+    if [ $python = 1 ]; then build_python_package "$stage"; fi
+    install_reference_stack "$stage"
     cp "$CUDA_ROOT/lib/stubs/libcuda.so.1" "$stage/stub/"
     scripts/fetch-default-model.sh >&2
     local venv gguf=${LLM2VEC_MODELS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/llm2vec/models}/SmolLM2-135M-Instruct.Q4_1.gguf
     venv=$(scripts/reference/venv.sh)
     "$venv/bin/python" scripts/gpu/bundle_data.py --shared "$repo/../shared/data" --gguf "$gguf" --out "$stage"
-    printf '{"commit": "%s", "built": "%s", "python_wheel": %s, "device_tests": %s}\n' "$(git rev-parse HEAD)" \
+    printf '{"commit": "%s", "built": "%s", "python_package": %s, "device_tests": %s}\n' "$(git describe --always --dirty)" \
         "$(date -u +%FT%TZ)" "$([ $python = 1 ] && echo true || echo false)" \
         "$([ -e "$stage/tests/device" ] && echo true || echo false)" > "$stage/manifest.json"
-    log "packing $archive"
-    tar -C "$stage" -cf - . | xz -T0 -6 > "$archive.partial"
-    mv "$archive.partial" "$archive"
+    pack "$stage"
     rm -rf "$stage"
     local mib
     mib=$(( ($(stat -c %s "$archive") + 1048575) / 1048576 ))
@@ -129,24 +139,16 @@ cuda_libraries() {
     die "no CUDA 13 libraries found (set CUDA_LIB to a folder with libcublas.so.13)"
 }
 
-# Unpacks the bundle, installs its wheels and sets the environment; prints the unpacked folder.
+# Unpacks the bundle and sets the environment (PYTHONPATH, LD_LIBRARY_PATH, GPU_PYTHON, GPU_WORK).
 prepare() {
     local device=$1 work=${GPU_CHECK_WORK:-/tmp/llm2vec-gpu} python=${GPU_PYTHON:-python3}
     [ -f "$archive" ] || die "no bundle at $archive: run \`scripts/gpu-check.sh bundle\` first"
-    rm -rf "$work" && mkdir -p "$work/bundle" "$work/site"
+    rm -rf "$work" && mkdir -p "$work/bundle"
     xz -dc "$archive" | tar -C "$work/bundle" -xf -
-    local wheels
-    if "$python" -c 'import llm2vec' 2>/dev/null; then
-        wheels=$(compgen -G "$work/bundle/wheels/llm2vec_rs-*.whl" || true)  # the reference's stack is there
-    else
-        wheels=$(compgen -G "$work/bundle/wheels/*.whl")
-    fi
-    if [ -n "$wheels" ]; then
-        # shellcheck disable=SC2086  # wheel paths have no spaces
-        "$python" -m pip install -q --disable-pip-version-check --no-index --no-deps --no-compile --target "$work/site" \
-            $wheels >&2
-    fi
-    export PYTHONPATH=$work/site${PYTHONPATH:+:$PYTHONPATH}
+    local site=$work/bundle/site-ours
+    # The reference's stack only where that python lacks it (the GPU machine's has other versions, or none).
+    "$python" -c 'import llm2vec' 2>/dev/null || site=$site:$work/bundle/site-reference
+    export PYTHONPATH=$site${PYTHONPATH:+:$PYTHONPATH}
     local libs
     libs=$(cuda_libraries "$python")
     if [ "$device" = cpu ] && ! ldconfig -p 2>/dev/null | grep -q 'libcuda\.so\.1 '; then
