@@ -80,8 +80,9 @@ def reference_worker(args, jobs):
 
     dtype = {"f32": torch.float32, "bf16": torch.bfloat16}[args.dtype]
     t0 = time.perf_counter()
+    placement = {"device_map": args.device} if args.device.startswith("cuda") else {}  # straight onto the GPU
     model = LLM2Vec.from_pretrained(args.model, enable_bidirectional=True, pooling_mode="mean", torch_dtype=dtype,
-                                    attn_implementation="sdpa")
+                                    attn_implementation="sdpa", **placement)
     model.tokenizer.model_input_names = ["input_ids", "attention_mask"]  # the model takes no token_type_ids
     model = model.to(args.device)
     load_s = time.perf_counter() - t0

@@ -216,7 +216,8 @@ def python_package(ctx):
     )
     out = os.path.join(ctx.work, "python.npy")
     try:
-        ctx.run([sys.executable, "-c", script, ctx.smollm2(), ctx.args.device, ctx.texts, out], timeout=180)
+        device = "cuda" if ctx.args.device == "cuda:0" else ctx.args.device  # the reference's spelling
+        ctx.run([sys.executable, "-c", script, ctx.smollm2(), device, ctx.texts, out], timeout=180)
     except CheckError as e:
         if "No module named 'llm2vec_rs" in str(e):
             raise CheckError("the llm2vec_rs wheel is not in the bundle", missing=True)
