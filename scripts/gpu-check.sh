@@ -68,8 +68,8 @@ build_python_package() {
     # auditwheel off: the wheel links the CUDA libraries of the machine it runs on.
     "$venv/bin/maturin" build --release --features cuda --auditwheel skip --interpreter "$venv/bin/python" \
         --out "$wheels" >&2
-    "$venv/bin/python" -m pip install -q --disable-pip-version-check --root-user-action=ignore --no-deps --no-compile --target "$stage/site-ours" \
-        "$wheels"/llm2vec_rs-*.whl
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check --root-user-action=ignore --no-deps \
+        --no-compile --target "$stage/site-ours" "$wheels"/llm2vec_rs-*.whl
     rm -rf "$wheels"
 }
 
@@ -79,9 +79,9 @@ install_reference_stack() {
     wheels=$(mktemp -d)
     # llm2vec 0.2.3 is published as a source archive only.
     python3 -m pip wheel -q --disable-pip-version-check --no-deps -w "$wheels" "${reference_packages[0]}"
-    python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore --no-deps --no-compile --only-binary=:all: \
-        --python-version 3.12 --implementation cp --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
-        --target "$stage/site-reference" "$wheels"/llm2vec-*.whl "${reference_packages[@]:1}"
+    python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore --no-deps --no-compile \
+        --only-binary=:all: --python-version 3.12 --implementation cp --platform manylinux_2_17_x86_64 \
+        --platform manylinux2014_x86_64 --target "$stage/site-reference" "$wheels"/llm2vec-*.whl "${reference_packages[@]:1}"
     rm -rf "$wheels"
 }
 
@@ -111,11 +111,12 @@ bundle() {
     install_reference_stack "$stage"
     cp "$CUDA_ROOT/lib/stubs/libcuda.so.1" "$stage/stub/"
     scripts/fetch-default-model.sh >&2
-    local venv gguf=${LLM2VEC_MODELS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/llm2vec/models}/SmolLM2-135M-Instruct.Q4_1.gguf
+    local venv gguf=${LLM2VEC_MODELS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/llm2vec/models}
+    gguf=$gguf/SmolLM2-135M-Instruct.Q4_1.gguf
     venv=$(scripts/reference/venv.sh)
     "$venv/bin/python" scripts/gpu/bundle_data.py --shared "$repo/../shared/data" --gguf "$gguf" --out "$stage"
-    printf '{"commit": "%s", "built": "%s", "python_package": %s, "device_tests": %s}\n' "$(git describe --always --dirty)" \
-        "$(date -u +%FT%TZ)" "$([ $python = 1 ] && echo true || echo false)" \
+    printf '{"commit": "%s", "built": "%s", "python_package": %s, "device_tests": %s}\n' \
+        "$(git describe --always --dirty)" "$(date -u +%FT%TZ)" "$([ $python = 1 ] && echo true || echo false)" \
         "$([ -e "$stage/tests/device" ] && echo true || echo false)" > "$stage/manifest.json"
     pack "$stage"
     rm -rf "$stage"
@@ -127,9 +128,8 @@ bundle() {
 
 # The folder of the CUDA 13 runtime libraries (cudart, cuBLAS, cuRAND, NVRTC) for the binaries.
 cuda_libraries() {
-    local python=$1 dir
-    for dir in "${CUDA_LIB:-}" \
-        "$("$python" -c 'import nvidia, os; print(os.path.join(list(nvidia.__path__)[0], "cu13", "lib"))' 2>/dev/null)" \
+    local python=$1 dir find='import nvidia, os; print(os.path.join(list(nvidia.__path__)[0], "cu13", "lib"))'
+    for dir in "${CUDA_LIB:-}" "$("$python" -c "$find" 2>/dev/null)" \
         "${CUDA_ROOT:+$CUDA_ROOT/lib}" "${XDG_CACHE_HOME:-$HOME/.cache}/llm2vec/cuda-13.0/lib"; do
         if [ -n "$dir" ] && compgen -G "$dir/libcublas.so.13*" >/dev/null; then
             echo "$dir"

@@ -114,7 +114,8 @@ def reference_child(args):
         model = mntp_class.from_pretrained(args.model_dir, torch_dtype=dtype, attn_implementation="sdpa").to(device)
         model.set_model_for_peft(get_peft_model(model.get_model_for_peft(), lora))
         lines = open(os.path.join(args.data, "mntp_sample.jsonl"))
-        texts = [json.loads(l)["text"] for l, _ in zip(lines, range(mntp_texts(args.mntp_batch, args.seq_len, args.steps)))]
+        count = mntp_texts(args.mntp_batch, args.seq_len, args.steps)
+        texts = [json.loads(l)["text"] for l, _ in zip(lines, range(count))]
         ids = [i for t in texts for i in tok(t)["input_ids"]]
         blocks = torch.tensor(ids[: len(ids) // args.seq_len * args.seq_len]).view(-1, args.seq_len)
         mask_id = tok.convert_tokens_to_ids("_")

@@ -5,6 +5,7 @@
   documents.txt      1,000 documents of 400 words: SciFact abstracts (title and text) joined in corpus order
                      until one reaches 400 words, then cut there
   train/             mntp_sample.jsonl and unsup/wiki1m_sample.txt, as in shared/data/train
+  tasks/STSBenchmark task.json and test.jsonl, for `llm2vec eval`
   tokenizer/         SmolLM2-135M-Instruct's tokenizer.json and tokenizer_config.json, read from its GGUF by
                      scripts/reference/dequantize_gguf_to_hf.py's functions (needs the `gguf` package)
 
@@ -75,6 +76,10 @@ def main():
                 documents(os.path.join(args.shared, "SciFact", "corpus.jsonl")))
     for name in ("mntp_sample.jsonl", os.path.join("unsup", "wiki1m_sample.txt")):
         shutil.copyfile(os.path.join(args.shared, "train", name), os.path.join(data, "train", name))
+    os.makedirs(os.path.join(data, "tasks", "STSBenchmark"))
+    for name in ("task.json", "test.jsonl"):
+        shutil.copyfile(os.path.join(args.shared, "STSBenchmark", name),
+                        os.path.join(data, "tasks", "STSBenchmark", name))
     tokenizer(args.gguf, os.path.join(args.out, "tokenizer"))
 
 

@@ -7,6 +7,7 @@ Checks (the device is --device; on a CPU-only machine `--device cpu` runs the sa
                              1e-4 relative (per row) of the CPU's f32; bf16 within BF16_MIN_COSINE cosine.
   encode-smollm2-f32/-bf16   the same on a random-weight model of SmolLM2-135M's shape (made here with torch).
   batch-invariance           batch size 1 and 64 give the same embeddings on the device (f32, 1e-4).
+  eval                       `llm2vec eval --device` on STS-B test gives the CPU's scores (within 1e-4; llama fixture).
   serve                      `llm2vec serve --device` answers /v1/embeddings with `llm2vec encode --normalize`'s rows.
   python                     the Python package with device=... gives the CLI's embeddings.
   train-device-tests         llm2vec-train's `device` test executable with LLM2VEC_TEST_DEVICE set.
@@ -159,6 +160,24 @@ def batch_invariance(ctx):
     return within_f32(ctx.encode(ctx.smollm2(), ctx.args.device, batch=64), one)
 
 
+def eval_scores(ctx, device):
+    model = os.path.join(FIXTURES, "llama", "model")
+    out = os.path.join(ctx.work, f"eval-{device.replace(':', '')}")
+    ctx.run([ctx.bin, "eval", "--model", model, "--tasks", "STSBenchmark", "--no-cache", "--device", device,
+             "--data-dir", os.path.join(ctx.args.bundle, "data", "tasks"), "--output", out], timeout=120)
+    with open(os.path.join(out, "STSBenchmark.json")) as f:
+        return json.load(f)["scores"]["test"][0]
+
+
+def evaluate(ctx):
+    here, cpu = eval_scores(ctx, ctx.args.device), eval_scores(ctx, "cpu")
+    keys = [k for k in cpu if k.startswith(("cosine", "euclidean", "manhattan"))]
+    worst = max(keys, key=lambda k: abs(here[k] - cpu[k]))
+    if abs(here[worst] - cpu[worst]) > F32_MAX_REL:
+        raise CheckError(f"{worst}: {here[worst]:.6f} on {ctx.args.device}, {cpu[worst]:.6f} on the CPU")
+    return f"cosine_spearman {here['cosine_spearman']:.6f}; largest difference {abs(here[worst] - cpu[worst]):.1e}"
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -257,7 +276,7 @@ def all_checks():
     checks = [c for family in FAMILIES for c in encode_checks(family)]
     return checks + [
         ("encode-smollm2-f32", smollm2_f32), ("encode-smollm2-bf16", smollm2_bf16),
-        ("batch-invariance", batch_invariance), ("serve", serve), ("python", python_package),
+        ("batch-invariance", batch_invariance), ("eval", evaluate), ("serve", serve), ("python", python_package),
         ("train-device-tests", train_device_tests), ("train-simcse", train_simcse),
     ]
 

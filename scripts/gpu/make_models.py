@@ -4,8 +4,9 @@ too big to carry): a Hugging Face directory with config.json, model.safetensors 
 not depend on the values, and the checks compare our CPU and CUDA paths on the same weights.
 
 Shapes: smollm2-135m (Llama, 30 layers, hidden 576) and mistral-7b (Mistral-7B-v0.1's layers, 32 x hidden 4096);
---tiny keeps a shape's family but makes it 2 layers of hidden 64, for checking the scripts on a CPU. The vocabulary is the tokenizer's (SmolLM2's
-49,152 tokens for every shape; Mistral's own is 32,000), embeddings tied. Weights are N(0, 0.02), norms near 1.
+--tiny keeps a shape's family but makes it 2 layers of hidden 64, for checking the scripts on a CPU. The vocabulary
+is the tokenizer's (SmolLM2's 49,152 tokens for every shape; Mistral's own is 32,000), embeddings tied. Weights are
+N(0, 0.02), norms near 1.
 --shared S adds one random direction of scale S to every token embedding, as trained models have one (anisotropy):
 without it every sentence's embedding is already far from every other's and a contrastive loss starts near zero.
 
