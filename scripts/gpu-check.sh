@@ -23,7 +23,10 @@
 # On a machine without a GPU, `run --device cpu` runs the same checks against the CPU (the binaries then load
 # against the link-time driver stub packed for that purpose).
 #
-# One GPU call:  scripts/gpu-check.sh run --device cuda:0   (carry target/gpu-bundle; about 4 of its 8 minutes)
+# On a GPU machine each is one call that carries target/gpu-bundle and leaves its results in $OUT:
+#   scripts/gpu-check.sh run --device cuda:0                  the checks, within 8 minutes (--budget, default 450 s)
+#   scripts/gpu-check.sh bench encode [--workloads a,b]       gpu_encode.json (the 7B shape's 14.5 GB made first)
+#   scripts/gpu-check.sh bench train [--cases a,b]            gpu_train_step.json (needs `llm2vec train --device`)
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
@@ -115,8 +118,8 @@ bundle() {
     gguf=$gguf/SmolLM2-135M-Instruct.Q4_1.gguf
     venv=$(scripts/reference/venv.sh)
     "$venv/bin/python" scripts/gpu/bundle_data.py --shared "$repo/../shared/data" --gguf "$gguf" --out "$stage"
-    printf '{"commit": "%s", "built": "%s", "python_package": %s, "device_tests": %s}\n' \
-        "$(git describe --always --dirty)" "$(date -u +%FT%TZ)" "$([ $python = 1 ] && echo true || echo false)" \
+    printf '{"commit": "%s", "built": "%s", "repo": "%s", "python_package": %s, "device_tests": %s}\n' \
+        "$(git describe --always --dirty)" "$(date -u +%FT%TZ)" "$repo" "$([ $python = 1 ] && echo true || echo false)" \
         "$([ -e "$stage/tests/device" ] && echo true || echo false)" > "$stage/manifest.json"
     pack "$stage"
     rm -rf "$stage"
