@@ -18,12 +18,12 @@
 # run and bench unpack into $GPU_CHECK_WORK (default /tmp/llm2vec-gpu), put the bundle's packages on PYTHONPATH
 # for $GPU_PYTHON (default python3; the reference's stack only where that python lacks llm2vec), put the CUDA
 # libraries on LD_LIBRARY_PATH ($CUDA_LIB, else the python environment's nvidia/cu13/lib, else $CUDA_ROOT/lib, else
-# setup-cuda.sh's cache) and write results to $OUT, else target/gpu-check. The tiny fixture models travel with the
+# setup-cuda.sh's cache) and write results to $OUT when set, else target/gpu-check. The tiny fixture models travel with the
 # working tree; the SmolLM2- and Mistral-7B-shaped models are made there with torch (random weights).
 # On a machine without a GPU, `run --device cpu` runs the same checks against the CPU (the binaries then load
 # against the link-time driver stub packed for that purpose).
 #
-# On a GPU machine each is one call that carries target/gpu-bundle and leaves its results in $OUT:
+# On a GPU machine, with target/gpu-bundle copied along with the working tree, each of these is one short run:
 #   scripts/gpu-check.sh run --device cuda:0                  the checks, within 8 minutes (--budget, default 450 s)
 #   scripts/gpu-check.sh bench encode [--workloads a,b]       gpu_encode.json (the 7B shape's 14.5 GB made first)
 #   scripts/gpu-check.sh bench train [--cases a,b]            gpu_train_step.json (needs `llm2vec train --device`)

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """The checks of `scripts/gpu-check.sh run`: our CUDA build against our CPU path, on prepared binaries, each check
-under a time limit so the whole run fits a short GPU lease. Prints a PASS/FAIL table and writes results.json.
+under a time limit so the whole run fits a few minutes of GPU time. Prints a PASS/FAIL table and writes results.json.
 
 Checks (the device is --device; on a CPU-only machine `--device cpu` runs the same logic against itself):
   encode-<family>-f32/-bf16  every tiny fixture model (tests/fixtures/parity): the device's f32 embeddings within

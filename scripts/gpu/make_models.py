@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Random-weight models of real shapes, made where they are used (a GPU machine cannot download them and they are
-too big to carry): a Hugging Face directory with config.json, model.safetensors and a carried tokenizer. Speed does
+too big to copy there): a Hugging Face directory with config.json, model.safetensors and a given tokenizer. Speed does
 not depend on the values, and the checks compare our CPU and CUDA paths on the same weights.
 
 Shapes: smollm2-135m (Llama, 30 layers, hidden 576) and mistral-7b (Mistral-7B-v0.1's layers, 32 x hidden 4096);
