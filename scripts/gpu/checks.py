@@ -67,11 +67,12 @@ class Context:
         write_lines(self.texts, sentences[: args.texts])
 
     def run(self, cmd, timeout, env=None):
-        """Runs a command under the smaller of `timeout` and the time left; CheckError on failure."""
+        """Runs a command from the repository root under the smaller of `timeout` and the time left; CheckError
+        on failure."""
         limit = max(1.0, min(timeout, self.deadline - time.monotonic()))
         try:
             proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, timeout=limit,
-                                  env=dict(os.environ, **(env or {})))
+                                  env=dict(os.environ, **(env or {})), cwd=REPO)
         except subprocess.TimeoutExpired:
             raise CheckError(f"timed out after {limit:.0f} s: {' '.join(map(str, cmd[:4]))} ...")
         if proc.returncode != 0:
