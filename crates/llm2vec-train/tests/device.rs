@@ -143,7 +143,7 @@ fn op_cases() -> Vec<OpCase> {
             inputs: vec![(random(&[b, l, (heads + 2 * kv) * d], 7), false)],
             op: Box::new(move |t: &[Tensor]| {
                 let x = &t[0];
-                attention(x, &like(&cos, x), &like(&sin, x), &like(&bias, x), spec, Some((0.2, 9))).unwrap()
+                attention(x, Some((&like(&cos, x), &like(&sin, x))), &like(&bias, x), spec, Some((0.2, 9))).unwrap()
             }),
         },
         OpCase {

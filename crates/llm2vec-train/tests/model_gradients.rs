@@ -77,7 +77,7 @@ fn attention_gradients() {
     let qkv = random(&[b, l, (heads + 2 * kv) * d], &mut rng);
     for (softcap, dropout) in [(None, None), (Some(2.0), Some((0.3, 11)))] {
         let spec = AttentionSpec { heads, kv_heads: kv, head_dim: d, scale: 0.4, softcap };
-        check(&qkv, &|qkv| weighted(&attention(qkv, &cos, &sin, &bias, spec, dropout).unwrap(), 4), 1e-6);
+        check(&qkv, &|qkv| weighted(&attention(qkv, Some((&cos, &sin)), &bias, spec, dropout).unwrap(), 4), 1e-6);
     }
 }
 
@@ -96,8 +96,9 @@ fn attention_dropout_and_mask() {
     let v = Tensor::eye(l, DType::F64, &Device::Cpu).unwrap().unsqueeze(0).unwrap().repeat((b, 1, 1)).unwrap();
     let qkv = Tensor::cat(&[qk, v], 2).unwrap();
     let spec = AttentionSpec { heads, kv_heads: 1, head_dim: l, scale: 1.0, softcap: None };
-    let out = attention(&qkv, &cos, &sin, &bias, spec, None).unwrap();
-    let (probs, dropped) = (values(&out), values(&attention(&qkv, &cos, &sin, &bias, spec, Some((0.3, 7))).unwrap()));
+    let out = attention(&qkv, Some((&cos, &sin)), &bias, spec, None).unwrap();
+    let (probs, dropped) =
+        (values(&out), values(&attention(&qkv, Some((&cos, &sin)), &bias, spec, Some((0.3, 7))).unwrap()));
     let padded = values(&out.get(1).unwrap().reshape((l, heads, l)).unwrap().narrow(2, l - 3, 3).unwrap());
     assert!(padded.iter().all(|&p| p == 0.0));
     let zeroed = dropped.iter().filter(|&&p| p == 0.0).count() - probs.iter().filter(|&&p| p == 0.0).count();
@@ -143,7 +144,10 @@ fn f32_ops_agree_with_f64() {
             }),
         ),
         (gate.clone(), Box::new(|x: &Tensor| rms_norm(x, &up.get(0).unwrap(), 1e-6).unwrap())),
-        (qkv.clone(), Box::new(|qkv: &Tensor| attention(qkv, &cos, &sin, &bias, spec, Some((0.2, 3))).unwrap())),
+        (
+            qkv.clone(),
+            Box::new(|qkv: &Tensor| attention(qkv, Some((&cos, &sin)), &bias, spec, Some((0.2, 3))).unwrap()),
+        ),
         (
             up.clone(),
             Box::new(|x: &Tensor| {

@@ -1,11 +1,11 @@
 //! Self-attention at the layer level: the attention masks of a batch, the tables every block reads
-//! (`Context`), and the attention of a block from its fused q/k/v projection (the decoders, with rotary
-//! embeddings) or from separate q, k and v heads (BERT). Each takes the fused op of `model/ops/` where
-//! it runs and composes candle's ops elsewhere.
+//! (`Context`), and the attention of a block from its fused q/k/v projection, with rotary embeddings
+//! (the decoders) or without (BERT). It takes the fused op of `model/ops/` where it runs and composes
+//! candle's ops elsewhere.
 
 use candle_core::{DType, Device, Tensor};
 
-use super::ops::{self, split_attention};
+use super::ops;
 use super::tuning::Pass;
 use crate::error::Result;
 
@@ -27,11 +27,11 @@ pub struct Context {
     pub(crate) local: Attend,
 }
 
-/// Rotary tables and attention bias for one kind of layer.
+/// Rotary tables (none in BERT) and attention bias for one kind of layer.
 #[derive(Clone)]
 pub(crate) struct Attend {
-    pub cos: Tensor,
-    pub sin: Tensor,
+    /// `(cos, sin)`.
+    pub rotary: Option<(Tensor, Tensor)>,
     pub bias: Tensor,
 }
 
@@ -65,25 +65,17 @@ pub fn attention_bias(
 }
 
 /// Self-attention of one block from its fused projection `qkv: [b, l, (heads + 2 kv_heads) * d]`: rotary
-/// embeddings on q and k, then attention over v with the context's mask (and in training the tuning's
-/// attention dropout); returns `[b, l, heads * d]`. One op reads q, k and v where they are on the CPU
-/// (with its own backward); other devices and dtypes compose candle's ops ([`ops::attention()`]).
-pub(crate) fn rotary_attention(qkv: &Tensor, attend: &Attend, spec: AttentionSpec, pass: Pass) -> Result<Tensor> {
-    let Attend { cos, sin, bias } = attend;
+/// embeddings on q and k where the context has them, then attention over v with the context's mask (and
+/// in training the tuning's attention dropout); returns `[b, l, heads * d]`. One op reads q, k and v
+/// where they are on the CPU (with its own backward); other devices and dtypes compose candle's ops
+/// ([`ops::attention()`]).
+pub(crate) fn self_attention(qkv: &Tensor, attend: &Attend, spec: AttentionSpec, pass: Pass) -> Result<Tensor> {
+    let Attend { rotary, bias } = attend;
     let dropout = match pass {
         Pass::Train(tuning) => tuning.dropout_seed().map(|seed| (tuning.attention_dropout(), seed)),
         Pass::Infer => None,
     };
-    ops::attention(qkv, cos, sin, bias, spec, dropout)
-}
-
-/// Scaled dot-product attention with grouped-query heads, for inference, with `spec`'s scale and soft
-/// cap. `q: [b, heads, l, d]`, `k, v: [b, kv_heads, l, d]`, `bias: [b, 1, l, l]`; returns `[b, l, heads * d]`.
-pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, bias: &Tensor, spec: &AttentionSpec) -> Result<Tensor> {
-    if let Some(out) = split_attention::attention(q, k, v, bias, spec)? {
-        return Ok(out);
-    }
-    ops::attention::sdpa(q, k, v, bias, spec, None)
+    ops::attention(qkv, rotary.as_ref().map(|(cos, sin)| (cos, sin)), bias, spec, dropout)
 }
 
 #[cfg(test)]
@@ -104,52 +96,30 @@ mod tests {
         }
     }
 
-    /// The fused op (f32) against the composed candle ops (f64, which the op does not take):
-    /// grouped heads, padding, both attention modes, a sliding window, soft-capping and a strided v,
-    /// compared on the real tokens' rows.
+    /// Inference attention on the CPU in f32 (one op reading the fused q/k/v) against the composed candle
+    /// ops in f64, compared on the real tokens' rows: the decoders' (grouped heads, rotary embedding, padding,
+    /// causal with a window, soft-capping) and BERT's (as many key/value heads as heads, no rotary embedding).
     #[test]
-    fn attention_matches_the_composed_ops() {
-        let (b, heads, kv, l, d) = (3, 6, 2, 9, 8);
-        for (mode, window, softcap) in [
-            (AttentionMode::Bidirectional, None, None),
-            (AttentionMode::Causal, Some(3), None),
-            (AttentionMode::Causal, None, Some(2.0)),
-        ] {
-            let q = values(&[b, heads, l, d], 1);
-            let k = values(&[b, kv, l, d], 2);
-            let v = values(&[b, l, kv, d], 3).transpose(1, 2).unwrap();
-            let lengths = [9, 4, 1];
-            let bias = attention_bias(&lengths, l, mode, window, DType::F32, &Device::Cpu).unwrap();
-            let spec = AttentionSpec { heads, kv_heads: kv, head_dim: d, scale: 0.3, softcap };
-            let fused = attention(&q, &k, &v, &bias, &spec).unwrap();
-            let f64s = |t: &Tensor| t.to_dtype(DType::F64).unwrap();
-            let composed = attention(&f64s(&q), &f64s(&k), &f64s(&v), &f64s(&bias), &spec).unwrap();
-            assert_eq!(fused.dims(), &[b, l, heads * d]);
-            assert_real_rows_agree(&fused, &composed, &lengths, &format!("{mode:?} {window:?} {softcap:?}"));
-        }
-    }
-
-    /// Inference attention of the decoder families on the CPU in f32 (one op reading the fused q/k/v with
-    /// its rotary embedding) against the composed candle ops in f64: grouped heads, padding, causal with a
-    /// window, soft-capping, compared on the real tokens' rows.
-    #[test]
-    fn rotary_attention_matches_the_composed_ops() {
-        let (b, heads, kv, l, d) = (3, 6, 2, 9, 8);
+    fn self_attention_matches_the_composed_ops() {
+        let (b, heads, l, d) = (3, 6, 9, 8);
         let rotary = Rotary::new(d, 100.0, &RopeScaling::None);
-        for (mode, window, softcap) in
-            [(AttentionMode::Bidirectional, None, None), (AttentionMode::Causal, Some(3), Some(2.0))]
-        {
+        for (mode, window, softcap, kv, rotated) in [
+            (AttentionMode::Bidirectional, None, None, 2, true),
+            (AttentionMode::Causal, Some(3), Some(2.0), 2, true),
+            (AttentionMode::Bidirectional, None, None, heads, false),
+        ] {
             let qkv = values(&[b, l, (heads + 2 * kv) * d], 7);
             let lengths = [9, 4, 1];
             let spec = AttentionSpec { heads, kv_heads: kv, head_dim: d, scale: 0.3, softcap };
             let run = |dtype: DType| {
-                let (cos, sin) = rotary.tables(l, dtype, &Device::Cpu).unwrap();
+                let rotary = rotated.then(|| rotary.tables(l, dtype, &Device::Cpu).unwrap());
                 let bias = attention_bias(&lengths, l, mode, window, dtype, &Device::Cpu).unwrap();
-                rotary_attention(&qkv.to_dtype(dtype).unwrap(), &Attend { cos, sin, bias }, spec, Pass::Infer).unwrap()
+                self_attention(&qkv.to_dtype(dtype).unwrap(), &Attend { rotary, bias }, spec, Pass::Infer).unwrap()
             };
             let (fused, composed) = (run(DType::F32), ops::composed_ops(|| run(DType::F64)));
             assert_eq!(fused.dims(), &[b, l, heads * d]);
-            assert_real_rows_agree(&fused, &composed, &lengths, &format!("{mode:?} {window:?} {softcap:?}"));
+            let case = format!("{mode:?} {window:?} {softcap:?} {kv} key/value heads, rotary {rotated}");
+            assert_real_rows_agree(&fused, &composed, &lengths, &case);
         }
     }
 }

@@ -4,7 +4,7 @@
 use candle_core::{DType, Device, Tensor};
 use serde::Deserialize;
 
-use super::attention::{attention, attention_bias, Attend, AttentionMode, AttentionSpec, Context};
+use super::attention::{attention_bias, self_attention, Attend, AttentionMode, AttentionSpec, Context};
 use super::backbone::Backbone;
 use super::linear::Linear;
 use super::tuning::{Pass, Projection, Site};
@@ -195,8 +195,7 @@ impl Backbone for Model {
 
     fn context(&self, lengths: &[usize], seq_len: usize, mode: AttentionMode) -> Result<Context> {
         let bias = attention_bias(lengths, seq_len, mode, None, self.dtype, &self.device)?;
-        let none = Tensor::zeros(0, self.dtype, &self.device)?;
-        let attend = Attend { cos: none.clone(), sin: none, bias };
+        let attend = Attend { rotary: None, bias };
         Ok(Context { global: attend.clone(), local: attend })
     }
 
@@ -207,12 +206,8 @@ impl Backbone for Model {
     fn block(&self, i: usize, x: &Tensor, ctx: &Context, pass: Pass) -> Result<Tensor> {
         Self::inference_only(pass)?;
         let blk = &self.blocks[i];
-        let (b, l, _) = x.dims3()?;
-        let AttentionSpec { heads, head_dim, .. } = self.attention;
-        let qkv = blk.qkv.apply(x, i, pass)?;
-        let heads_of = |t: &Tensor| -> Result<Tensor> { Ok(t.reshape((b, l, heads, head_dim))?.transpose(1, 2)?) };
-        let (q, k, v) = (heads_of(&qkv[0])?, heads_of(&qkv[1])?, heads_of(&qkv[2])?);
-        let attn = attention(&q, &k, &v, &ctx.global.bias, &self.attention)?;
+        let qkv = blk.qkv.output(x, i, pass)?;
+        let attn = self_attention(&qkv, &ctx.global, self.attention, pass)?;
         let x = blk.attention_norm.forward(&(x + blk.attention_out.output(&attn, i, pass)?)?)?;
         let inner = blk.intermediate.output(&x, i, pass)?.gelu_erf()?;
         blk.output_norm.forward(&(&x + blk.output.output(&inner, i, pass)?)?)

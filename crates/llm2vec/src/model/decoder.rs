@@ -8,7 +8,7 @@
 use candle_core::{DType, Device, Tensor, D};
 use serde::Deserialize;
 
-use super::attention::{attention_bias, rotary_attention, Attend, AttentionMode, AttentionSpec, Context};
+use super::attention::{attention_bias, self_attention, Attend, AttentionMode, AttentionSpec, Context};
 use super::backbone::Backbone;
 use super::linear::Linear;
 use super::mlp::{gated_mlp, Activation};
@@ -253,7 +253,7 @@ impl Backbone for Decoder {
     fn context(&self, lengths: &[usize], seq_len: usize, mode: AttentionMode) -> Result<Context> {
         let (cos, sin) = self.rotary.tables(seq_len, self.dtype, &self.device)?;
         let bias = attention_bias(lengths, seq_len, mode, self.window, self.dtype, &self.device)?;
-        let global = Attend { cos, sin, bias };
+        let global = Attend { rotary: Some((cos, sin)), bias };
         let Some(local) = &self.local else {
             return Ok(Context { global: global.clone(), local: global });
         };
@@ -264,7 +264,7 @@ impl Backbone for Decoder {
             }
             _ => global.bias.clone(),
         };
-        Ok(Context { global, local: Attend { cos, sin, bias } })
+        Ok(Context { global, local: Attend { rotary: Some((cos, sin)), bias } })
     }
 
     fn num_blocks(&self) -> usize {
@@ -276,7 +276,7 @@ impl Backbone for Decoder {
         let attend = if blk.sliding { &ctx.local } else { &ctx.global };
         let qkv = blk.qkv.output(&blk.input_norm.apply(x, pass)?, i, pass)?;
         let qkv = blk.normed_qkv(qkv, &self.attention, pass)?;
-        let attn = rotary_attention(&qkv, attend, self.attention, pass)?;
+        let attn = self_attention(&qkv, attend, self.attention, pass)?;
         let attn = maybe_norm(blk.post_attention_norm.as_ref(), blk.o_proj.output(&attn, i, pass)?, pass)?;
         let x = (x + attn)?;
         let normed = blk.pre_mlp_norm.apply(&x, pass)?;

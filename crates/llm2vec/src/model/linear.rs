@@ -1,7 +1,7 @@
 //! Linear layers: one projection or several fused ones (q, k and v side by side), dense or in 8 bits
 //! for inference on the CPU, with the tuning's LoRA updates in a training pass.
 
-use candle_core::{DType, Module, Tensor, D};
+use candle_core::{DType, Module, Tensor};
 
 use super::cpu::q8;
 use super::ops::{self, fused_cpu, Part};
@@ -122,15 +122,6 @@ impl Linear {
         self.parts.iter().map(move |&(proj, out)| (Site { layer, proj }, inp, out))
     }
 
-    /// Each part's offset and width in the fused output.
-    fn spans(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
-        self.parts.iter().scan(0, |offset, &(_, out)| {
-            let start = *offset;
-            *offset += out;
-            Some((start, out))
-        })
-    }
-
     /// The whole output, every part side by side: one product for inference; for training one op, the
     /// frozen product plus the tuning's LoRA updates of the tuned parts.
     pub fn output(&self, x: &Tensor, layer: usize, pass: Pass) -> Result<Tensor> {
@@ -147,15 +138,6 @@ impl Linear {
             Some(b) => y.broadcast_add(b)?,
             None => y,
         })
-    }
-
-    /// The outputs of the parts, as views of `output`.
-    pub fn apply(&self, x: &Tensor, layer: usize, pass: Pass) -> Result<Vec<Tensor>> {
-        let y = self.output(x, layer, pass)?;
-        if self.parts.len() == 1 {
-            return Ok(vec![y]);
-        }
-        self.spans().map(|(start, out)| Ok(y.narrow(D::Minus1, start, out)?)).collect()
     }
 }
 

@@ -1,10 +1,11 @@
 //! Attention for training as one op with its own backward, computed per (sequence, key/value head) on
-//! the CPU: rotary embedding of q and k, scaled scores (soft-capped where the family does), the
-//! additive mask, softmax, dropout on the probabilities and the weighted values. q, k and v are read
-//! where the fused projection wrote them (no split, transposed or repeated copies), and backward
-//! recomputes a head's probabilities instead of keeping them. Inference on the CPU takes the same op
-//! (without a graph to record, it costs nothing more). Other devices and dtypes take the composed
-//! version, `sdpa` after the rotation, which inference of every family off the CPU shares.
+//! the CPU: rotary embedding of q and k (where the family has one: the decoders, not BERT), scaled
+//! scores (soft-capped where the family does), the additive mask, softmax, dropout on the probabilities
+//! and the weighted values. q, k and v are read where the fused projection wrote them (no split,
+//! transposed or repeated copies), and backward recomputes a head's probabilities instead of keeping
+//! them. Inference on the CPU takes the same op (without a graph to record, it costs nothing more).
+//! Other devices and dtypes take the composed version, `sdpa` after the rotation, which inference of
+//! every family off the CPU shares.
 
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor, D};
 use rayon::prelude::*;
@@ -32,19 +33,20 @@ pub struct AttentionSpec {
 }
 
 /// `qkv: [b, l, (heads + 2 kv_heads) * d]` (q, k and v side by side, as the fused projection writes
-/// them), rotary tables `cos, sin: [l, d / 2]` (rotate-half), additive `bias: [b, 1, l, l]`; `dropout` is
-/// `(p, seed)` for the probabilities. Returns `[b, l, heads * d]`.
+/// them), `rotary` tables `(cos, sin): [l, d / 2]` (rotate-half; `None` leaves q and k as they are),
+/// additive `bias: [b, 1, l, l]`; `dropout` is `(p, seed)` for the probabilities. Returns
+/// `[b, l, heads * d]`.
 pub fn attention(
     qkv: &Tensor,
-    cos: &Tensor,
-    sin: &Tensor,
+    rotary: Option<(&Tensor, &Tensor)>,
     bias: &Tensor,
     spec: AttentionSpec,
     dropout: Option<(f64, u64)>,
 ) -> Result<Tensor> {
     let (b, l, width) = qkv.dims3()?;
     let AttentionSpec { heads, kv_heads, head_dim: d, .. } = spec;
-    if kv_heads == 0 || heads % kv_heads != 0 || d % 2 != 0 || width != (heads + 2 * kv_heads) * d {
+    let odd_rotary = rotary.is_some() && d % 2 != 0;
+    if kv_heads == 0 || heads % kv_heads != 0 || odd_rotary || width != (heads + 2 * kv_heads) * d {
         return Err(Error::internal(format!(
             "attention: {width} values per token for {heads} heads and {kv_heads} key/value heads of {d}"
         )));
@@ -54,20 +56,19 @@ pub fn attention(
         let part = |first: usize, n: usize| -> Result<Tensor> {
             Ok(qkv.narrow(D::Minus1, first * d, n * d)?.reshape((b, l, n, d))?.transpose(1, 2)?)
         };
-        let q = rotate(&part(0, heads)?, cos, sin)?;
-        let k = rotate(&part(heads, kv_heads)?, cos, sin)?;
+        let (mut q, mut k) = (part(0, heads)?, part(heads, kv_heads)?);
+        if let Some((cos, sin)) = rotary {
+            (q, k) = (rotate(&q, cos, sin)?, rotate(&k, cos, sin)?);
+        }
         return sdpa(&q, &k, &part(heads + kv_heads, kv_heads)?, bias, &spec, dropout.as_ref());
     }
     let dtype = qkv.dtype();
     let table = |t: &Tensor| t.detach().to_dtype(dtype)?.contiguous();
-    let op = Attention {
-        cos: table(cos)?,
-        sin: table(sin)?,
-        bias: table(bias)?,
-        dims: Dims { b, l, heads, kv: kv_heads, d },
-        spec,
-        dropout,
+    let rotary = match rotary {
+        Some((cos, sin)) => Some((table(cos)?, table(sin)?)),
+        None => None,
     };
+    let op = Attention { rotary, bias: table(bias)?, dims: Dims { b, l, heads, kv: kv_heads, d }, spec, dropout };
     Ok(qkv.contiguous()?.apply_op1(op)?)
 }
 
@@ -149,18 +150,17 @@ impl Dims {
 }
 
 struct Attention {
-    cos: Tensor,
-    sin: Tensor,
+    /// `(cos, sin)`, where q and k are rotated.
+    rotary: Option<(Tensor, Tensor)>,
     bias: Tensor,
     dims: Dims,
     spec: AttentionSpec,
     dropout: Option<Mask>,
 }
 
-/// The op's tables as slices: `cos, sin: [l, d / 2]`, `bias: [b, l, l]`.
+/// The op's tables as slices: `(cos, sin): [l, d / 2]` where q and k are rotated, `bias: [b, l, l]`.
 struct Tables<'a, T> {
-    cos: &'a [T],
-    sin: &'a [T],
+    rotary: Option<(&'a [T], &'a [T])>,
     bias: &'a [T],
 }
 
@@ -173,14 +173,18 @@ struct Grads<T> {
 
 impl Attention {
     /// Rotates the `[l, d]` rows of `src` (one every `src_rs` elements) into `dst` (one every `dst_rs`);
-    /// `back` applies the inverse rotation.
+    /// `back` applies the inverse rotation. Without rotary tables it copies them.
     fn rotate<T: Real>(&self, t: &Tables<T>, src: (&[T], usize), dst: (&mut [T], usize), back: bool) {
         let Dims { l, d, .. } = self.dims;
         let half = d / 2;
         for i in 0..l {
             let x = &src.0[i * src.1..][..d];
             let y = &mut dst.0[i * dst.1..][..d];
-            let (cos, sin) = (&t.cos[i * half..][..half], &t.sin[i * half..][..half]);
+            let Some((cos, sin)) = t.rotary else {
+                y.copy_from_slice(x);
+                continue;
+            };
+            let (cos, sin) = (&cos[i * half..][..half], &sin[i * half..][..half]);
             for j in 0..half {
                 let s = if back { -sin[j] } else { sin[j] };
                 y[j] = x[j] * cos[j] - x[j + half] * s;
@@ -189,7 +193,7 @@ impl Attention {
         }
     }
 
-    /// The rotated `[l, d]` rows of the q or k head that starts at `offset` in the fused input.
+    /// The (rotated) `[l, d]` rows of the q or k head that starts at `offset` in the fused input.
     fn rotated<T: Real>(&self, t: &Tables<T>, qkv: &[T], offset: usize) -> Vec<T> {
         let Dims { l, d, .. } = self.dims;
         let mut out = vec![T::of(0.0); l * d];
@@ -304,17 +308,21 @@ impl Attention {
 
     /// Runs `f` with the op's tables as `T` slices.
     fn with_tables<T: Real, R>(&self, f: impl FnOnce(&Tables<T>) -> candle_core::Result<R>) -> candle_core::Result<R> {
-        let [(cg, cl), (sg, sl), (bg, bl)] = [&self.cos, &self.sin, &self.bias].map(Tensor::storage_and_layout);
+        let rotary = self.rotary.as_ref().map(|(cos, sin)| (cos.storage_and_layout(), sin.storage_and_layout()));
+        let (bg, bl) = self.bias.storage_and_layout();
         let t = Tables {
-            cos: tensor_elements::<T>(&cg, cl)?,
-            sin: tensor_elements::<T>(&sg, sl)?,
+            rotary: match &rotary {
+                Some(((cg, cl), (sg, sl))) => Some((tensor_elements::<T>(cg, cl)?, tensor_elements::<T>(sg, sl)?)),
+                None => None,
+            },
             bias: tensor_elements::<T>(&bg, bl)?,
         };
         let Dims { b, l, d, .. } = self.dims;
-        if t.cos.len() != l * d / 2 || t.sin.len() != l * d / 2 || t.bias.len() != b * l * l {
+        let bad_tables = t.rotary.is_some_and(|(cos, sin)| cos.len() != l * d / 2 || sin.len() != l * d / 2);
+        if bad_tables || t.bias.len() != b * l * l {
             candle_core::bail!(
                 "attention: rotary tables of {} values or a bias of {} for {b} sequences of {l}, heads of {d}",
-                t.cos.len(),
+                t.rotary.map_or(0, |(cos, _)| cos.len()),
                 t.bias.len()
             );
         }
@@ -435,23 +443,26 @@ mod tests {
     use crate::model::ops::tests::{assert_composed_matches_fused, values};
     use crate::model::rotary::{RopeScaling, Rotary};
 
-    /// Grouped heads, padding, both modes with a window, soft-capping and dropout on the probabilities.
+    /// Grouped heads, padding, both modes with a window, soft-capping, dropout on the probabilities, and
+    /// no rotary embedding (BERT).
     #[test]
     fn composed_attention_matches_the_op() {
         let (b, l, heads, kv, d) = (2, 5, 4, 2, 6);
         let (cos, sin) = Rotary::new(d, 100.0, &RopeScaling::None).tables(l, DType::F32, &Device::Cpu).unwrap();
         let qkv = values(&[b, l, (heads + 2 * kv) * d], 1);
         let cases = [
-            (AttentionMode::Bidirectional, None, None, None),
-            (AttentionMode::Bidirectional, None, Some(2.0), Some((0.3, 11))),
-            (AttentionMode::Causal, Some(3), None, Some((0.1, 12))),
+            (AttentionMode::Bidirectional, None, None, None, true),
+            (AttentionMode::Bidirectional, None, Some(2.0), Some((0.3, 11)), true),
+            (AttentionMode::Causal, Some(3), None, Some((0.1, 12)), true),
+            (AttentionMode::Bidirectional, None, None, Some((0.2, 13)), false),
         ];
-        for (mode, window, softcap, dropout) in cases {
+        for (mode, window, softcap, dropout, rotated) in cases {
             let bias = attention_bias(&[5, 3], l, mode, window, DType::F32, &Device::Cpu).unwrap();
             let spec = AttentionSpec { heads, kv_heads: kv, head_dim: d, scale: 0.4, softcap };
-            let name = format!("attention {mode:?} {window:?} {softcap:?} {dropout:?}");
+            let rotary = rotated.then_some((&cos, &sin));
+            let name = format!("attention {mode:?} {window:?} {softcap:?} {dropout:?} rotary {rotated}");
             assert_composed_matches_fused(&name, std::slice::from_ref(&qkv), &|x| {
-                attention(&x[0], &cos, &sin, &bias, spec, dropout).unwrap()
+                attention(&x[0], rotary, &bias, spec, dropout).unwrap()
             });
         }
     }

@@ -6,9 +6,8 @@
 //! (CUDA, bf16). Which one a tensor takes is decided here, in `fused_cpu` and `fused_training`;
 //! [`composed_ops`] forces the composed ones (to check them against the fused ones on the CPU).
 //!
-//! - `attention`: the decoders' attention from the fused q/k/v with its rotary embedding, mask and
-//!   dropout (training, and inference on the CPU);
-//! - `split_attention`: inference attention over separate q, k and v (BERT);
+//! - `attention`: attention from the fused q/k/v with its rotary embedding (the decoders; BERT has
+//!   none), mask and dropout (training, and inference on the CPU);
 //! - `linear`: inference products `x W^T + b`, in f32 or with 8-bit weights;
 //! - `lora_linear`: a fused projection over frozen weights with its LoRA updates (training);
 //! - `frozen_matmul`: a product whose weight gets no gradient (the LM head in training);
@@ -25,7 +24,6 @@ pub mod gated;
 pub mod linear;
 pub mod lora_linear;
 pub mod rms_norm;
-pub mod split_attention;
 
 pub use attention::{attention, AttentionSpec};
 pub use frozen_matmul::frozen_matmul;
