@@ -365,18 +365,22 @@ fn smollm2_path() -> PathBuf {
 
 fn smollm2() -> Option<&'static GgufModel> {
     static MODEL: OnceLock<Option<GgufModel>> = OnceLock::new();
-    MODEL
-        .get_or_init(|| {
-            let path = smollm2_path();
-            if !files::available(&path, "run scripts/fetch-default-model.sh") {
-                return None;
-            }
-            let start = Instant::now();
-            let model = gguf::load(&path, &Device::Cpu).unwrap();
-            println!("loaded {} in {:.2?}", path.display(), start.elapsed());
-            Some(model)
-        })
-        .as_ref()
+    load_once(&MODEL, &smollm2_path(), "run scripts/fetch-default-model.sh")
+}
+
+/// The model at `path`, loaded once per test binary; `None` (after `files::available`'s note, or its
+/// failure when the test files are required) when it is not there.
+fn load_once(cell: &'static OnceLock<Option<GgufModel>>, path: &Path, hint: &str) -> Option<&'static GgufModel> {
+    cell.get_or_init(|| {
+        if !files::available(path, hint) {
+            return None;
+        }
+        let start = Instant::now();
+        let model = gguf::load(path, &Device::Cpu).unwrap();
+        println!("loaded {} in {:.2?}", path.display(), start.elapsed());
+        Some(model)
+    })
+    .as_ref()
 }
 
 fn smollm2_reference_dir() -> PathBuf {
@@ -598,18 +602,7 @@ fn gemma3_path() -> PathBuf {
 
 fn gemma3() -> Option<&'static GgufModel> {
     static MODEL: OnceLock<Option<GgufModel>> = OnceLock::new();
-    MODEL
-        .get_or_init(|| {
-            let path = gemma3_path();
-            if !files::available(&path, "run scripts/fetch-gemma3.sh") {
-                return None;
-            }
-            let start = Instant::now();
-            let model = gguf::load(&path, &Device::Cpu).unwrap();
-            println!("loaded {} in {:.2?}", path.display(), start.elapsed());
-            Some(model)
-        })
-        .as_ref()
+    load_once(&MODEL, &gemma3_path(), "run scripts/fetch-gemma3.sh")
 }
 
 #[test]
