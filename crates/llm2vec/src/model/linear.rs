@@ -23,8 +23,8 @@ pub struct Linear {
 enum Weight {
     /// `W^T`, `[in, out]`.
     Dense(Tensor),
-    /// With the bias read out once, for the products' last step.
-    Int8(q8::Matrix, Option<Vec<f32>>),
+    /// With the bias, which the products add in their last step.
+    Int8(q8::Matrix),
 }
 
 impl Linear {
@@ -71,12 +71,13 @@ impl Linear {
             );
             return Err(Error::Option { option: "quantize", msg });
         }
-        let matrix =
-            q8::Matrix::from_transposed(&weight_t.flatten_all()?.to_vec1::<f32>()?, inp, out).ok_or_else(|| {
-                Error::Option { option: "quantize", msg: format!("a [{inp}, {out}] weight cannot be quantized") }
-            })?;
         let bias = self.bias.as_ref().map(|b| b.to_dtype(DType::F32)?.to_vec1::<f32>()).transpose()?;
-        self.weight = Weight::Int8(matrix, bias);
+        let matrix = q8::Matrix::from_transposed(&weight_t.flatten_all()?.to_vec1::<f32>()?, inp, out, bias.as_deref())
+            .ok_or_else(|| Error::Option {
+                option: "quantize",
+                msg: format!("a [{inp}, {out}] weight cannot be quantized"),
+            })?;
+        self.weight = Weight::Int8(matrix);
         Ok(())
     }
 
@@ -92,7 +93,7 @@ impl Linear {
     fn inputs(&self) -> usize {
         match &self.weight {
             Weight::Dense(w) => w.dim(0).unwrap_or(0),
-            Weight::Int8(m, _) => m.inputs(),
+            Weight::Int8(m) => m.inputs(),
         }
     }
 
@@ -145,7 +146,7 @@ impl Module for Linear {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let weight_t = match &self.weight {
             Weight::Dense(w) => w,
-            Weight::Int8(m, bias) => return ops::linear::linear_q8(x, m, bias.as_deref()),
+            Weight::Int8(m) => return ops::linear::linear_q8(x, m),
         };
         if let Some(y) = ops::linear::linear(x, weight_t, self.bias.as_ref())? {
             return Ok(y);

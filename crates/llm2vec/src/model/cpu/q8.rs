@@ -1,20 +1,21 @@
-//! 8-bit weights for inference on the CPU. Weights are quantized once, per output row (symmetric:
-//! `scale = max|w| / 127`); activations per input row as they arrive, to 12 bits (`max|x| / 2047`).
-//! The products are summed exactly in i32 (per chunk of [`CHUNK`] inputs, so no sum can overflow) and
-//! scaled back to f32 once per output, where the bias is added.
+//! 8-bit products for inference on the CPU: `y = x W^T + bias` with the weights quantized once, per
+//! output row (symmetric, `scale = max|w| / 127`), and the activations as they arrive, per block of
+//! [`BLOCK`] inputs of a row, each block with its own scale. The products are summed exactly in i32 per
+//! block, and each block's sum is scaled into an f32 sum with one fused multiply-add.
 //!
-//! Why 12-bit activations in 16-bit lanes (`vpmaddwd`, or `vpdpwssd` with VNNI) rather than bytes:
-//! decoder activations have outlier channels (about 20 times a row's RMS after the norms), so 8 bits
-//! per row leave the other channels a few levels. Measured on SmolLM2-135M with AMD Zen 3, against
-//! f32 embeddings of the STS-B test sentences: 8-bit rows with 7-bit weights (`vpmaddubsw`, the fastest
-//! byte form on AVX2) ran 1.44 times f32 but moved the median cosine to 0.96; 8-bit blocks of 64
-//! inputs, each with its own scale, gained nothing over f32 (the per-block float work); 12-bit rows
-//! keep a median cosine of 0.999 and run faster than f32. Zen 3 issues one `vpmaddwd` per cycle,
-//! which is 16 products, as many as its two f32 FMA pipes: the gain there is cache and packing, not
-//! arithmetic.
+//! Why blocks for the activations: decoder activations have outlier channels (about 20 times a row's
+//! RMS after the norms), so one scale per row leaves the other channels only a few levels; a block
+//! scale confines an outlier's cost to its block.
 //!
-//! Three paths compute the same sums, so they agree bit for bit: AVX-512 VNNI, AVX2 and portable
-//! scalar code; the widest that [`Isa::active`] allows runs.
+//! The widest kernel uses AVX-512 VNNI (`vpdpbusd`: 64 byte products per instruction, four times the
+//! f32 FMA's 16), which multiplies unsigned bytes by signed ones, so the weights are stored as
+//! `w + 128` and each block's sum starts at `-128 * sum(a)` to cancel the offset. The weights are
+//! packed in panels of [`PANEL`] outputs, four inputs per 32-bit lane, so that a vector of weights
+//! meets one broadcast group of four activations (an outer product), with no horizontal sums.
+//!
+//! Three paths compute the same integer sums and the same f32 operations in the same order, so they
+//! agree bit for bit: AVX-512 VNNI, AVX2 (16-bit products, `vpmaddwd`) and portable scalar code; the
+//! widest that [`Isa::active`] allows runs.
 
 use std::ops::Range;
 
@@ -22,18 +23,20 @@ use rayon::prelude::*;
 
 use super::isa::Isa;
 
-/// Values of the inner dimension taken per step (one 256-bit register of 16-bit lanes); rows are padded to it.
-const STEP: usize = 16;
-/// Rows of activations per micro-tile.
+/// Inputs per activation scale.
+const BLOCK: usize = 32;
+/// Inputs per 32-bit lane of packed weights (`vpdpbusd` sums four byte products).
+const GROUP: usize = 4;
+/// Outputs per 512-bit vector of i32 sums.
+const LANES: usize = 16;
+/// Vectors of outputs per micro-tile.
+const NR: usize = 3;
+/// Outputs per panel of packed weights: one micro-tile wide.
+const PANEL: usize = NR * LANES;
+/// Activation rows per micro-tile.
 const MR: usize = 4;
-/// Weight rows (outputs) per micro-tile.
-const NR: usize = 2;
-/// Outputs per block: their weights stay in the L1 cache while every row tile of a task passes over them.
-const NB: usize = 16;
-/// The largest activation value (12 bits).
-const ACT_MAX: f32 = 2047.0;
-/// Inputs whose products are summed in i32 before f32 takes over: `8192 * 2047 * 127 < 2^31`.
-const CHUNK: usize = 8192;
+/// What `w + 128` stores for a weight of zero (the padding).
+const OFFSET: u8 = 128;
 
 /// Which kernel runs: the instruction set narrowed to what the integer products need.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,9 +51,7 @@ impl Path {
         let isa = isa.min(Isa::detected());
         #[cfg(target_arch = "x86_64")]
         {
-            let vnni =
-                std::arch::is_x86_feature_detected!("avx512vnni") && std::arch::is_x86_feature_detected!("avx512vl");
-            if isa == Isa::Avx512 && vnni {
+            if isa == Isa::Avx512 && std::arch::is_x86_feature_detected!("avx512vnni") {
                 return Path::Vnni;
             }
             if isa >= Isa::Avx2 {
@@ -61,33 +62,45 @@ impl Path {
     }
 }
 
-/// A weight matrix `[outputs, inputs]` in 8 bits, one scale per output.
+/// A weight matrix `[outputs, inputs]` in 8 bits, one scale per output, with its bias.
 #[derive(Debug, Clone)]
 pub struct Matrix {
     outputs: usize,
     inputs: usize,
-    /// `inputs` rounded up to [`STEP`].
+    /// `inputs` rounded up to [`BLOCK`].
     stride: usize,
-    /// `[outputs rounded up to NB, stride]`, zeros in the padding.
-    data: Vec<i8>,
+    /// Panels of `PANEL` outputs, `[outputs / PANEL][stride / GROUP][PANEL][GROUP]`, holding `w + 128`.
+    data: Vec<u8>,
+    /// Per output, zeros up to a whole panel.
     scales: Vec<f32>,
+    /// Per output (zeros without a bias), up to a whole panel.
+    bias: Vec<f32>,
 }
 
 impl Matrix {
-    /// Quantizes `weight_t: [inputs, outputs]` (row-major), the layout `Linear` keeps.
-    pub fn from_transposed(weight_t: &[f32], inputs: usize, outputs: usize) -> Option<Matrix> {
-        if inputs == 0 || weight_t.len() != inputs * outputs {
+    /// Quantizes `weight_t: [inputs, outputs]` (row-major), the layout `Linear` keeps, with `bias: [outputs]`.
+    pub fn from_transposed(weight_t: &[f32], inputs: usize, outputs: usize, bias: Option<&[f32]>) -> Option<Matrix> {
+        if inputs == 0 || weight_t.len() != inputs * outputs || bias.is_some_and(|b| b.len() != outputs) {
             return None;
         }
-        let stride = inputs.next_multiple_of(STEP);
-        let mut data = vec![0i8; outputs.next_multiple_of(NB) * stride];
-        let mut scales = vec![0f32; outputs];
-        let mut column = vec![0f32; inputs];
-        for (j, scale) in scales.iter_mut().enumerate() {
+        let stride = inputs.next_multiple_of(BLOCK);
+        let padded = outputs.next_multiple_of(PANEL);
+        let mut data = vec![OFFSET; padded * stride];
+        let mut scales = vec![0f32; padded];
+        let (mut column, mut q) = (vec![0f32; inputs], vec![0i8; inputs]);
+        for (j, scale) in scales.iter_mut().take(outputs).enumerate() {
             column.iter_mut().enumerate().for_each(|(t, v)| *v = weight_t[t * outputs + j]);
-            *scale = quantize_row(&column, 127.0, &mut data[j * stride..j * stride + inputs]);
+            *scale = quantize(&column, &mut q);
+            let panel = &mut data[j / PANEL * PANEL * stride..][..PANEL * stride];
+            for (t, &v) in q.iter().enumerate() {
+                panel[(t / GROUP * PANEL + j % PANEL) * GROUP + t % GROUP] = v.wrapping_add_unsigned(OFFSET) as u8;
+            }
         }
-        Some(Matrix { outputs, inputs, stride, data, scales })
+        let mut padded_bias = vec![0f32; padded];
+        if let Some(bias) = bias {
+            padded_bias[..outputs].copy_from_slice(bias);
+        }
+        Some(Matrix { outputs, inputs, stride, data, scales, bias: padded_bias })
     }
 
     pub fn inputs(&self) -> usize {
@@ -100,205 +113,380 @@ impl Matrix {
 
     /// `y = x W^T + bias` for `x: [m, inputs]`, written to `y: [m, outputs]`, on the widest path that
     /// [`Isa::active`] allows.
-    pub fn product(&self, x: &[f32], bias: Option<&[f32]>, y: &mut [f32]) {
-        self.matmul(Path::for_isa(Isa::active()), x, bias, y);
+    pub fn product(&self, x: &[f32], y: &mut [f32]) {
+        self.matmul(Path::for_isa(Isa::active()), x, y);
     }
 
-    /// `y = x W^T + bias` for `x: [m, inputs]`, written to `y: [m, outputs]`.
-    fn matmul(&self, path: Path, x: &[f32], bias: Option<&[f32]>, y: &mut [f32]) {
-        let acts = Activations::quantize(x, self.inputs, self.stride);
-        // Tasks of whole row tiles; small batches are split finer so every thread has work.
-        let tiles = acts.scales.len() / MR;
-        let per_task = (tiles / (4 * rayon::current_num_threads())).clamp(1, 16) * MR;
-        y.par_chunks_mut(per_task * self.outputs).enumerate().for_each(|(task, y)| {
-            let rows = task * per_task..task * per_task + y.len() / self.outputs;
+    /// `y = x W^T + bias` for `x: [m, inputs]`, written to `y: [m, outputs]`. Tasks take whole row tiles;
+    /// when there are too few rows to keep every thread busy, they take panels instead.
+    fn matmul(&self, path: Path, x: &[f32], y: &mut [f32]) {
+        if x.is_empty() {
+            return;
+        }
+        let acts = Activations::quantize(path, x, self.inputs, self.stride);
+        let tile = |r0: usize, panel: usize, out: Tile| {
             match path {
-                // SAFETY: `Path::for_isa` chose this path only where the processor has these features.
+                // SAFETY: `Path::for_isa` chose this path only where the processor has these features;
+                // `r0` and `panel` come from `fill`, within the padded rows and panels.
                 #[cfg(target_arch = "x86_64")]
-                Path::Vnni => unsafe { x86::rows_vnni(self, &acts, rows, bias, y) },
+                Path::Vnni => unsafe { x86::tile_vnni(self, &acts, r0, panel, out) },
                 // SAFETY: as above.
                 #[cfg(target_arch = "x86_64")]
-                Path::Avx2 => unsafe { x86::rows_avx2(self, &acts, rows, bias, y) },
-                _ => rows_with(self, &acts, rows, bias, y, tile_scalar),
+                Path::Avx2 => unsafe { x86::tile_avx2(self, &acts, r0, panel, out) },
+                _ => tile_scalar(self, &acts, r0, panel, out),
             }
-        });
+        };
+        let (n, m, threads) = (self.outputs, acts.rows, rayon::current_num_threads());
+        let (tiles, panels) = (m.div_ceil(MR), n.div_ceil(PANEL));
+        if tiles >= 2 * threads || panels == 1 {
+            let per_task = (tiles / (4 * threads)).clamp(1, 16) * MR;
+            y.par_chunks_mut(per_task * n).enumerate().for_each(|(task, y)| {
+                let rows = task * per_task..task * per_task + y.len() / n;
+                self.fill(&tile, rows, 0..panels, y, n);
+            });
+        } else {
+            let per_task = panels.div_ceil(4 * threads);
+            let parts: Vec<(usize, Vec<f32>)> = (0..panels.div_ceil(per_task))
+                .into_par_iter()
+                .map(|task| {
+                    let panels = task * per_task..((task + 1) * per_task).min(panels);
+                    let width = (panels.end * PANEL).min(n) - panels.start * PANEL;
+                    let mut part = vec![0f32; m * width];
+                    self.fill(&tile, 0..m, panels.clone(), &mut part, width);
+                    (panels.start * PANEL, part)
+                })
+                .collect();
+            for (col, part) in parts {
+                let width = part.len() / m.max(1);
+                for (y, part) in y.chunks_exact_mut(n).zip(part.chunks_exact(width)) {
+                    y[col..col + width].copy_from_slice(part);
+                }
+            }
+        }
+    }
+
+    /// Rows `rows` of the output for the outputs of `panels`, written to `out`: row `r` of `rows` at
+    /// `out[(r - rows.start) * width..]`, output `j` at column `j - panels.start * PANEL`.
+    fn fill(
+        &self,
+        tile: &impl Fn(usize, usize, Tile),
+        rows: Range<usize>,
+        panels: Range<usize>,
+        out: &mut [f32],
+        width: usize,
+    ) {
+        let first = panels.start * PANEL;
+        for panel in panels {
+            let (j0, count) = (panel * PANEL, PANEL.min(self.outputs - panel * PANEL));
+            for r0 in rows.clone().step_by(MR) {
+                let (at, whole_rows) = ((r0 - rows.start) * width + j0 - first, MR.min(rows.end - r0));
+                if whole_rows == MR && count == PANEL {
+                    tile(r0, panel, Tile { data: &mut out[at..], stride: width });
+                    continue;
+                }
+                // A tile at the edge goes through a buffer of its own.
+                let mut edge = [0f32; MR * PANEL];
+                tile(r0, panel, Tile { data: &mut edge, stride: PANEL });
+                for (r, edge) in edge.chunks_exact(PANEL).take(whole_rows).enumerate() {
+                    out[at + r * width..][..count].copy_from_slice(&edge[..count]);
+                }
+            }
+        }
     }
 }
 
-/// Activations `[m rounded up to MR, stride]` in 12 bits (16-bit lanes) with one scale per row.
+/// Where a micro-tile's results go, `MR` rows by the `PANEL` outputs of a panel: row `r` at
+/// `data[r * stride..]`.
+struct Tile<'a> {
+    data: &'a mut [f32],
+    stride: usize,
+}
+
+impl Tile<'_> {
+    fn row(&mut self, r: usize) -> &mut [f32; PANEL] {
+        (&mut self.data[r * self.stride..][..PANEL]).try_into().expect("a row of PANEL values")
+    }
+}
+
+/// Activations `[rows, stride]` in 8 bits, with per block of each row its scale and the start of its
+/// integer sum (`-128 * sum(a)`, which cancels the weights' offset).
 struct Activations {
-    data: Vec<i16>,
+    /// The rows of `x`.
+    rows: usize,
+    /// Rows padded with zeros to a whole micro-tile.
+    data: Vec<i8>,
     scales: Vec<f32>,
+    starts: Vec<i32>,
 }
 
 impl Activations {
-    fn quantize(x: &[f32], inputs: usize, stride: usize) -> Activations {
-        let rows = (x.len() / inputs).next_multiple_of(MR);
-        let mut data = vec![0i16; rows * stride];
-        let mut scales = vec![0f32; rows];
+    fn quantize(path: Path, x: &[f32], inputs: usize, stride: usize) -> Activations {
+        let rows = x.len() / inputs;
+        let blocks = stride / BLOCK;
+        let padded = rows.next_multiple_of(MR);
+        let mut data = vec![0i8; padded * stride];
+        let (mut scales, mut starts) = (vec![0f32; padded * blocks], vec![0i32; padded * blocks]);
+        let row = |((q, scales), starts): ((&mut [i8], &mut [f32]), &mut [i32]), x: &[f32]| match path {
+            // SAFETY: the processor has AVX-512F (`Path::for_isa`).
+            #[cfg(target_arch = "x86_64")]
+            Path::Vnni => unsafe { x86::quantize_row_avx512(x, q, scales, starts) },
+            // SAFETY: the processor has AVX2 and FMA (`Path::for_isa`).
+            #[cfg(target_arch = "x86_64")]
+            Path::Avx2 => unsafe { x86::quantize_row_avx2(x, q, scales, starts) },
+            _ => quantize_row(x, q, scales, starts),
+        };
         data.par_chunks_exact_mut(stride)
-            .zip(scales.par_iter_mut())
+            .zip(scales.par_chunks_exact_mut(blocks))
+            .zip(starts.par_chunks_exact_mut(blocks))
             .zip(x.par_chunks_exact(inputs))
-            .for_each(|((q, scale), x)| *scale = quantize_row(x, ACT_MAX, &mut q[..inputs]));
-        Activations { data, scales }
+            .for_each(|(parts, x)| row(parts, x));
+        Activations { rows, data, scales, starts }
     }
 }
 
-/// Writes `round(x / scale)` into `q` and returns `scale = max|x| / limit` (0 for a row of zeros, NaN
-/// for a row with a NaN or an infinity, which makes its outputs NaN as the f32 product's would be).
-fn quantize_row<T: TryFrom<i32> + Default>(x: &[f32], limit: f32, q: &mut [T]) -> f32 {
+/// One row of activations, block by block; inlined into each path's function so that the compiler
+/// vectorises it for that path's instructions.
+#[inline(always)]
+fn quantize_row(x: &[f32], q: &mut [i8], scales: &mut [f32], starts: &mut [i32]) {
+    for (b, x) in x.chunks(BLOCK).enumerate() {
+        let q = &mut q[b * BLOCK..][..x.len()];
+        scales[b] = quantize(x, q);
+        starts[b] = -i32::from(OFFSET) * q.iter().map(|&v| i32::from(v)).sum::<i32>();
+    }
+}
+
+/// Writes `round(x / scale)` into `q` and returns `scale = max|x| / 127` (0 for values that are all
+/// zero, NaN when one is a NaN or an infinity, which makes the outputs NaN as the f32 product's would be).
+#[inline(always)]
+fn quantize(x: &[f32], q: &mut [i8]) -> f32 {
     // Adding 1.5 * 2^23 rounds to the nearest integer (ties to even) without a rounding instruction.
     const ROUND: f32 = 12_582_912.0;
-    let max = x.iter().fold(0f32, |m, v| m.max(v.abs()));
-    let nan = x.iter().fold(false, |nan, v| nan | v.is_nan());
-    if max == 0.0 || !max.is_finite() || nan {
-        q.fill_with(T::default);
-        return if max == 0.0 { 0.0 } else { f32::NAN };
-    }
-    let inv = limit / max;
+    let bits = x.iter().fold(0u32, |m, v| m.max(v.to_bits() & 0x7fff_ffff));
+    let (mut scale, mut start) = (0f32, 0);
+    let Some(inv) = inverse_step(bits, q, &mut scale, &mut start) else { return scale };
     for (q, &v) in q.iter_mut().zip(x) {
-        *q = T::try_from(((v * inv + ROUND) - ROUND) as i32).unwrap_or_default();
+        // Within [-127, 127]: |v| * inv <= 127 up to rounding, which stays below 127.5.
+        *q = ((v * inv + ROUND) - ROUND) as i32 as i8;
     }
-    max / limit
+    scale
 }
 
-/// The integer sums of one tile over one chunk of inputs: `MR` activation rows against `NR` weight
-/// rows, as `[r * NR + c]`.
-type Tile = [i32; MR * NR];
-
-/// Rows `rows` of the output (`y` holds exactly them), block by block of outputs, with `tile` computing
-/// each micro-tile; inlined into each path's function so the kernel is compiled for its instructions.
+/// From `bits`, the largest magnitude's bits (for values without their sign, integer order is float
+/// order, and every NaN or infinity is at least `f32::INFINITY`'s bits): the block's `scale` and
+/// `127 / max` to quantize it with, or, for a block of zeros or one with a NaN or an infinity, a block
+/// of zeros whose scale is 0 or NaN.
 #[inline(always)]
-fn rows_with(
-    w: &Matrix,
-    acts: &Activations,
-    rows: Range<usize>,
-    bias: Option<&[f32]>,
-    y: &mut [f32],
-    tile: impl Fn(&Matrix, &Activations, usize, usize, Range<usize>) -> Tile,
-) {
-    let n = w.outputs;
-    for block in (0..n).step_by(NB) {
-        for r0 in rows.clone().step_by(MR) {
-            for j0 in (block..(block + NB).min(n)).step_by(NR) {
-                let mut sums = [0f32; MR * NR];
-                for start in (0..w.stride).step_by(CHUNK) {
-                    let chunk = tile(w, acts, r0, j0, start..(start + CHUNK).min(w.stride));
-                    sums.iter_mut().zip(chunk).for_each(|(sum, v)| *sum += v as f32);
-                }
-                for r in 0..MR.min(rows.end - r0) {
-                    let row = &mut y[(r0 + r - rows.start) * n..][..n];
-                    for c in 0..NR.min(n - j0) {
-                        let j = j0 + c;
-                        let b = bias.map_or(0.0, |b| b[j]);
-                        row[j] = sums[r * NR + c] * (acts.scales[r0 + r] * w.scales[j]) + b;
-                    }
-                }
-            }
-        }
+fn inverse_step(bits: u32, q: &mut [i8], scale: &mut f32, start: &mut i32) -> Option<f32> {
+    if bits == 0 || bits >= f32::INFINITY.to_bits() {
+        q.fill(0);
+        *start = 0;
+        *scale = if bits == 0 { 0.0 } else { f32::NAN };
+        return None;
     }
+    let max = f32::from_bits(bits);
+    *scale = max / 127.0;
+    Some(127.0 / max)
 }
 
-fn tile_scalar(w: &Matrix, acts: &Activations, r0: usize, j0: usize, inputs: Range<usize>) -> Tile {
-    let s = w.stride;
-    let mut sums = [0i32; MR * NR];
+fn tile_scalar(w: &Matrix, acts: &Activations, r0: usize, panel: usize, mut out: Tile) {
+    let (s, blocks) = (w.stride, w.stride / BLOCK);
+    let weights = &w.data[panel * PANEL * s..][..PANEL * s];
     for r in 0..MR {
-        let a = &acts.data[(r0 + r) * s..][inputs.clone()];
-        for c in 0..NR {
-            let wr = &w.data[(j0 + c) * s..][inputs.clone()];
-            sums[r * NR + c] = a.iter().zip(wr).map(|(&a, &b)| a as i32 * b as i32).sum();
+        let a = &acts.data[(r0 + r) * s..][..s];
+        for (o, out) in out.row(r).iter_mut().enumerate() {
+            let mut sum = 0f32;
+            for b in 0..blocks {
+                let mut block = acts.starts[(r0 + r) * blocks + b];
+                for t in b * BLOCK..(b + 1) * BLOCK {
+                    block += i32::from(weights[(t / GROUP * PANEL + o) * GROUP + t % GROUP]) * i32::from(a[t]);
+                }
+                sum = (block as f32).mul_add(acts.scales[(r0 + r) * blocks + b], sum);
+            }
+            let j = panel * PANEL + o;
+            *out = sum.mul_add(w.scales[j], w.bias[j]);
         }
     }
-    sums
 }
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use std::arch::x86_64::*;
-    use std::ops::Range;
 
-    use super::{rows_with, Activations, Matrix, Tile, MR, NR, STEP};
+    use super::{inverse_step, quantize_row, Activations, Matrix, Tile, BLOCK, GROUP, LANES, MR, NR, OFFSET, PANEL};
 
+    /// [`quantize_row`] with AVX-512: each whole block in two vectors (the same rounding, so the same
+    /// values), a partial last block by the portable code.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn quantize_row_avx512(x: &[f32], q: &mut [i8], scales: &mut [f32], starts: &mut [i32]) {
+        let whole = x.len() / BLOCK;
+        for ((x, q), (scale, start)) in
+            x.chunks_exact(BLOCK).zip(q.chunks_exact_mut(BLOCK)).zip(scales.iter_mut().zip(starts.iter_mut()))
+        {
+            // SAFETY: `x` holds 32 values and `q` 32 bytes.
+            unsafe {
+                let v = [_mm512_loadu_ps(x.as_ptr()), _mm512_loadu_ps(x.as_ptr().add(LANES))];
+                let magnitude = |v| _mm512_and_si512(_mm512_castps_si512(v), _mm512_set1_epi32(0x7fff_ffff));
+                let bits = _mm512_reduce_max_epu32(_mm512_max_epu32(magnitude(v[0]), magnitude(v[1])));
+                let Some(inv) = inverse_step(bits, q, scale, start) else { continue };
+                let inv = _mm512_set1_ps(inv);
+                // Rounds to the nearest integer, ties to even: the portable code's rounding.
+                let ints = v.map(|v| _mm512_cvtps_epi32(_mm512_mul_ps(v, inv)));
+                _mm_storeu_si128(q.as_mut_ptr() as *mut __m128i, _mm512_cvtepi32_epi8(ints[0]));
+                _mm_storeu_si128(q.as_mut_ptr().add(LANES) as *mut __m128i, _mm512_cvtepi32_epi8(ints[1]));
+                *start = -i32::from(OFFSET) * _mm512_reduce_add_epi32(_mm512_add_epi32(ints[0], ints[1]));
+            }
+        }
+        quantize_row(&x[whole * BLOCK..], &mut q[whole * BLOCK..], &mut scales[whole..], &mut starts[whole..]);
+    }
+
+    /// [`quantize_row`] with AVX2: each whole block in four vectors, a partial last block by the portable code.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn quantize_row_avx2(x: &[f32], q: &mut [i8], scales: &mut [f32], starts: &mut [i32]) {
+        let whole = x.len() / BLOCK;
+        for ((x, q), (scale, start)) in
+            x.chunks_exact(BLOCK).zip(q.chunks_exact_mut(BLOCK)).zip(scales.iter_mut().zip(starts.iter_mut()))
+        {
+            // SAFETY: `x` holds 32 values and `q` 32 bytes.
+            unsafe {
+                let v: [__m256; 4] = std::array::from_fn(|i| _mm256_loadu_ps(x.as_ptr().add(8 * i)));
+                let magnitude = |v| _mm256_and_si256(_mm256_castps_si256(v), _mm256_set1_epi32(0x7fff_ffff));
+                let m = v.map(magnitude);
+                let m = _mm256_max_epu32(_mm256_max_epu32(m[0], m[1]), _mm256_max_epu32(m[2], m[3]));
+                let Some(inv) = inverse_step(lanes(m).into_iter().max().unwrap_or(0), q, scale, start) else {
+                    continue;
+                };
+                let inv = _mm256_set1_ps(inv);
+                let ints = v.map(|v| _mm256_cvtps_epi32(_mm256_mul_ps(v, inv)));
+                // Packing narrows with saturation (the values fit) and interleaves the 128-bit halves,
+                // which the permute puts back in order.
+                let words = [_mm256_packs_epi32(ints[0], ints[1]), _mm256_packs_epi32(ints[2], ints[3])];
+                let bytes = _mm256_permutevar8x32_epi32(
+                    _mm256_packs_epi16(words[0], words[1]),
+                    _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7),
+                );
+                _mm256_storeu_si256(q.as_mut_ptr() as *mut __m256i, bytes);
+                let sum = _mm256_add_epi32(_mm256_add_epi32(ints[0], ints[1]), _mm256_add_epi32(ints[2], ints[3]));
+                *start = -i32::from(OFFSET) * lanes(sum).into_iter().sum::<u32>() as i32;
+            }
+        }
+        quantize_row(&x[whole * BLOCK..], &mut q[whole * BLOCK..], &mut scales[whole..], &mut starts[whole..]);
+    }
+
+    /// The eight lanes of `v`.
     #[target_feature(enable = "avx2")]
-    pub(super) unsafe fn rows_avx2(
-        w: &Matrix,
-        acts: &Activations,
-        rows: Range<usize>,
-        bias: Option<&[f32]>,
-        y: &mut [f32],
-    ) {
-        // SAFETY: this function has AVX2; see `tile` for the bounds.
-        rows_with(w, acts, rows, bias, y, |w, a, r0, j0, inputs| unsafe {
-            tile(w, a, r0, j0, inputs, |acc, a, w| _mm256_add_epi32(acc, _mm256_madd_epi16(a, w)))
-        });
+    fn lanes(v: __m256i) -> [u32; 8] {
+        let mut out = [0u32; 8];
+        // SAFETY: the store writes the 8 values of `out`.
+        unsafe { _mm256_storeu_si256(out.as_mut_ptr() as *mut __m256i, v) };
+        out
     }
 
-    #[target_feature(enable = "avx512vnni,avx512vl,avx2")]
-    pub(super) unsafe fn rows_vnni(
-        w: &Matrix,
-        acts: &Activations,
-        rows: Range<usize>,
-        bias: Option<&[f32]>,
-        y: &mut [f32],
-    ) {
-        // SAFETY: this function has AVX-512 VNNI on 256-bit vectors; see `tile` for the bounds.
-        rows_with(w, acts, rows, bias, y, |w, a, r0, j0, inputs| unsafe {
-            tile(w, a, r0, j0, inputs, |acc, a, w| _mm256_dpwssd_epi32(acc, a, w))
-        });
-    }
-
-    /// One micro-tile: `acc + a * w` over pairs of 16-bit lanes summed into i32 (`madd`), the weights
-    /// widened from 8 bits as they are loaded.
+    /// One micro-tile with `vpdpbusd`: per group of four inputs, `NR` vectors of packed weights (16
+    /// outputs by 4 inputs each) against each row's four activations broadcast to every lane.
     ///
-    /// SAFETY: the caller has AVX2 (and what `madd` uses). Activation rows `r0..r0 + MR` exist (the
-    /// rows are padded to MR) and weight rows `j0..j0 + NR` too (padded to NB, a multiple of NR), each
-    /// `stride` values; `inputs` lies within `0..stride` and starts and ends at multiples of STEP.
-    #[inline(always)]
-    unsafe fn tile(
-        w: &Matrix,
-        acts: &Activations,
-        r0: usize,
-        j0: usize,
-        inputs: Range<usize>,
-        madd: impl Fn(__m256i, __m256i, __m256i) -> __m256i,
-    ) -> Tile {
-        let s = w.stride;
-        debug_assert!((r0 + MR) * s <= acts.data.len() && (j0 + NR) * s <= w.data.len());
-        let (a, b) = (acts.data[r0 * s..].as_ptr(), w.data[j0 * s..].as_ptr());
-        // SAFETY: the caller has the instructions, and the loads stay within the rows (the caller's bounds).
-        unsafe {
-            let mut acc = [[_mm256_setzero_si256(); NR]; MR];
-            for t in inputs.step_by(STEP) {
-                let wv: [__m256i; NR] =
-                    std::array::from_fn(|c| _mm256_cvtepi8_epi16(_mm_loadu_si128(b.add(c * s + t) as *const __m128i)));
+    /// SAFETY: the processor has AVX-512F and AVX-512 VNNI. Activation rows `r0..r0 + MR` exist (rows
+    /// are padded to `MR`), and so does `panel` (outputs are padded to whole panels).
+    #[target_feature(enable = "avx512f,avx512vnni")]
+    pub(super) unsafe fn tile_vnni(w: &Matrix, acts: &Activations, r0: usize, panel: usize, mut out: Tile) {
+        let (s, blocks) = (w.stride, w.stride / BLOCK);
+        assert!((r0 + MR) * s <= acts.data.len() && (panel + 1) * PANEL * s <= w.data.len());
+        let weights = w.data[panel * PANEL * s..].as_ptr();
+        let a = acts.data[r0 * s..].as_ptr();
+        let mut sums = [[_mm512_setzero_ps(); NR]; MR];
+        for b in 0..blocks {
+            let mut acc: [[__m512i; NR]; MR] =
+                std::array::from_fn(|r| [_mm512_set1_epi32(acts.starts[(r0 + r) * blocks + b]); NR]);
+            for t in (b * BLOCK..(b + 1) * BLOCK).step_by(GROUP) {
+                // SAFETY: input `t < stride` of the panel and of rows `r0..r0 + MR` (the asserted bounds).
+                let wv: [__m512i; NR] = std::array::from_fn(|c| unsafe {
+                    _mm512_loadu_si512(weights.add(t * PANEL + c * LANES * GROUP) as *const __m512i)
+                });
                 for (r, acc) in acc.iter_mut().enumerate() {
-                    let av = _mm256_loadu_si256(a.add(r * s + t) as *const __m256i);
+                    // SAFETY: as above; four bytes of row `r0 + r` from input `t`.
+                    let av = _mm512_set1_epi32(unsafe { (a.add(r * s + t) as *const i32).read_unaligned() });
                     for (acc, &wc) in acc.iter_mut().zip(&wv) {
-                        *acc = madd(*acc, av, wc);
+                        *acc = _mm512_dpbusd_epi32(*acc, wc, av);
                     }
                 }
             }
-            reduce(acc)
+            for (r, (sums, acc)) in sums.iter_mut().zip(&acc).enumerate() {
+                let scale = _mm512_set1_ps(acts.scales[(r0 + r) * blocks + b]);
+                for (sum, &acc) in sums.iter_mut().zip(acc) {
+                    *sum = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc), scale, *sum);
+                }
+            }
+        }
+        for c in 0..NR {
+            let j = panel * PANEL + c * LANES;
+            // SAFETY: scales and bias hold whole panels.
+            let (scale, bias) = unsafe {
+                (_mm512_loadu_ps(w.scales[j..j + LANES].as_ptr()), _mm512_loadu_ps(w.bias[j..j + LANES].as_ptr()))
+            };
+            for (r, sums) in sums.iter().enumerate() {
+                let row = &mut out.row(r)[c * LANES..][..LANES];
+                // SAFETY: `row` holds 16 values.
+                unsafe { _mm512_storeu_ps(row.as_mut_ptr(), _mm512_fmadd_ps(sums[c], scale, bias)) };
+            }
         }
     }
 
-    /// The eight lanes of each accumulator summed, as `[r * NR + c]`.
+    /// One micro-tile with AVX2, two rows and 16 outputs at a time: the packed bytes widened to 16 bits,
+    /// `vpmaddwd` against the row's four activations, pairs summed at the end of each block.
     ///
-    /// SAFETY: the caller has AVX2.
-    #[inline(always)]
-    unsafe fn reduce(acc: [[__m256i; NR]; MR]) -> Tile {
-        // SAFETY: the caller has AVX2; the stores write the 8 values of `sums`.
-        unsafe {
-            // Each 128-bit half of `hadd(hadd(x0, x1), hadd(x2, x3))` holds, for x0..x3, the sum of that
-            // half's four lanes; adding the halves gives the four totals in order.
-            let pair = |x: [__m256i; NR], y: [__m256i; NR]| {
-                let h = _mm256_hadd_epi32(_mm256_hadd_epi32(x[0], x[1]), _mm256_hadd_epi32(y[0], y[1]));
-                _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256::<1>(h))
-            };
-            let mut sums = [0i32; MR * NR];
-            _mm_storeu_si128(sums.as_mut_ptr() as *mut __m128i, pair(acc[0], acc[1]));
-            _mm_storeu_si128(sums.as_mut_ptr().add(4) as *mut __m128i, pair(acc[2], acc[3]));
-            sums
+    /// SAFETY: the processor has AVX2 and FMA; the bounds as for [`tile_vnni`].
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn tile_avx2(w: &Matrix, acts: &Activations, r0: usize, panel: usize, mut out: Tile) {
+        let (s, blocks) = (w.stride, w.stride / BLOCK);
+        assert!((r0 + MR) * s <= acts.data.len() && (panel + 1) * PANEL * s <= w.data.len());
+        let weights = w.data[panel * PANEL * s..].as_ptr();
+        for r in (0..MR).step_by(2) {
+            let a = acts.data[(r0 + r) * s..].as_ptr();
+            for c in 0..NR {
+                let mut sums = [[_mm256_setzero_ps(); 2]; 2];
+                for b in 0..blocks {
+                    // Per row, four vectors of 4 outputs x 2 pair sums.
+                    let mut acc = [[_mm256_setzero_si256(); 4]; 2];
+                    for t in (b * BLOCK..(b + 1) * BLOCK).step_by(GROUP) {
+                        // SAFETY: bytes of input group `t` of the panel, within the asserted bounds.
+                        let wv: [__m256i; 4] = std::array::from_fn(|i| unsafe {
+                            let p = weights.add(t * PANEL + (c * LANES + 4 * i) * GROUP);
+                            _mm256_cvtepu8_epi16(_mm_loadu_si128(p as *const __m128i))
+                        });
+                        for (k, acc) in acc.iter_mut().enumerate() {
+                            // SAFETY: four bytes of row `r0 + r + k` from input `t`.
+                            let four = unsafe { (a.add(k * s + t) as *const i32).read_unaligned() };
+                            let av = _mm256_broadcastq_epi64(_mm_cvtepi8_epi16(_mm_cvtsi32_si128(four)));
+                            for (acc, &wi) in acc.iter_mut().zip(&wv) {
+                                *acc = _mm256_add_epi32(*acc, _mm256_madd_epi16(wi, av));
+                            }
+                        }
+                    }
+                    for (k, (sums, acc)) in sums.iter_mut().zip(&acc).enumerate() {
+                        let row = (r0 + r + k) * blocks + b;
+                        let start = _mm256_set1_epi32(acts.starts[row]);
+                        let scale = _mm256_set1_ps(acts.scales[row]);
+                        for (half, sum) in sums.iter_mut().enumerate() {
+                            // hadd gives outputs [0 1 4 5 | 2 3 6 7] of the two vectors; the permute orders them.
+                            let pairs = _mm256_hadd_epi32(acc[2 * half], acc[2 * half + 1]);
+                            let block = _mm256_add_epi32(_mm256_permute4x64_epi64::<0xD8>(pairs), start);
+                            *sum = _mm256_fmadd_ps(_mm256_cvtepi32_ps(block), scale, *sum);
+                        }
+                    }
+                }
+                for (k, sums) in sums.iter().enumerate() {
+                    for (half, &sum) in sums.iter().enumerate() {
+                        let col = c * LANES + 8 * half;
+                        let j = panel * PANEL + col;
+                        let row = &mut out.row(r + k)[col..][..8];
+                        // SAFETY: scales and bias hold whole panels; `row` holds 8 values.
+                        unsafe {
+                            let scale = _mm256_loadu_ps(w.scales[j..j + 8].as_ptr());
+                            let bias = _mm256_loadu_ps(w.bias[j..j + 8].as_ptr());
+                            _mm256_storeu_ps(row.as_mut_ptr(), _mm256_fmadd_ps(sum, scale, bias));
+                        }
+                    }
+                }
+            }
         }
     }
 }
@@ -327,39 +515,41 @@ mod tests {
         paths
     }
 
-    /// Every path gives the same integer sums, bit for bit, at sizes with partial tiles, blocks and steps.
+    /// Every path gives the same results, bit for bit, at sizes with partial tiles, panels and blocks,
+    /// split by rows or by panels.
     #[test]
     fn every_path_agrees_with_the_scalar_code() {
-        for (m, k, n) in [(1, 1, 1), (3, 31, 5), (5, 33, 17), (9, 64, 40), (13, 100, 3), (2, 8200, 3)] {
+        for (m, k, n) in [(1, 1, 1), (3, 31, 5), (5, 33, 17), (9, 64, 40), (13, 100, 3), (2, 200, 150), (40, 70, 97)] {
             let (x, wt, bias) = (values(m * k, 1), values(k * n, 2), values(n, 3));
-            let w = Matrix::from_transposed(&wt, k, n).unwrap();
+            let w = Matrix::from_transposed(&wt, k, n, Some(&bias)).unwrap();
             let mut want = vec![0f32; m * n];
-            w.matmul(Path::Scalar, &x, Some(&bias), &mut want);
+            w.matmul(Path::Scalar, &x, &mut want);
             for path in paths() {
                 let mut got = vec![f32::NAN; m * n];
-                w.matmul(path, &x, Some(&bias), &mut got);
+                w.matmul(path, &x, &mut got);
                 assert_eq!(got, want, "{path:?} at m={m} k={k} n={n}");
             }
         }
     }
 
-    /// The quantized product against the f32 one, within what rounding each value to its row's step
-    /// (half a step of the activation row and of the weight row) can move it.
+    /// The quantized product against the f32 one, within what rounding each value to its step (half a
+    /// step of the activation block and of the weight row) can move it.
     #[test]
     fn the_product_is_within_the_rounding_bound_of_the_f32_product() {
         let (m, k, n) = (7, 96, 24);
         let (x, wt) = (values(m * k, 4), values(k * n, 5));
-        let w = Matrix::from_transposed(&wt, k, n).unwrap();
+        let w = Matrix::from_transposed(&wt, k, n, None).unwrap();
         let step = |v: &mut dyn Iterator<Item = f32>| v.fold(0f64, |s, v| s.max(v.abs() as f64)) / 127.0;
         for path in paths() {
             let mut got = vec![0f32; m * n];
-            w.matmul(path, &x, None, &mut got);
+            w.matmul(path, &x, &mut got);
             for i in 0..m {
-                let dx = step(&mut x[i * k..(i + 1) * k].iter().copied()) * 127.0 / ACT_MAX as f64;
                 for j in 0..n {
                     let dw = step(&mut (0..k).map(|t| wt[t * n + j]));
                     let (mut exact, mut bound) = (0f64, 1e-4);
                     for t in 0..k {
+                        let block = i * k + t / BLOCK * BLOCK..i * k + ((t / BLOCK + 1) * BLOCK).min(k);
+                        let dx = step(&mut x[block].iter().copied());
                         let (a, b) = (x[i * k + t] as f64, wt[t * n + j] as f64);
                         exact += a * b;
                         bound += a.abs() * dw / 2.0 + b.abs() * dx / 2.0 + dx * dw / 4.0;
@@ -375,35 +565,65 @@ mod tests {
         }
     }
 
-    /// Sums past what i32 holds (every product at its largest) come out whole: they are summed per chunk.
+    /// Block scales keep an outlier's cost in its block: a row whose first value is 1000 times the rest
+    /// still gets the other blocks' products to within 1%.
+    #[test]
+    fn an_outlier_costs_only_its_own_block() {
+        let k = 4 * BLOCK;
+        let mut x = values(k, 7).iter().map(|v| v * 0.01).collect::<Vec<_>>();
+        x[0] = 10.0;
+        let wt: Vec<f32> = (0..k).map(|t| if t < BLOCK { 0.0 } else { values(k, 8)[t] }).collect();
+        let w = Matrix::from_transposed(&wt, k, 1, None).unwrap();
+        let exact: f32 = x.iter().zip(&wt).map(|(a, b)| a * b).sum();
+        for path in paths() {
+            let mut y = [0f32];
+            w.matmul(path, &x, &mut y);
+            assert!((y[0] - exact).abs() <= 0.01 * exact.abs(), "{path:?}: {} vs {exact}", y[0]);
+        }
+    }
+
+    /// Sums at their largest (every product 127 * 127, long rows) come out right.
     #[test]
     fn the_largest_sums_do_not_overflow() {
-        let k = 3 * CHUNK;
-        let w = Matrix::from_transposed(&vec![1.0; k], k, 1).unwrap();
+        let k = 3000;
+        let w = Matrix::from_transposed(&vec![1.0; k], k, 1, None).unwrap();
         for path in paths() {
             let mut y = [0f32; 1];
-            w.matmul(path, &vec![-1.0; k], None, &mut y);
-            assert_eq!(y[0], -(k as f32), "{path:?}");
+            w.matmul(path, &vec![-1.0; k], &mut y);
+            assert!((y[0] + k as f32).abs() <= 1e-5 * k as f32, "{path:?}: {}", y[0]);
         }
     }
 
     #[test]
-    fn rows_of_zeros_give_the_bias() {
-        let w = Matrix::from_transposed(&values(8 * 3, 6), 8, 3).unwrap();
-        for path in paths() {
-            let mut y = vec![f32::NAN; 6];
-            w.matmul(path, &[0.0; 16], Some(&[1.0, 2.0, 3.0]), &mut y);
-            assert_eq!(y, [1.0, 2.0, 3.0, 1.0, 2.0, 3.0]);
+    fn rows_of_zeros_give_the_bias_and_non_finite_values_give_nan() {
+        let k = BLOCK + 8;
+        let w = Matrix::from_transposed(&values(k * 3, 6), k, 3, Some(&[1.0, 2.0, 3.0])).unwrap();
+        for bad in [f32::INFINITY, f32::NAN] {
+            let mut x = vec![0f32; 2 * k];
+            x[k + 5] = bad;
+            for path in paths() {
+                let mut y = vec![0f32; 6];
+                w.matmul(path, &x, &mut y);
+                assert_eq!(y[..3], [1.0, 2.0, 3.0], "{path:?}");
+                assert!(y[3..].iter().all(|v| v.is_nan()), "{path:?}: {y:?}");
+            }
         }
     }
 
     #[test]
-    fn quantized_rows_round_to_the_nearest_step() {
+    fn quantized_values_round_to_the_nearest_step() {
         let mut q = [0i8; 4];
-        let scale = quantize_row(&[1.27, -0.5, 0.004, 0.006], 127.0, &mut q);
+        let scale = quantize(&[1.27, -0.5, 0.004, 0.006], &mut q);
         assert!((scale - 0.01).abs() < 1e-9, "{scale}");
         assert_eq!(q, [127, -50, 0, 1]);
-        assert!(quantize_row(&[1.0, f32::NAN], 127.0, &mut q[..2]).is_nan());
-        assert!(quantize_row(&[1.0, f32::INFINITY], 127.0, &mut q[..2]).is_nan());
+        assert!(quantize(&[1.0, f32::NAN], &mut q[..2]).is_nan());
+        assert!(quantize(&[1.0, f32::NEG_INFINITY], &mut q[..2]).is_nan());
+        assert_eq!(quantize(&[0.0, -0.0], &mut q[..2]), 0.0);
+    }
+
+    #[test]
+    fn a_bias_of_the_wrong_length_is_refused() {
+        assert!(Matrix::from_transposed(&[1.0; 6], 2, 3, Some(&[1.0])).is_none());
+        assert!(Matrix::from_transposed(&[1.0; 5], 2, 3, None).is_none());
     }
 }

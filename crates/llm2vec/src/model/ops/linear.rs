@@ -75,8 +75,8 @@ impl CustomOp1 for Linear<'_> {
     }
 }
 
-/// `x W^T + bias` with `w` in 8 bits: `x: [.., inputs]` contiguous f32 on the CPU, `bias: [outputs]`.
-pub fn linear_q8(x: &Tensor, w: &q8::Matrix, bias: Option<&[f32]>) -> candle_core::Result<Tensor> {
+/// `x W^T + bias` with `w` (and its bias) in 8 bits: `x: [.., inputs]` contiguous f32 on the CPU.
+pub fn linear_q8(x: &Tensor, w: &q8::Matrix) -> candle_core::Result<Tensor> {
     if !fused_cpu(x) || x.dims().last() != Some(&w.inputs()) {
         candle_core::bail!(
             "8-bit linear: expects f32 CPU input [.., {}], got {:?} {:?}",
@@ -85,13 +85,10 @@ pub fn linear_q8(x: &Tensor, w: &q8::Matrix, bias: Option<&[f32]>) -> candle_cor
             x.dims()
         );
     }
-    x.contiguous()?.apply_op1_no_bwd(&LinearQ8 { w, bias })
+    x.contiguous()?.apply_op1_no_bwd(&LinearQ8(w))
 }
 
-struct LinearQ8<'a> {
-    w: &'a q8::Matrix,
-    bias: Option<&'a [f32]>,
-}
+struct LinearQ8<'a>(&'a q8::Matrix);
 
 impl CustomOp1 for LinearQ8<'_> {
     fn name(&self) -> &'static str {
@@ -102,9 +99,9 @@ impl CustomOp1 for LinearQ8<'_> {
         let Some(x) = contiguous::<f32>(storage, layout) else {
             candle_core::bail!("cpu-linear-q8: expects contiguous f32");
         };
-        let n = self.w.outputs();
-        let mut y = vec![0f32; x.len() / self.w.inputs() * n];
-        self.w.product(x, self.bias, &mut y);
+        let n = self.0.outputs();
+        let mut y = vec![0f32; x.len() / self.0.inputs() * n];
+        self.0.product(x, &mut y);
         Ok((CpuStorage::F32(y), Shape::from(with_last(layout.dims(), n))))
     }
 }
