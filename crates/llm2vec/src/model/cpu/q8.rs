@@ -7,15 +7,18 @@
 //! RMS after the norms), so one scale per row leaves the other channels only a few levels; a block
 //! scale confines an outlier's cost to its block.
 //!
-//! The widest kernel uses AVX-512 VNNI (`vpdpbusd`: 64 byte products per instruction, four times the
-//! f32 FMA's 16), which multiplies unsigned bytes by signed ones, so the weights are stored as
-//! `w + 128` and each block's sum starts at `-128 * sum(a)` to cancel the offset. The weights are
-//! packed in panels of [`PANEL`] outputs, four inputs per 32-bit lane, so that a vector of weights
-//! meets one broadcast group of four activations (an outer product), with no horizontal sums.
+//! The weights are packed in panels of [`PANEL`] outputs, the inputs of each output grouped so that one
+//! 32-bit lane holds a group: a vector of weights then meets one group of activations broadcast to
+//! every lane (an outer product), with no horizontal sums. How a group is packed depends on the path
+//! that multiplies it, chosen once, when the matrix is packed:
+//! - AVX-512 VNNI (`vpdpbusd`: 64 byte products per instruction, four times the f32 FMA's 16)
+//!   multiplies unsigned bytes by signed ones, so groups are four bytes `w + 128`, and each block's sum
+//!   starts at `-128 * sum(a)` to cancel the offset.
+//! - AVX2 (`vpmaddwd`: 16 products of 16-bit values per instruction, summed in pairs) and the portable
+//!   code take groups of two 16-bit weights, and activations widened to 16 bits.
 //!
-//! Three paths compute the same integer sums and the same f32 operations in the same order, so they
-//! agree bit for bit: AVX-512 VNNI, AVX2 (16-bit products, `vpmaddwd`) and portable scalar code; the
-//! widest that [`Isa::active`] allows runs.
+//! Every path computes the same integer sums and the same f32 operations in the same order, so they
+//! agree bit for bit.
 
 use std::ops::Range;
 
@@ -25,17 +28,11 @@ use super::isa::Isa;
 
 /// Inputs per activation scale.
 const BLOCK: usize = 32;
-/// Inputs per 32-bit lane of packed weights (`vpdpbusd` sums four byte products).
-const GROUP: usize = 4;
-/// Outputs per 512-bit vector of i32 sums.
-const LANES: usize = 16;
-/// Vectors of outputs per micro-tile.
-const NR: usize = 3;
-/// Outputs per panel of packed weights: one micro-tile wide.
-const PANEL: usize = NR * LANES;
+/// Outputs per panel of packed weights: one micro-tile wide (three 512-bit vectors of i32 sums).
+const PANEL: usize = 48;
 /// Activation rows per micro-tile.
 const MR: usize = 4;
-/// What `w + 128` stores for a weight of zero (the padding).
+/// What `w + 128` stores for a weight of zero (the padding of byte groups).
 const OFFSET: u8 = 128;
 
 /// Which kernel runs: the instruction set narrowed to what the integer products need.
@@ -62,15 +59,25 @@ impl Path {
     }
 }
 
-/// A weight matrix `[outputs, inputs]` in 8 bits, one scale per output, with its bias.
+/// Packed weights, `[outputs / PANEL][stride / group][PANEL][group]`.
+#[derive(Debug, Clone)]
+enum Packed {
+    /// Groups of four bytes, `w + 128` (the VNNI path).
+    Bytes(Vec<u8>),
+    /// Groups of two 16-bit weights (the AVX2 and portable paths).
+    Words(Vec<i16>),
+}
+
+/// A weight matrix `[outputs, inputs]` in 8 bits, one scale per output, with its bias, packed for the
+/// path that multiplies it.
 #[derive(Debug, Clone)]
 pub struct Matrix {
+    path: Path,
     outputs: usize,
     inputs: usize,
     /// `inputs` rounded up to [`BLOCK`].
     stride: usize,
-    /// Panels of `PANEL` outputs, `[outputs / PANEL][stride / GROUP][PANEL][GROUP]`, holding `w + 128`.
-    data: Vec<u8>,
+    weights: Packed,
     /// Per output, zeros up to a whole panel.
     scales: Vec<f32>,
     /// Per output (zeros without a bias), up to a whole panel.
@@ -78,29 +85,34 @@ pub struct Matrix {
 }
 
 impl Matrix {
-    /// Quantizes `weight_t: [inputs, outputs]` (row-major), the layout `Linear` keeps, with `bias: [outputs]`.
+    /// Quantizes `weight_t: [inputs, outputs]` (row-major), the layout `Linear` keeps, with `bias: [outputs]`,
+    /// for the widest path that [`Isa::active`] allows.
     pub fn from_transposed(weight_t: &[f32], inputs: usize, outputs: usize, bias: Option<&[f32]>) -> Option<Matrix> {
+        Matrix::pack(Path::for_isa(Isa::active()), weight_t, inputs, outputs, bias)
+    }
+
+    fn pack(path: Path, weight_t: &[f32], inputs: usize, outputs: usize, bias: Option<&[f32]>) -> Option<Matrix> {
         if inputs == 0 || weight_t.len() != inputs * outputs || bias.is_some_and(|b| b.len() != outputs) {
             return None;
         }
         let stride = inputs.next_multiple_of(BLOCK);
         let padded = outputs.next_multiple_of(PANEL);
-        let mut data = vec![OFFSET; padded * stride];
         let mut scales = vec![0f32; padded];
-        let (mut column, mut q) = (vec![0f32; inputs], vec![0i8; inputs]);
-        for (j, scale) in scales.iter_mut().take(outputs).enumerate() {
+        let mut codes = vec![0i8; padded * stride];
+        let mut column = vec![0f32; inputs];
+        for (j, (scale, codes)) in scales.iter_mut().zip(codes.chunks_exact_mut(stride)).take(outputs).enumerate() {
             column.iter_mut().enumerate().for_each(|(t, v)| *v = weight_t[t * outputs + j]);
-            *scale = quantize(&column, &mut q);
-            let panel = &mut data[j / PANEL * PANEL * stride..][..PANEL * stride];
-            for (t, &v) in q.iter().enumerate() {
-                panel[(t / GROUP * PANEL + j % PANEL) * GROUP + t % GROUP] = v.wrapping_add_unsigned(OFFSET) as u8;
-            }
+            *scale = quantize(&column, &mut codes[..inputs]);
         }
+        let weights = match path {
+            Path::Vnni => Packed::Bytes(interleave(&codes, stride, 4, |v| v.wrapping_add_unsigned(OFFSET) as u8)),
+            Path::Avx2 | Path::Scalar => Packed::Words(interleave(&codes, stride, 2, i16::from)),
+        };
         let mut padded_bias = vec![0f32; padded];
         if let Some(bias) = bias {
             padded_bias[..outputs].copy_from_slice(bias);
         }
-        Some(Matrix { outputs, inputs, stride, data, scales, bias: padded_bias })
+        Some(Matrix { path, outputs, inputs, stride, weights, scales, bias: padded_bias })
     }
 
     pub fn inputs(&self) -> usize {
@@ -111,32 +123,41 @@ impl Matrix {
         self.outputs
     }
 
-    /// `y = x W^T + bias` for `x: [m, inputs]`, written to `y: [m, outputs]`, on the widest path that
-    /// [`Isa::active`] allows.
+    /// `y = x W^T + bias` for `x: [m, inputs]`, written to `y: [m, outputs]`.
     pub fn product(&self, x: &[f32], y: &mut [f32]) {
-        self.matmul(Path::for_isa(Isa::active()), x, y);
-    }
-
-    /// `y = x W^T + bias` for `x: [m, inputs]`, written to `y: [m, outputs]`. Tasks take whole row tiles;
-    /// when there are too few rows to keep every thread busy, they take panels instead.
-    fn matmul(&self, path: Path, x: &[f32], y: &mut [f32]) {
         if x.is_empty() {
             return;
         }
-        let acts = Activations::quantize(path, x, self.inputs, self.stride);
-        let tile = |r0: usize, panel: usize, out: Tile| {
-            match path {
-                // SAFETY: `Path::for_isa` chose this path only where the processor has these features;
-                // `r0` and `panel` come from `fill`, within the padded rows and panels.
-                #[cfg(target_arch = "x86_64")]
-                Path::Vnni => unsafe { x86::tile_vnni(self, &acts, r0, panel, out) },
-                // SAFETY: as above.
-                #[cfg(target_arch = "x86_64")]
-                Path::Avx2 => unsafe { x86::tile_avx2(self, &acts, r0, panel, out) },
-                _ => tile_scalar(self, &acts, r0, panel, out),
+        let (s, k) = (self.stride, self.inputs);
+        match (self.path, &self.weights) {
+            // SAFETY (both x86 arms): the path was chosen where the processor has its features;
+            // `r0` and `panel` come from `fill`, within the padded rows and panels.
+            #[cfg(target_arch = "x86_64")]
+            (Path::Vnni, Packed::Bytes(w)) => {
+                let acts = Activations::quantize(x, k, s, |x, q, scales, starts| unsafe {
+                    x86::quantize_row_avx512(x, q, scales, starts);
+                });
+                self.split(acts.rows, y, |r0, panel, out| unsafe { x86::tile_vnni(self, w, &acts, r0, panel, out) });
             }
-        };
-        let (n, m, threads) = (self.outputs, acts.rows, rayon::current_num_threads());
+            #[cfg(target_arch = "x86_64")]
+            (Path::Avx2, Packed::Words(w)) => {
+                let acts = Activations::quantize(x, k, s, |x, q, scales, starts| unsafe {
+                    x86::quantize_row_avx2(x, q, scales, starts);
+                });
+                self.split(acts.rows, y, |r0, panel, out| unsafe { x86::tile_avx2(self, w, &acts, r0, panel, out) });
+            }
+            (_, Packed::Words(w)) => {
+                let acts = Activations::quantize(x, k, s, quantize_row);
+                self.split(acts.rows, y, |r0, panel, out| tile_scalar(self, w, &acts, r0, panel, out));
+            }
+            (_, Packed::Bytes(_)) => unreachable!("bytes are packed for the VNNI path only"),
+        }
+    }
+
+    /// Runs `tile` over the `rows x outputs` result `y`. Tasks take whole row tiles; when there are too
+    /// few rows to keep every thread busy, they take panels instead.
+    fn split(&self, m: usize, y: &mut [f32], tile: impl Fn(usize, usize, Tile) + Sync) {
+        let (n, threads) = (self.outputs, rayon::current_num_threads());
         let (tiles, panels) = (m.div_ceil(MR), n.div_ceil(PANEL));
         if tiles >= 2 * threads || panels == 1 {
             let per_task = (tiles / (4 * threads)).clamp(1, 16) * MR;
@@ -195,6 +216,20 @@ impl Matrix {
     }
 }
 
+/// Rows of `codes: [padded outputs, stride]` packed in panels of groups of `group` inputs, each code
+/// turned into its stored form by `store`.
+fn interleave<T: Copy + Default>(codes: &[i8], stride: usize, group: usize, store: impl Fn(i8) -> T) -> Vec<T> {
+    let mut packed = vec![T::default(); codes.len()];
+    for (panel, codes) in packed.chunks_exact_mut(PANEL * stride).zip(codes.chunks_exact(PANEL * stride)) {
+        for (o, row) in codes.chunks_exact(stride).enumerate() {
+            for (t, &v) in row.iter().enumerate() {
+                panel[(t / group * PANEL + o) * group + t % group] = store(v);
+            }
+        }
+    }
+    packed
+}
+
 /// Where a micro-tile's results go, `MR` rows by the `PANEL` outputs of a panel: row `r` at
 /// `data[r * stride..]`.
 struct Tile<'a> {
@@ -208,38 +243,50 @@ impl Tile<'_> {
     }
 }
 
+/// An activation's 8-bit code as a kernel reads it: a byte against the VNNI path's offset weights, a
+/// 16-bit value against 16-bit weights.
+trait Code: Copy + Default + From<i8> + Into<i32> + Send + Sync {
+    /// The offset of the weights this code meets, which each block's start cancels.
+    const OFFSET: i32;
+}
+
+impl Code for i8 {
+    const OFFSET: i32 = OFFSET as i32;
+}
+
+impl Code for i16 {
+    const OFFSET: i32 = 0;
+}
+
 /// Activations `[rows, stride]` in 8 bits, with per block of each row its scale and the start of its
-/// integer sum (`-128 * sum(a)`, which cancels the weights' offset).
-struct Activations {
+/// integer sum (`-offset * sum(a)`, which cancels the weights' offset).
+struct Activations<T> {
     /// The rows of `x`.
     rows: usize,
     /// Rows padded with zeros to a whole micro-tile.
-    data: Vec<i8>,
+    data: Vec<T>,
     scales: Vec<f32>,
     starts: Vec<i32>,
 }
 
-impl Activations {
-    fn quantize(path: Path, x: &[f32], inputs: usize, stride: usize) -> Activations {
+impl<T: Code> Activations<T> {
+    /// Quantizes `x: [rows, inputs]`, each row by `row` (the path's version of [`quantize_row`]).
+    fn quantize(
+        x: &[f32],
+        inputs: usize,
+        stride: usize,
+        row: impl Fn(&[f32], &mut [T], &mut [f32], &mut [i32]) + Sync,
+    ) -> Activations<T> {
         let rows = x.len() / inputs;
         let blocks = stride / BLOCK;
         let padded = rows.next_multiple_of(MR);
-        let mut data = vec![0i8; padded * stride];
+        let mut data = vec![T::default(); padded * stride];
         let (mut scales, mut starts) = (vec![0f32; padded * blocks], vec![0i32; padded * blocks]);
-        let row = |((q, scales), starts): ((&mut [i8], &mut [f32]), &mut [i32]), x: &[f32]| match path {
-            // SAFETY: the processor has AVX-512F (`Path::for_isa`).
-            #[cfg(target_arch = "x86_64")]
-            Path::Vnni => unsafe { x86::quantize_row_avx512(x, q, scales, starts) },
-            // SAFETY: the processor has AVX2 and FMA (`Path::for_isa`).
-            #[cfg(target_arch = "x86_64")]
-            Path::Avx2 => unsafe { x86::quantize_row_avx2(x, q, scales, starts) },
-            _ => quantize_row(x, q, scales, starts),
-        };
         data.par_chunks_exact_mut(stride)
             .zip(scales.par_chunks_exact_mut(blocks))
             .zip(starts.par_chunks_exact_mut(blocks))
             .zip(x.par_chunks_exact(inputs))
-            .for_each(|(parts, x)| row(parts, x));
+            .for_each(|(((q, scales), starts), x)| row(x, q, scales, starts));
         Activations { rows, data, scales, starts }
     }
 }
@@ -247,18 +294,18 @@ impl Activations {
 /// One row of activations, block by block; inlined into each path's function so that the compiler
 /// vectorises it for that path's instructions.
 #[inline(always)]
-fn quantize_row(x: &[f32], q: &mut [i8], scales: &mut [f32], starts: &mut [i32]) {
+fn quantize_row<T: Code>(x: &[f32], q: &mut [T], scales: &mut [f32], starts: &mut [i32]) {
     for (b, x) in x.chunks(BLOCK).enumerate() {
         let q = &mut q[b * BLOCK..][..x.len()];
         scales[b] = quantize(x, q);
-        starts[b] = -i32::from(OFFSET) * q.iter().map(|&v| i32::from(v)).sum::<i32>();
+        starts[b] = -T::OFFSET * q.iter().map(|&v| v.into()).sum::<i32>();
     }
 }
 
 /// Writes `round(x / scale)` into `q` and returns `scale = max|x| / 127` (0 for values that are all
 /// zero, NaN when one is a NaN or an infinity, which makes the outputs NaN as the f32 product's would be).
 #[inline(always)]
-fn quantize(x: &[f32], q: &mut [i8]) -> f32 {
+fn quantize<T: Code>(x: &[f32], q: &mut [T]) -> f32 {
     // Adding 1.5 * 2^23 rounds to the nearest integer (ties to even) without a rounding instruction.
     const ROUND: f32 = 12_582_912.0;
     let bits = x.iter().fold(0u32, |m, v| m.max(v.to_bits() & 0x7fff_ffff));
@@ -266,7 +313,7 @@ fn quantize(x: &[f32], q: &mut [i8]) -> f32 {
     let Some(inv) = inverse_step(bits, q, &mut scale, &mut start) else { return scale };
     for (q, &v) in q.iter_mut().zip(x) {
         // Within [-127, 127]: |v| * inv <= 127 up to rounding, which stays below 127.5.
-        *q = ((v * inv + ROUND) - ROUND) as i32 as i8;
+        *q = T::from(((v * inv + ROUND) - ROUND) as i32 as i8);
     }
     scale
 }
@@ -276,9 +323,9 @@ fn quantize(x: &[f32], q: &mut [i8]) -> f32 {
 /// `127 / max` to quantize it with, or, for a block of zeros or one with a NaN or an infinity, a block
 /// of zeros whose scale is 0 or NaN.
 #[inline(always)]
-fn inverse_step(bits: u32, q: &mut [i8], scale: &mut f32, start: &mut i32) -> Option<f32> {
+fn inverse_step<T: Code>(bits: u32, q: &mut [T], scale: &mut f32, start: &mut i32) -> Option<f32> {
     if bits == 0 || bits >= f32::INFINITY.to_bits() {
-        q.fill(0);
+        q.fill(T::default());
         *start = 0;
         *scale = if bits == 0 { 0.0 } else { f32::NAN };
         return None;
@@ -288,9 +335,10 @@ fn inverse_step(bits: u32, q: &mut [i8], scale: &mut f32, start: &mut i32) -> Op
     Some(127.0 / max)
 }
 
-fn tile_scalar(w: &Matrix, acts: &Activations, r0: usize, panel: usize, mut out: Tile) {
+/// The portable micro-tile, on groups of two 16-bit weights.
+fn tile_scalar(w: &Matrix, weights: &[i16], acts: &Activations<i16>, r0: usize, panel: usize, mut out: Tile) {
     let (s, blocks) = (w.stride, w.stride / BLOCK);
-    let weights = &w.data[panel * PANEL * s..][..PANEL * s];
+    let weights = &weights[panel * PANEL * s..][..PANEL * s];
     for r in 0..MR {
         let a = &acts.data[(r0 + r) * s..][..s];
         for (o, out) in out.row(r).iter_mut().enumerate() {
@@ -298,7 +346,7 @@ fn tile_scalar(w: &Matrix, acts: &Activations, r0: usize, panel: usize, mut out:
             for b in 0..blocks {
                 let mut block = acts.starts[(r0 + r) * blocks + b];
                 for t in b * BLOCK..(b + 1) * BLOCK {
-                    block += i32::from(weights[(t / GROUP * PANEL + o) * GROUP + t % GROUP]) * i32::from(a[t]);
+                    block += i32::from(weights[(t / 2 * PANEL + o) * 2 + t % 2]) * i32::from(a[t]);
                 }
                 sum = (block as f32).mul_add(acts.scales[(r0 + r) * blocks + b], sum);
             }
@@ -312,10 +360,10 @@ fn tile_scalar(w: &Matrix, acts: &Activations, r0: usize, panel: usize, mut out:
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::{inverse_step, quantize_row, Activations, Matrix, Tile, BLOCK, GROUP, LANES, MR, NR, OFFSET, PANEL};
+    use super::{inverse_step, quantize_row, Activations, Matrix, Tile, BLOCK, MR, OFFSET, PANEL};
 
-    /// [`quantize_row`] with AVX-512: each whole block in two vectors (the same rounding, so the same
-    /// values), a partial last block by the portable code.
+    /// [`quantize_row`] with AVX-512, into bytes: each whole block in two vectors (the same rounding, so
+    /// the same values), a partial last block by the portable code.
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn quantize_row_avx512(x: &[f32], q: &mut [i8], scales: &mut [f32], starts: &mut [i32]) {
         let whole = x.len() / BLOCK;
@@ -324,7 +372,7 @@ mod x86 {
         {
             // SAFETY: `x` holds 32 values and `q` 32 bytes.
             unsafe {
-                let v = [_mm512_loadu_ps(x.as_ptr()), _mm512_loadu_ps(x.as_ptr().add(LANES))];
+                let v = [_mm512_loadu_ps(x.as_ptr()), _mm512_loadu_ps(x.as_ptr().add(16))];
                 let magnitude = |v| _mm512_and_si512(_mm512_castps_si512(v), _mm512_set1_epi32(0x7fff_ffff));
                 let bits = _mm512_reduce_max_epu32(_mm512_max_epu32(magnitude(v[0]), magnitude(v[1])));
                 let Some(inv) = inverse_step(bits, q, scale, start) else { continue };
@@ -332,74 +380,78 @@ mod x86 {
                 // Rounds to the nearest integer, ties to even: the portable code's rounding.
                 let ints = v.map(|v| _mm512_cvtps_epi32(_mm512_mul_ps(v, inv)));
                 _mm_storeu_si128(q.as_mut_ptr() as *mut __m128i, _mm512_cvtepi32_epi8(ints[0]));
-                _mm_storeu_si128(q.as_mut_ptr().add(LANES) as *mut __m128i, _mm512_cvtepi32_epi8(ints[1]));
+                _mm_storeu_si128(q.as_mut_ptr().add(16) as *mut __m128i, _mm512_cvtepi32_epi8(ints[1]));
                 *start = -i32::from(OFFSET) * _mm512_reduce_add_epi32(_mm512_add_epi32(ints[0], ints[1]));
             }
         }
         quantize_row(&x[whole * BLOCK..], &mut q[whole * BLOCK..], &mut scales[whole..], &mut starts[whole..]);
     }
 
-    /// [`quantize_row`] with AVX2: each whole block in four vectors, a partial last block by the portable code.
+    /// [`quantize_row`] with AVX2, into 16-bit values (whose weights carry no offset, so every start
+    /// stays 0): each whole block in four vectors, a partial last block by the portable code.
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn quantize_row_avx2(x: &[f32], q: &mut [i8], scales: &mut [f32], starts: &mut [i32]) {
+    pub(super) unsafe fn quantize_row_avx2(x: &[f32], q: &mut [i16], scales: &mut [f32], starts: &mut [i32]) {
         let whole = x.len() / BLOCK;
         for ((x, q), (scale, start)) in
             x.chunks_exact(BLOCK).zip(q.chunks_exact_mut(BLOCK)).zip(scales.iter_mut().zip(starts.iter_mut()))
         {
-            // SAFETY: `x` holds 32 values and `q` 32 bytes.
+            // SAFETY: `x` holds 32 values and `q` 32 16-bit values.
             unsafe {
                 let v: [__m256; 4] = std::array::from_fn(|i| _mm256_loadu_ps(x.as_ptr().add(8 * i)));
                 let magnitude = |v| _mm256_and_si256(_mm256_castps_si256(v), _mm256_set1_epi32(0x7fff_ffff));
                 let m = v.map(magnitude);
                 let m = _mm256_max_epu32(_mm256_max_epu32(m[0], m[1]), _mm256_max_epu32(m[2], m[3]));
-                let Some(inv) = inverse_step(lanes(m).into_iter().max().unwrap_or(0), q, scale, start) else {
-                    continue;
-                };
+                let Some(inv) = inverse_step(max_lane(m), q, scale, start) else { continue };
                 let inv = _mm256_set1_ps(inv);
                 let ints = v.map(|v| _mm256_cvtps_epi32(_mm256_mul_ps(v, inv)));
                 // Packing narrows with saturation (the values fit) and interleaves the 128-bit halves,
                 // which the permute puts back in order.
-                let words = [_mm256_packs_epi32(ints[0], ints[1]), _mm256_packs_epi32(ints[2], ints[3])];
-                let bytes = _mm256_permutevar8x32_epi32(
-                    _mm256_packs_epi16(words[0], words[1]),
-                    _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7),
-                );
-                _mm256_storeu_si256(q.as_mut_ptr() as *mut __m256i, bytes);
-                let sum = _mm256_add_epi32(_mm256_add_epi32(ints[0], ints[1]), _mm256_add_epi32(ints[2], ints[3]));
-                *start = -i32::from(OFFSET) * lanes(sum).into_iter().sum::<u32>() as i32;
+                for (i, ints) in ints.chunks_exact(2).enumerate() {
+                    let words = _mm256_permute4x64_epi64::<0xD8>(_mm256_packs_epi32(ints[0], ints[1]));
+                    _mm256_storeu_si256(q.as_mut_ptr().add(16 * i) as *mut __m256i, words);
+                }
             }
         }
         quantize_row(&x[whole * BLOCK..], &mut q[whole * BLOCK..], &mut scales[whole..], &mut starts[whole..]);
     }
 
-    /// The eight lanes of `v`.
+    /// The largest of the eight unsigned lanes of `v`.
     #[target_feature(enable = "avx2")]
-    fn lanes(v: __m256i) -> [u32; 8] {
-        let mut out = [0u32; 8];
-        // SAFETY: the store writes the 8 values of `out`.
-        unsafe { _mm256_storeu_si256(out.as_mut_ptr() as *mut __m256i, v) };
-        out
+    fn max_lane(v: __m256i) -> u32 {
+        let mut lanes = [0u32; 8];
+        // SAFETY: the store writes the 8 values of `lanes`.
+        unsafe { _mm256_storeu_si256(lanes.as_mut_ptr() as *mut __m256i, v) };
+        lanes.into_iter().max().unwrap_or(0)
     }
 
-    /// One micro-tile with `vpdpbusd`: per group of four inputs, `NR` vectors of packed weights (16
+    /// One micro-tile with `vpdpbusd`: per group of four inputs, three vectors of packed weights (16
     /// outputs by 4 inputs each) against each row's four activations broadcast to every lane.
     ///
-    /// SAFETY: the processor has AVX-512F and AVX-512 VNNI. Activation rows `r0..r0 + MR` exist (rows
-    /// are padded to `MR`), and so does `panel` (outputs are padded to whole panels).
+    /// SAFETY: the processor has AVX-512F and AVX-512 VNNI; `weights` are `w`'s bytes. Activation rows
+    /// `r0..r0 + MR` exist (rows are padded to `MR`), and so does `panel` (outputs are padded to whole
+    /// panels).
     #[target_feature(enable = "avx512f,avx512vnni")]
-    pub(super) unsafe fn tile_vnni(w: &Matrix, acts: &Activations, r0: usize, panel: usize, mut out: Tile) {
+    pub(super) unsafe fn tile_vnni(
+        w: &Matrix,
+        weights: &[u8],
+        acts: &Activations<i8>,
+        r0: usize,
+        panel: usize,
+        mut out: Tile,
+    ) {
+        const NR: usize = PANEL / 16;
         let (s, blocks) = (w.stride, w.stride / BLOCK);
-        assert!((r0 + MR) * s <= acts.data.len() && (panel + 1) * PANEL * s <= w.data.len());
-        let weights = w.data[panel * PANEL * s..].as_ptr();
+        assert!((r0 + MR) * s <= acts.data.len() && (panel + 1) * PANEL * s <= weights.len());
+        let weights = weights[panel * PANEL * s..].as_ptr();
         let a = acts.data[r0 * s..].as_ptr();
         let mut sums = [[_mm512_setzero_ps(); NR]; MR];
         for b in 0..blocks {
             let mut acc: [[__m512i; NR]; MR] =
                 std::array::from_fn(|r| [_mm512_set1_epi32(acts.starts[(r0 + r) * blocks + b]); NR]);
-            for t in (b * BLOCK..(b + 1) * BLOCK).step_by(GROUP) {
+            for t in (b * BLOCK..(b + 1) * BLOCK).step_by(4) {
                 // SAFETY: input `t < stride` of the panel and of rows `r0..r0 + MR` (the asserted bounds).
                 let wv: [__m512i; NR] = std::array::from_fn(|c| unsafe {
-                    _mm512_loadu_si512(weights.add(t * PANEL + c * LANES * GROUP) as *const __m512i)
+                    _mm512_loadu_si512(weights.add((t * PANEL) + c * 64) as *const __m512i)
                 });
                 for (r, acc) in acc.iter_mut().enumerate() {
                     // SAFETY: as above; four bytes of row `r0 + r` from input `t`.
@@ -417,74 +469,74 @@ mod x86 {
             }
         }
         for c in 0..NR {
-            let j = panel * PANEL + c * LANES;
+            let j = panel * PANEL + c * 16;
             // SAFETY: scales and bias hold whole panels.
-            let (scale, bias) = unsafe {
-                (_mm512_loadu_ps(w.scales[j..j + LANES].as_ptr()), _mm512_loadu_ps(w.bias[j..j + LANES].as_ptr()))
-            };
+            let (scale, bias) =
+                unsafe { (_mm512_loadu_ps(w.scales[j..j + 16].as_ptr()), _mm512_loadu_ps(w.bias[j..j + 16].as_ptr())) };
             for (r, sums) in sums.iter().enumerate() {
-                let row = &mut out.row(r)[c * LANES..][..LANES];
+                let row = &mut out.row(r)[c * 16..][..16];
                 // SAFETY: `row` holds 16 values.
                 unsafe { _mm512_storeu_ps(row.as_mut_ptr(), _mm512_fmadd_ps(sums[c], scale, bias)) };
             }
         }
     }
 
-    /// One micro-tile with AVX2, two rows and 16 outputs at a time: the packed bytes widened to 16 bits,
-    /// `vpmaddwd` against the row's four activations, pairs summed at the end of each block.
+    /// One micro-tile with `vpmaddwd`, 16 outputs at a time: per pair of inputs, two vectors of
+    /// 16-bit weights (8 outputs by 2 inputs each) against each row's two activations broadcast to every
+    /// lane.
     ///
-    /// SAFETY: the processor has AVX2 and FMA; the bounds as for [`tile_vnni`].
+    /// SAFETY: the processor has AVX2 and FMA; `weights` are `w`'s 16-bit values; the bounds as for
+    /// [`tile_vnni`].
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn tile_avx2(w: &Matrix, acts: &Activations, r0: usize, panel: usize, mut out: Tile) {
+    pub(super) unsafe fn tile_avx2(
+        w: &Matrix,
+        weights: &[i16],
+        acts: &Activations<i16>,
+        r0: usize,
+        panel: usize,
+        mut out: Tile,
+    ) {
+        const NR: usize = 2;
+        const COLS: usize = NR * 8;
         let (s, blocks) = (w.stride, w.stride / BLOCK);
-        assert!((r0 + MR) * s <= acts.data.len() && (panel + 1) * PANEL * s <= w.data.len());
-        let weights = w.data[panel * PANEL * s..].as_ptr();
-        for r in (0..MR).step_by(2) {
-            let a = acts.data[(r0 + r) * s..].as_ptr();
-            for c in 0..NR {
-                let mut sums = [[_mm256_setzero_ps(); 2]; 2];
-                for b in 0..blocks {
-                    // Per row, four vectors of 4 outputs x 2 pair sums.
-                    let mut acc = [[_mm256_setzero_si256(); 4]; 2];
-                    for t in (b * BLOCK..(b + 1) * BLOCK).step_by(GROUP) {
-                        // SAFETY: bytes of input group `t` of the panel, within the asserted bounds.
-                        let wv: [__m256i; 4] = std::array::from_fn(|i| unsafe {
-                            let p = weights.add(t * PANEL + (c * LANES + 4 * i) * GROUP);
-                            _mm256_cvtepu8_epi16(_mm_loadu_si128(p as *const __m128i))
-                        });
-                        for (k, acc) in acc.iter_mut().enumerate() {
-                            // SAFETY: four bytes of row `r0 + r + k` from input `t`.
-                            let four = unsafe { (a.add(k * s + t) as *const i32).read_unaligned() };
-                            let av = _mm256_broadcastq_epi64(_mm_cvtepi8_epi16(_mm_cvtsi32_si128(four)));
-                            for (acc, &wi) in acc.iter_mut().zip(&wv) {
-                                *acc = _mm256_add_epi32(*acc, _mm256_madd_epi16(wi, av));
-                            }
-                        }
-                    }
-                    for (k, (sums, acc)) in sums.iter_mut().zip(&acc).enumerate() {
-                        let row = (r0 + r + k) * blocks + b;
-                        let start = _mm256_set1_epi32(acts.starts[row]);
-                        let scale = _mm256_set1_ps(acts.scales[row]);
-                        for (half, sum) in sums.iter_mut().enumerate() {
-                            // hadd gives outputs [0 1 4 5 | 2 3 6 7] of the two vectors; the permute orders them.
-                            let pairs = _mm256_hadd_epi32(acc[2 * half], acc[2 * half + 1]);
-                            let block = _mm256_add_epi32(_mm256_permute4x64_epi64::<0xD8>(pairs), start);
-                            *sum = _mm256_fmadd_ps(_mm256_cvtepi32_ps(block), scale, *sum);
+        assert!((r0 + MR) * s <= acts.data.len() && (panel + 1) * PANEL * s <= weights.len());
+        let weights = weights[panel * PANEL * s..].as_ptr();
+        let a = acts.data[r0 * s..].as_ptr();
+        for col in (0..PANEL).step_by(COLS) {
+            let mut sums = [[_mm256_setzero_ps(); NR]; MR];
+            for b in 0..blocks {
+                let mut acc: [[__m256i; NR]; MR] =
+                    std::array::from_fn(|r| [_mm256_set1_epi32(acts.starts[(r0 + r) * blocks + b]); NR]);
+                for t in (b * BLOCK..(b + 1) * BLOCK).step_by(2) {
+                    // SAFETY: input `t < stride` of the panel and of rows `r0..r0 + MR` (the asserted bounds).
+                    let wv: [__m256i; NR] = std::array::from_fn(|c| unsafe {
+                        _mm256_loadu_si256(weights.add(t * PANEL + (col + 8 * c) * 2) as *const __m256i)
+                    });
+                    for (r, acc) in acc.iter_mut().enumerate() {
+                        // SAFETY: as above; two values of row `r0 + r` from input `t`.
+                        let av = _mm256_set1_epi32(unsafe { (a.add(r * s + t) as *const i32).read_unaligned() });
+                        for (acc, &wc) in acc.iter_mut().zip(&wv) {
+                            *acc = _mm256_add_epi32(*acc, _mm256_madd_epi16(wc, av));
                         }
                     }
                 }
-                for (k, sums) in sums.iter().enumerate() {
-                    for (half, &sum) in sums.iter().enumerate() {
-                        let col = c * LANES + 8 * half;
-                        let j = panel * PANEL + col;
-                        let row = &mut out.row(r + k)[col..][..8];
-                        // SAFETY: scales and bias hold whole panels; `row` holds 8 values.
-                        unsafe {
-                            let scale = _mm256_loadu_ps(w.scales[j..j + 8].as_ptr());
-                            let bias = _mm256_loadu_ps(w.bias[j..j + 8].as_ptr());
-                            _mm256_storeu_ps(row.as_mut_ptr(), _mm256_fmadd_ps(sum, scale, bias));
-                        }
+                for (r, (sums, acc)) in sums.iter_mut().zip(&acc).enumerate() {
+                    let scale = _mm256_set1_ps(acts.scales[(r0 + r) * blocks + b]);
+                    for (sum, &acc) in sums.iter_mut().zip(acc) {
+                        *sum = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc), scale, *sum);
                     }
+                }
+            }
+            for c in 0..NR {
+                let j = panel * PANEL + col + 8 * c;
+                // SAFETY: scales and bias hold whole panels.
+                let (scale, bias) = unsafe {
+                    (_mm256_loadu_ps(w.scales[j..j + 8].as_ptr()), _mm256_loadu_ps(w.bias[j..j + 8].as_ptr()))
+                };
+                for (r, sums) in sums.iter().enumerate() {
+                    let row = &mut out.row(r)[col + 8 * c..][..8];
+                    // SAFETY: `row` holds 8 values.
+                    unsafe { _mm256_storeu_ps(row.as_mut_ptr(), _mm256_fmadd_ps(sums[c], scale, bias)) };
                 }
             }
         }
@@ -521,12 +573,12 @@ mod tests {
     fn every_path_agrees_with_the_scalar_code() {
         for (m, k, n) in [(1, 1, 1), (3, 31, 5), (5, 33, 17), (9, 64, 40), (13, 100, 3), (2, 200, 150), (40, 70, 97)] {
             let (x, wt, bias) = (values(m * k, 1), values(k * n, 2), values(n, 3));
-            let w = Matrix::from_transposed(&wt, k, n, Some(&bias)).unwrap();
+            let w = |path| Matrix::pack(path, &wt, k, n, Some(&bias)).unwrap();
             let mut want = vec![0f32; m * n];
-            w.matmul(Path::Scalar, &x, &mut want);
+            w(Path::Scalar).product(&x, &mut want);
             for path in paths() {
                 let mut got = vec![f32::NAN; m * n];
-                w.matmul(path, &x, &mut got);
+                w(path).product(&x, &mut got);
                 assert_eq!(got, want, "{path:?} at m={m} k={k} n={n}");
             }
         }
@@ -538,11 +590,11 @@ mod tests {
     fn the_product_is_within_the_rounding_bound_of_the_f32_product() {
         let (m, k, n) = (7, 96, 24);
         let (x, wt) = (values(m * k, 4), values(k * n, 5));
-        let w = Matrix::from_transposed(&wt, k, n, None).unwrap();
+        let w = |path| Matrix::pack(path, &wt, k, n, None).unwrap();
         let step = |v: &mut dyn Iterator<Item = f32>| v.fold(0f64, |s, v| s.max(v.abs() as f64)) / 127.0;
         for path in paths() {
             let mut got = vec![0f32; m * n];
-            w.matmul(path, &x, &mut got);
+            w(path).product(&x, &mut got);
             for i in 0..m {
                 for j in 0..n {
                     let dw = step(&mut (0..k).map(|t| wt[t * n + j]));
@@ -573,11 +625,11 @@ mod tests {
         let mut x = values(k, 7).iter().map(|v| v * 0.01).collect::<Vec<_>>();
         x[0] = 10.0;
         let wt: Vec<f32> = (0..k).map(|t| if t < BLOCK { 0.0 } else { values(k, 8)[t] }).collect();
-        let w = Matrix::from_transposed(&wt, k, 1, None).unwrap();
+        let w = |path| Matrix::pack(path, &wt, k, 1, None).unwrap();
         let exact: f32 = x.iter().zip(&wt).map(|(a, b)| a * b).sum();
         for path in paths() {
             let mut y = [0f32];
-            w.matmul(path, &x, &mut y);
+            w(path).product(&x, &mut y);
             assert!((y[0] - exact).abs() <= 0.01 * exact.abs(), "{path:?}: {} vs {exact}", y[0]);
         }
     }
@@ -586,10 +638,10 @@ mod tests {
     #[test]
     fn the_largest_sums_do_not_overflow() {
         let k = 3000;
-        let w = Matrix::from_transposed(&vec![1.0; k], k, 1, None).unwrap();
+        let w = |path| Matrix::pack(path, &vec![1.0; k], k, 1, None).unwrap();
         for path in paths() {
             let mut y = [0f32; 1];
-            w.matmul(path, &vec![-1.0; k], &mut y);
+            w(path).product(&vec![-1.0; k], &mut y);
             assert!((y[0] + k as f32).abs() <= 1e-5 * k as f32, "{path:?}: {}", y[0]);
         }
     }
@@ -597,13 +649,13 @@ mod tests {
     #[test]
     fn rows_of_zeros_give_the_bias_and_non_finite_values_give_nan() {
         let k = BLOCK + 8;
-        let w = Matrix::from_transposed(&values(k * 3, 6), k, 3, Some(&[1.0, 2.0, 3.0])).unwrap();
+        let w = |path| Matrix::pack(path, &values(k * 3, 6), k, 3, Some(&[1.0, 2.0, 3.0])).unwrap();
         for bad in [f32::INFINITY, f32::NAN] {
             let mut x = vec![0f32; 2 * k];
             x[k + 5] = bad;
             for path in paths() {
                 let mut y = vec![0f32; 6];
-                w.matmul(path, &x, &mut y);
+                w(path).product(&x, &mut y);
                 assert_eq!(y[..3], [1.0, 2.0, 3.0], "{path:?}");
                 assert!(y[3..].iter().all(|v| v.is_nan()), "{path:?}: {y:?}");
             }
