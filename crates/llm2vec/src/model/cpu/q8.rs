@@ -7,15 +7,16 @@
 //! RMS after the norms), so one scale per row leaves the other channels only a few levels; a block
 //! scale confines an outlier's cost to its block.
 //!
-//! The weights are packed in panels of [`PANEL`] outputs, the inputs of each output grouped so that one
+//! The weights are packed in panels of outputs, the inputs of each output grouped so that one
 //! 32-bit lane holds a group: a vector of weights then meets one group of activations broadcast to
 //! every lane (an outer product), with no horizontal sums. How a group is packed depends on the path
 //! that multiplies it, chosen once, when the matrix is packed:
 //! - AVX-512 VNNI (`vpdpbusd`: 64 byte products per instruction, four times the f32 FMA's 16)
 //!   multiplies unsigned bytes by signed ones, so groups are four bytes `w + 128`, and each block's sum
-//!   starts at `-128 * sum(a)` to cancel the offset.
+//!   starts at `-128 * sum(a)` to cancel the offset; panels of [`BYTE_PANEL`] outputs.
 //! - AVX2 (`vpmaddwd`: 16 products of 16-bit values per instruction, summed in pairs) and the portable
-//!   code take groups of two 16-bit weights, and activations widened to 16 bits.
+//!   code take groups of two 16-bit weights, and activations widened to 16 bits; panels of
+//!   [`WORD_PANEL`] outputs.
 //!
 //! Every path computes the same integer sums and the same f32 operations in the same order, so they
 //! agree bit for bit.
@@ -28,8 +29,11 @@ use super::isa::Isa;
 
 /// Inputs per activation scale.
 const BLOCK: usize = 32;
-/// Outputs per panel of packed weights: one micro-tile wide (three 512-bit vectors of i32 sums).
-const PANEL: usize = 48;
+/// Outputs per panel of packed bytes: one VNNI micro-tile wide (three 512-bit vectors of i32 sums).
+const BYTE_PANEL: usize = 48;
+/// Outputs per panel of packed 16-bit weights: one AVX2 micro-tile wide (two 256-bit vectors). Narrow
+/// panels stay in the nearest cache across the row tiles that reuse them.
+const WORD_PANEL: usize = 16;
 /// Activation rows per micro-tile.
 const MR: usize = 4;
 /// What `w + 128` stores for a weight of zero (the padding of byte groups).
@@ -57,9 +61,17 @@ impl Path {
         }
         Path::Scalar
     }
+
+    /// Outputs per panel of the weights packed for this path.
+    fn panel(self) -> usize {
+        match self {
+            Path::Vnni => BYTE_PANEL,
+            Path::Avx2 | Path::Scalar => WORD_PANEL,
+        }
+    }
 }
 
-/// Packed weights, `[outputs / PANEL][stride / group][PANEL][group]`.
+/// Packed weights, `[outputs / panel][stride / group][panel][group]`.
 #[derive(Debug, Clone)]
 enum Packed {
     /// Groups of four bytes, `w + 128` (the VNNI path).
@@ -96,7 +108,7 @@ impl Matrix {
             return None;
         }
         let stride = inputs.next_multiple_of(BLOCK);
-        let padded = outputs.next_multiple_of(PANEL);
+        let padded = outputs.next_multiple_of(path.panel());
         let mut scales = vec![0f32; padded];
         let mut codes = vec![0i8; padded * stride];
         let mut column = vec![0f32; inputs];
@@ -105,8 +117,10 @@ impl Matrix {
             *scale = quantize(&column, &mut codes[..inputs]);
         }
         let weights = match path {
-            Path::Vnni => Packed::Bytes(interleave(&codes, stride, 4, |v| v.wrapping_add_unsigned(OFFSET) as u8)),
-            Path::Avx2 | Path::Scalar => Packed::Words(interleave(&codes, stride, 2, i16::from)),
+            Path::Vnni => {
+                Packed::Bytes(interleave(&codes, stride, BYTE_PANEL, 4, |v| v.wrapping_add_unsigned(OFFSET) as u8))
+            }
+            Path::Avx2 | Path::Scalar => Packed::Words(interleave(&codes, stride, WORD_PANEL, 2, i16::from)),
         };
         let mut padded_bias = vec![0f32; padded];
         if let Some(bias) = bias {
@@ -156,9 +170,9 @@ impl Matrix {
 
     /// Runs `tile` over the `rows x outputs` result `y`. Tasks take whole row tiles; when there are too
     /// few rows to keep every thread busy, they take panels instead.
-    fn split(&self, m: usize, y: &mut [f32], tile: impl Fn(usize, usize, Tile) + Sync) {
+    fn split<const W: usize>(&self, m: usize, y: &mut [f32], tile: impl Fn(usize, usize, Tile<W>) + Sync) {
         let (n, threads) = (self.outputs, rayon::current_num_threads());
-        let (tiles, panels) = (m.div_ceil(MR), n.div_ceil(PANEL));
+        let (tiles, panels) = (m.div_ceil(MR), n.div_ceil(W));
         if tiles >= 2 * threads || panels == 1 {
             let per_task = (tiles / (4 * threads)).clamp(1, 16) * MR;
             y.par_chunks_mut(per_task * n).enumerate().for_each(|(task, y)| {
@@ -171,10 +185,10 @@ impl Matrix {
                 .into_par_iter()
                 .map(|task| {
                     let panels = task * per_task..((task + 1) * per_task).min(panels);
-                    let width = (panels.end * PANEL).min(n) - panels.start * PANEL;
+                    let width = (panels.end * W).min(n) - panels.start * W;
                     let mut part = vec![0f32; m * width];
                     self.fill(&tile, 0..m, panels.clone(), &mut part, width);
-                    (panels.start * PANEL, part)
+                    (panels.start * W, part)
                 })
                 .collect();
             for (col, part) in parts {
@@ -187,28 +201,28 @@ impl Matrix {
     }
 
     /// Rows `rows` of the output for the outputs of `panels`, written to `out`: row `r` of `rows` at
-    /// `out[(r - rows.start) * width..]`, output `j` at column `j - panels.start * PANEL`.
-    fn fill(
+    /// `out[(r - rows.start) * width..]`, output `j` at column `j - panels.start * W`.
+    fn fill<const W: usize>(
         &self,
-        tile: &impl Fn(usize, usize, Tile),
+        tile: &impl Fn(usize, usize, Tile<W>),
         rows: Range<usize>,
         panels: Range<usize>,
         out: &mut [f32],
         width: usize,
     ) {
-        let first = panels.start * PANEL;
+        let first = panels.start * W;
         for panel in panels {
-            let (j0, count) = (panel * PANEL, PANEL.min(self.outputs - panel * PANEL));
+            let (j0, count) = (panel * W, W.min(self.outputs - panel * W));
             for r0 in rows.clone().step_by(MR) {
                 let (at, whole_rows) = ((r0 - rows.start) * width + j0 - first, MR.min(rows.end - r0));
-                if whole_rows == MR && count == PANEL {
+                if whole_rows == MR && count == W {
                     tile(r0, panel, Tile { data: &mut out[at..], stride: width });
                     continue;
                 }
                 // A tile at the edge goes through a buffer of its own.
-                let mut edge = [0f32; MR * PANEL];
-                tile(r0, panel, Tile { data: &mut edge, stride: PANEL });
-                for (r, edge) in edge.chunks_exact(PANEL).take(whole_rows).enumerate() {
+                let mut edge = [[0f32; W]; MR];
+                tile(r0, panel, Tile { data: edge.as_flattened_mut(), stride: W });
+                for (r, edge) in edge.iter().take(whole_rows).enumerate() {
                     out[at + r * width..][..count].copy_from_slice(&edge[..count]);
                 }
             }
@@ -216,30 +230,36 @@ impl Matrix {
     }
 }
 
-/// Rows of `codes: [padded outputs, stride]` packed in panels of groups of `group` inputs, each code
-/// turned into its stored form by `store`.
-fn interleave<T: Copy + Default>(codes: &[i8], stride: usize, group: usize, store: impl Fn(i8) -> T) -> Vec<T> {
+/// Rows of `codes: [padded outputs, stride]` packed in panels of `width` outputs, in groups of `group`
+/// inputs, each code turned into its stored form by `store`.
+fn interleave<T: Copy + Default>(
+    codes: &[i8],
+    stride: usize,
+    width: usize,
+    group: usize,
+    store: impl Fn(i8) -> T,
+) -> Vec<T> {
     let mut packed = vec![T::default(); codes.len()];
-    for (panel, codes) in packed.chunks_exact_mut(PANEL * stride).zip(codes.chunks_exact(PANEL * stride)) {
+    for (panel, codes) in packed.chunks_exact_mut(width * stride).zip(codes.chunks_exact(width * stride)) {
         for (o, row) in codes.chunks_exact(stride).enumerate() {
             for (t, &v) in row.iter().enumerate() {
-                panel[(t / group * PANEL + o) * group + t % group] = store(v);
+                panel[(t / group * width + o) * group + t % group] = store(v);
             }
         }
     }
     packed
 }
 
-/// Where a micro-tile's results go, `MR` rows by the `PANEL` outputs of a panel: row `r` at
+/// Where a micro-tile's results go, `MR` rows by the `W` outputs of a panel: row `r` at
 /// `data[r * stride..]`.
-struct Tile<'a> {
+struct Tile<'a, const W: usize> {
     data: &'a mut [f32],
     stride: usize,
 }
 
-impl Tile<'_> {
-    fn row(&mut self, r: usize) -> &mut [f32; PANEL] {
-        (&mut self.data[r * self.stride..][..PANEL]).try_into().expect("a row of PANEL values")
+impl<const W: usize> Tile<'_, W> {
+    fn row(&mut self, r: usize) -> &mut [f32; W] {
+        (&mut self.data[r * self.stride..][..W]).try_into().expect("a row of a panel's outputs")
     }
 }
 
@@ -336,9 +356,16 @@ fn inverse_step<T: Code>(bits: u32, q: &mut [T], scale: &mut f32, start: &mut i3
 }
 
 /// The portable micro-tile, on groups of two 16-bit weights.
-fn tile_scalar(w: &Matrix, weights: &[i16], acts: &Activations<i16>, r0: usize, panel: usize, mut out: Tile) {
+fn tile_scalar(
+    w: &Matrix,
+    weights: &[i16],
+    acts: &Activations<i16>,
+    r0: usize,
+    panel: usize,
+    mut out: Tile<WORD_PANEL>,
+) {
     let (s, blocks) = (w.stride, w.stride / BLOCK);
-    let weights = &weights[panel * PANEL * s..][..PANEL * s];
+    let weights = &weights[panel * WORD_PANEL * s..][..WORD_PANEL * s];
     for r in 0..MR {
         let a = &acts.data[(r0 + r) * s..][..s];
         for (o, out) in out.row(r).iter_mut().enumerate() {
@@ -346,11 +373,11 @@ fn tile_scalar(w: &Matrix, weights: &[i16], acts: &Activations<i16>, r0: usize, 
             for b in 0..blocks {
                 let mut block = acts.starts[(r0 + r) * blocks + b];
                 for t in b * BLOCK..(b + 1) * BLOCK {
-                    block += i32::from(weights[(t / 2 * PANEL + o) * 2 + t % 2]) * i32::from(a[t]);
+                    block += i32::from(weights[(t / 2 * WORD_PANEL + o) * 2 + t % 2]) * i32::from(a[t]);
                 }
                 sum = (block as f32).mul_add(acts.scales[(r0 + r) * blocks + b], sum);
             }
-            let j = panel * PANEL + o;
+            let j = panel * WORD_PANEL + o;
             *out = sum.mul_add(w.scales[j], w.bias[j]);
         }
     }
@@ -360,7 +387,7 @@ fn tile_scalar(w: &Matrix, weights: &[i16], acts: &Activations<i16>, r0: usize, 
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::{inverse_step, quantize_row, Activations, Matrix, Tile, BLOCK, MR, OFFSET, PANEL};
+    use super::{inverse_step, quantize_row, Activations, Matrix, Tile, BLOCK, BYTE_PANEL, MR, OFFSET, WORD_PANEL};
 
     /// [`quantize_row`] with AVX-512, into bytes: each whole block in two vectors (the same rounding, so
     /// the same values), a partial last block by the portable code.
@@ -437,12 +464,12 @@ mod x86 {
         acts: &Activations<i8>,
         r0: usize,
         panel: usize,
-        mut out: Tile,
+        mut out: Tile<BYTE_PANEL>,
     ) {
-        const NR: usize = PANEL / 16;
+        const NR: usize = BYTE_PANEL / 16;
         let (s, blocks) = (w.stride, w.stride / BLOCK);
-        assert!((r0 + MR) * s <= acts.data.len() && (panel + 1) * PANEL * s <= weights.len());
-        let weights = weights[panel * PANEL * s..].as_ptr();
+        assert!((r0 + MR) * s <= acts.data.len() && (panel + 1) * BYTE_PANEL * s <= weights.len());
+        let weights = weights[panel * BYTE_PANEL * s..].as_ptr();
         let a = acts.data[r0 * s..].as_ptr();
         let mut sums = [[_mm512_setzero_ps(); NR]; MR];
         for b in 0..blocks {
@@ -451,7 +478,7 @@ mod x86 {
             for t in (b * BLOCK..(b + 1) * BLOCK).step_by(4) {
                 // SAFETY: input `t < stride` of the panel and of rows `r0..r0 + MR` (the asserted bounds).
                 let wv: [__m512i; NR] = std::array::from_fn(|c| unsafe {
-                    _mm512_loadu_si512(weights.add((t * PANEL) + c * 64) as *const __m512i)
+                    _mm512_loadu_si512(weights.add(t * BYTE_PANEL + c * 64) as *const __m512i)
                 });
                 for (r, acc) in acc.iter_mut().enumerate() {
                     // SAFETY: as above; four bytes of row `r0 + r` from input `t`.
@@ -469,7 +496,7 @@ mod x86 {
             }
         }
         for c in 0..NR {
-            let j = panel * PANEL + c * 16;
+            let j = panel * BYTE_PANEL + c * 16;
             // SAFETY: scales and bias hold whole panels.
             let (scale, bias) =
                 unsafe { (_mm512_loadu_ps(w.scales[j..j + 16].as_ptr()), _mm512_loadu_ps(w.bias[j..j + 16].as_ptr())) };
@@ -481,9 +508,8 @@ mod x86 {
         }
     }
 
-    /// One micro-tile with `vpmaddwd`, 16 outputs at a time: per pair of inputs, two vectors of
-    /// 16-bit weights (8 outputs by 2 inputs each) against each row's two activations broadcast to every
-    /// lane.
+    /// One micro-tile with `vpmaddwd`: per pair of inputs, two vectors of 16-bit weights (8 outputs by 2
+    /// inputs each) against each row's two activations broadcast to every lane.
     ///
     /// SAFETY: the processor has AVX2 and FMA; `weights` are `w`'s 16-bit values; the bounds as for
     /// [`tile_vnni`].
@@ -494,50 +520,46 @@ mod x86 {
         acts: &Activations<i16>,
         r0: usize,
         panel: usize,
-        mut out: Tile,
+        mut out: Tile<WORD_PANEL>,
     ) {
-        const NR: usize = 2;
-        const COLS: usize = NR * 8;
+        const NR: usize = WORD_PANEL / 8;
         let (s, blocks) = (w.stride, w.stride / BLOCK);
-        assert!((r0 + MR) * s <= acts.data.len() && (panel + 1) * PANEL * s <= weights.len());
-        let weights = weights[panel * PANEL * s..].as_ptr();
+        assert!((r0 + MR) * s <= acts.data.len() && (panel + 1) * WORD_PANEL * s <= weights.len());
+        let weights = weights[panel * WORD_PANEL * s..].as_ptr();
         let a = acts.data[r0 * s..].as_ptr();
-        for col in (0..PANEL).step_by(COLS) {
-            let mut sums = [[_mm256_setzero_ps(); NR]; MR];
-            for b in 0..blocks {
-                let mut acc: [[__m256i; NR]; MR] =
-                    std::array::from_fn(|r| [_mm256_set1_epi32(acts.starts[(r0 + r) * blocks + b]); NR]);
-                for t in (b * BLOCK..(b + 1) * BLOCK).step_by(2) {
-                    // SAFETY: input `t < stride` of the panel and of rows `r0..r0 + MR` (the asserted bounds).
-                    let wv: [__m256i; NR] = std::array::from_fn(|c| unsafe {
-                        _mm256_loadu_si256(weights.add(t * PANEL + (col + 8 * c) * 2) as *const __m256i)
-                    });
-                    for (r, acc) in acc.iter_mut().enumerate() {
-                        // SAFETY: as above; two values of row `r0 + r` from input `t`.
-                        let av = _mm256_set1_epi32(unsafe { (a.add(r * s + t) as *const i32).read_unaligned() });
-                        for (acc, &wc) in acc.iter_mut().zip(&wv) {
-                            *acc = _mm256_add_epi32(*acc, _mm256_madd_epi16(wc, av));
-                        }
-                    }
-                }
-                for (r, (sums, acc)) in sums.iter_mut().zip(&acc).enumerate() {
-                    let scale = _mm256_set1_ps(acts.scales[(r0 + r) * blocks + b]);
-                    for (sum, &acc) in sums.iter_mut().zip(acc) {
-                        *sum = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc), scale, *sum);
+        let mut sums = [[_mm256_setzero_ps(); NR]; MR];
+        for b in 0..blocks {
+            let mut acc: [[__m256i; NR]; MR] =
+                std::array::from_fn(|r| [_mm256_set1_epi32(acts.starts[(r0 + r) * blocks + b]); NR]);
+            for t in (b * BLOCK..(b + 1) * BLOCK).step_by(2) {
+                // SAFETY: input `t < stride` of the panel and of rows `r0..r0 + MR` (the asserted bounds).
+                let wv: [__m256i; NR] = std::array::from_fn(|c| unsafe {
+                    _mm256_loadu_si256(weights.add(t * WORD_PANEL + c * 16) as *const __m256i)
+                });
+                for (r, acc) in acc.iter_mut().enumerate() {
+                    // SAFETY: as above; two values of row `r0 + r` from input `t`.
+                    let av = _mm256_set1_epi32(unsafe { (a.add(r * s + t) as *const i32).read_unaligned() });
+                    for (acc, &wc) in acc.iter_mut().zip(&wv) {
+                        *acc = _mm256_add_epi32(*acc, _mm256_madd_epi16(wc, av));
                     }
                 }
             }
-            for c in 0..NR {
-                let j = panel * PANEL + col + 8 * c;
-                // SAFETY: scales and bias hold whole panels.
-                let (scale, bias) = unsafe {
-                    (_mm256_loadu_ps(w.scales[j..j + 8].as_ptr()), _mm256_loadu_ps(w.bias[j..j + 8].as_ptr()))
-                };
-                for (r, sums) in sums.iter().enumerate() {
-                    let row = &mut out.row(r)[col + 8 * c..][..8];
-                    // SAFETY: `row` holds 8 values.
-                    unsafe { _mm256_storeu_ps(row.as_mut_ptr(), _mm256_fmadd_ps(sums[c], scale, bias)) };
+            for (r, (sums, acc)) in sums.iter_mut().zip(&acc).enumerate() {
+                let scale = _mm256_set1_ps(acts.scales[(r0 + r) * blocks + b]);
+                for (sum, &acc) in sums.iter_mut().zip(acc) {
+                    *sum = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc), scale, *sum);
                 }
+            }
+        }
+        for c in 0..NR {
+            let j = panel * WORD_PANEL + c * 8;
+            // SAFETY: scales and bias hold whole panels.
+            let (scale, bias) =
+                unsafe { (_mm256_loadu_ps(w.scales[j..j + 8].as_ptr()), _mm256_loadu_ps(w.bias[j..j + 8].as_ptr())) };
+            for (r, sums) in sums.iter().enumerate() {
+                let row = &mut out.row(r)[c * 8..][..8];
+                // SAFETY: `row` holds 8 values.
+                unsafe { _mm256_storeu_ps(row.as_mut_ptr(), _mm256_fmadd_ps(sums[c], scale, bias)) };
             }
         }
     }
