@@ -108,7 +108,8 @@ impl Matrix {
             return None;
         }
         let stride = inputs.next_multiple_of(BLOCK);
-        let padded = outputs.next_multiple_of(path.panel());
+        let panel = path.panel();
+        let padded = outputs.next_multiple_of(panel);
         let mut scales = vec![0f32; padded];
         let mut codes = vec![0i8; padded * stride];
         let mut column = vec![0f32; inputs];
@@ -118,9 +119,9 @@ impl Matrix {
         }
         let weights = match path {
             Path::Vnni => {
-                Packed::Bytes(interleave(&codes, stride, BYTE_PANEL, 4, |v| v.wrapping_add_unsigned(OFFSET) as u8))
+                Packed::Bytes(interleave(&codes, stride, panel, 4, |v| v.wrapping_add_unsigned(OFFSET) as u8))
             }
-            Path::Avx2 | Path::Scalar => Packed::Words(interleave(&codes, stride, WORD_PANEL, 2, i16::from)),
+            Path::Avx2 | Path::Scalar => Packed::Words(interleave(&codes, stride, panel, 2, i16::from)),
         };
         let mut padded_bias = vec![0f32; padded];
         if let Some(bias) = bias {
