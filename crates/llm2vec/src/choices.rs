@@ -70,7 +70,7 @@ impl Precision {
         }
     }
 
-    /// Whether the linear layers run on 8-bit weights ([`crate::Options::quantize`]).
+    /// Whether the linear layers run on quantized weights ([`crate::Options::quantize`]).
     pub fn quantize(self) -> bool {
         self == Precision::Q8
     }
@@ -145,7 +145,7 @@ mod cli {
             let value = PossibleValue::new(self.name());
             Some(match self {
                 Precision::Q8 => {
-                    value.help("8-bit weights and integer products in the linear layers (CPU; the rest in f32)")
+                    value.help("integer products in the linear layers: 8-bit activations, 8-bit weights or 4-bit ones kept as read (CPU; the rest in f32)")
                 }
                 _ => value,
             })

@@ -38,14 +38,15 @@ fn a_tiny_decoder_keeps_its_embeddings() {
     assert!(cosines[0] > 0.999, "lowest cosine {}", cosines[0]);
 }
 
-/// SmolLM2 (untrained for embeddings, so sensitive: its outlier channels are 20 times a row's RMS)
-/// keeps the median input's embedding and every input's direction.
+/// SmolLM2 (untrained for embeddings, so sensitive: its outlier channels are 20 times a row's RMS, and
+/// a few inputs move far under any rounding) keeps the median input's embedding closely, all but three
+/// of 64 nearly, and every input's direction.
 #[test]
 fn smollm2_keeps_its_embeddings() {
     let Some(model) = common::smollm2() else { return };
     let cosines = cosines(&model, &sentences(64));
-    let median = cosines[cosines.len() / 2];
-    assert!(median > 0.995 && cosines[0] > 0.8, "median cosine {median}, lowest {}", cosines[0]);
+    let (lowest, fourth, median) = (cosines[0], cosines[3], cosines[cosines.len() / 2]);
+    assert!(median > 0.997 && fourth > 0.9 && lowest > 0.75, "cosines: median {median}, 4th {fourth}, lowest {lowest}");
 }
 
 #[test]

@@ -1,4 +1,4 @@
-//! Linear layers: one projection or several fused ones (q, k and v side by side), dense or in 8 bits
+//! Linear layers: one projection or several fused ones (q, k and v side by side), dense or quantized
 //! for inference on the CPU, with the tuning's LoRA updates in a training pass.
 
 use candle_core::{DType, Module, Tensor};
@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::weights::Weights;
 
 /// `y = x W^T + b`, with `W^T` stored contiguous (`[in, out]`) so that matrix products read it in order,
-/// or in 8 bits for inference on the CPU ([`Linear::quantize`]). It computes one projection or several
+/// or quantized for inference on the CPU ([`Linear::quantize`]). It computes one projection or several
 /// fused ones (their outputs side by side, in `parts` order).
 #[derive(Debug, Clone)]
 pub struct Linear {
@@ -23,7 +23,7 @@ pub struct Linear {
 enum Weight {
     /// `W^T`, `[in, out]`.
     Dense(Tensor),
-    /// With the bias, which the products add in their last step.
+    /// Quantized, with the bias, which the products add in their last step.
     Int8(q8::Matrix),
 }
 
@@ -58,8 +58,10 @@ impl Linear {
         Ok(Self { weight: Weight::Dense(Tensor::cat(&weights, 1)?), bias, parts })
     }
 
-    /// Stores the weights in 8 bits, one scale per output, for inference on the CPU: the products
-    /// then run on integers (`model/cpu/q8.rs`). Training needs the dense weights.
+    /// Quantizes the weights for inference on the CPU, whose products then run on integers
+    /// (`model/cpu/q8.rs`): 4-bit codes where every block of the weights already lies on a 4-bit grid
+    /// (as read from Q4_0 or Q4_1 GGUF), else 8 bits with one scale per output. Training needs the dense
+    /// weights.
     pub fn quantize(&mut self) -> Result<()> {
         let weight_t = self.dense()?;
         let (inp, out) = weight_t.dims2()?;
@@ -85,7 +87,7 @@ impl Linear {
         match &self.weight {
             Weight::Dense(w) => Ok(w),
             Weight::Int8(..) => {
-                Err(Error::Option { option: "quantize", msg: "8-bit weights are for inference only".into() })
+                Err(Error::Option { option: "quantize", msg: "quantized weights are for inference only".into() })
             }
         }
     }

@@ -13,10 +13,19 @@
 //! that multiplies it, chosen once, when the matrix is packed:
 //! - AVX-512 VNNI (`vpdpbusd`: 64 byte products per instruction, four times the f32 FMA's 16)
 //!   multiplies unsigned bytes by signed ones, so groups are four bytes `w + 128`, and each block's sum
-//!   starts at `-128 * sum(a)` to cancel the offset; panels of [`BYTE_PANEL`] outputs.
+//!   starts at `-128 * sum(a)` to cancel the offset; panels of [`ZMM_PANEL`] outputs.
 //! - AVX2 (`vpmaddwd`: 16 products of 16-bit values per instruction, summed in pairs) and the portable
 //!   code take groups of two 16-bit weights, and activations widened to 16 bits; panels of
-//!   [`WORD_PANEL`] outputs.
+//!   [`YMM_PANEL`] outputs.
+//!
+//! Weights that are already 4-bit, each block of [`BLOCK`] inputs of an output on a grid of 16 levels
+//! `min + step * code` (as GGUF's Q4_0 and Q4_1 weights are once read), keep those codes, exactly, with
+//! each block's step and min: groups of four codes `0..=15` in bytes, for every path. They are unsigned,
+//! so AVX2 multiplies them with `vpmaddubsw` (32 byte products per instruction, twice `vpmaddwd`'s),
+//! whose 16-bit pair sums cannot overflow in a block (8 * 2 * 15 * 127 < 2^15), and VNNI with
+//! `vpdpbusd` without an offset. A block's sum is `step * scale * sum((code - 8) * a) + center * sum(x)`,
+//! with `center = min + 8 * step` and the block's f32 sum of the inputs: centring the codes halves the
+//! error the rounded activations bring, and the integer sum starts at `-8 * sum(a)` to centre them.
 //!
 //! Every path computes the same integer sums and the same f32 operations in the same order, so they
 //! agree bit for bit.
@@ -29,13 +38,15 @@ use super::isa::Isa;
 
 /// Inputs per activation scale.
 const BLOCK: usize = 32;
-/// Outputs per panel of packed bytes: one VNNI micro-tile wide (three 512-bit vectors of i32 sums).
-const BYTE_PANEL: usize = 48;
-/// Outputs per panel of packed 16-bit weights: one AVX2 micro-tile wide (two 256-bit vectors). Narrow
+/// Outputs per panel on the VNNI path: one micro-tile wide (three 512-bit vectors of i32 sums).
+const ZMM_PANEL: usize = 48;
+/// Outputs per panel on the other paths: one AVX2 micro-tile wide (two 256-bit vectors). Narrow
 /// panels stay in the nearest cache across the row tiles that reuse them.
-const WORD_PANEL: usize = 16;
+const YMM_PANEL: usize = 16;
 /// Activation rows per micro-tile.
 const MR: usize = 4;
+/// The 4-bit code that the products centre on.
+const CENTER: i32 = 8;
 /// What `w + 128` stores for a weight of zero (the padding of byte groups).
 const OFFSET: u8 = 128;
 
@@ -65,8 +76,8 @@ impl Path {
     /// Outputs per panel of the weights packed for this path.
     fn panel(self) -> usize {
         match self {
-            Path::Vnni => BYTE_PANEL,
-            Path::Avx2 | Path::Scalar => WORD_PANEL,
+            Path::Vnni => ZMM_PANEL,
+            Path::Avx2 | Path::Scalar => YMM_PANEL,
         }
     }
 }
@@ -78,10 +89,20 @@ enum Packed {
     Bytes(Vec<u8>),
     /// Groups of two 16-bit weights (the AVX2 and portable paths).
     Words(Vec<i16>),
+    /// Groups of four 4-bit codes, one per byte (every path), with each block's grid.
+    FourBit(Vec<u8>, Grids),
 }
 
-/// A weight matrix `[outputs, inputs]` in 8 bits, one scale per output, with its bias, packed for the
-/// path that multiplies it.
+/// The grid of each block of each output, `[outputs / panel][stride / BLOCK][panel]`.
+#[derive(Debug, Clone)]
+struct Grids {
+    steps: Vec<f32>,
+    /// `min + CENTER * step`.
+    centers: Vec<f32>,
+}
+
+/// A weight matrix `[outputs, inputs]` in 8 bits with one scale per output, or in 4-bit codes with a
+/// grid per block, with its bias, packed for the path that multiplies it.
 #[derive(Debug, Clone)]
 pub struct Matrix {
     path: Path,
@@ -90,7 +111,7 @@ pub struct Matrix {
     /// `inputs` rounded up to [`BLOCK`].
     stride: usize,
     weights: Packed,
-    /// Per output, zeros up to a whole panel.
+    /// Per output, zeros up to a whole panel (ones for 4-bit weights, whose scales are per block).
     scales: Vec<f32>,
     /// Per output (zeros without a bias), up to a whole panel.
     bias: Vec<f32>,
@@ -108,22 +129,16 @@ impl Matrix {
             return None;
         }
         let stride = inputs.next_multiple_of(BLOCK);
-        let panel = path.panel();
-        let padded = outputs.next_multiple_of(panel);
-        let mut scales = vec![0f32; padded];
-        let mut codes = vec![0i8; padded * stride];
-        let mut column = vec![0f32; inputs];
-        for (j, (scale, codes)) in scales.iter_mut().zip(codes.chunks_exact_mut(stride)).take(outputs).enumerate() {
-            column.iter_mut().enumerate().for_each(|(t, v)| *v = weight_t[t * outputs + j]);
-            *scale = quantize(&column, &mut codes[..inputs]);
-        }
-        let weights = match path {
-            Path::Vnni => {
-                Packed::Bytes(interleave(&codes, stride, panel, 4, |v| v.wrapping_add_unsigned(OFFSET) as u8))
+        let rows = transpose(weight_t, inputs, outputs);
+        let (weights, scales) = match on_grids(&rows, inputs, stride, path.panel()) {
+            Some((codes, grids)) => {
+                let padded = codes.len() / stride;
+                let codes = interleave(&codes, stride, path.panel(), 4, |v| v as u8);
+                (Packed::FourBit(codes, grids), vec![1f32; padded])
             }
-            Path::Avx2 | Path::Scalar => Packed::Words(interleave(&codes, stride, panel, 2, i16::from)),
+            None => eight_bit(path, &rows, inputs, stride),
         };
-        let mut padded_bias = vec![0f32; padded];
+        let mut padded_bias = vec![0f32; scales.len()];
         if let Some(bias) = bias {
             padded_bias[..outputs].copy_from_slice(bias);
         }
@@ -164,6 +179,30 @@ impl Matrix {
             (_, Packed::Words(w)) => {
                 let acts = Activations::quantize(x, k, s, quantize_row);
                 self.split(acts.rows, y, |r0, panel, out| tile_scalar(self, w, &acts, r0, panel, out));
+            }
+            #[cfg(target_arch = "x86_64")]
+            (Path::Vnni, Packed::FourBit(w, grids)) => {
+                let acts = Activations::quantize(x, k, s, |x, q, scales, starts| unsafe {
+                    x86::quantize_row_avx512(x, q, scales, starts);
+                })
+                .centred(x, k);
+                self.split(acts.rows, y, |r0, panel, out| unsafe {
+                    x86::tile4_vnni(self, w, grids, &acts, r0, panel, out);
+                });
+            }
+            #[cfg(target_arch = "x86_64")]
+            (Path::Avx2, Packed::FourBit(w, grids)) => {
+                let acts = Activations::quantize(x, k, s, |x, q, scales, starts| unsafe {
+                    x86::quantize_row_bytes_avx2(x, q, scales, starts);
+                })
+                .centred(x, k);
+                self.split(acts.rows, y, |r0, panel, out| unsafe {
+                    x86::tile4_avx2(self, w, grids, &acts, r0, panel, out);
+                });
+            }
+            (_, Packed::FourBit(w, grids)) => {
+                let acts = Activations::<i8>::quantize(x, k, s, quantize_row).centred(x, k);
+                self.split(acts.rows, y, |r0, panel, out| tile4_scalar(self, w, grids, &acts, r0, panel, out));
             }
             (_, Packed::Bytes(_)) => unreachable!("bytes are packed for the VNNI path only"),
         }
@@ -231,6 +270,78 @@ impl Matrix {
     }
 }
 
+/// `weight_t: [inputs, outputs]` as rows `[outputs, inputs]`, a tile at a time.
+fn transpose(weight_t: &[f32], inputs: usize, outputs: usize) -> Vec<f32> {
+    const TILE: usize = 64;
+    let mut rows = vec![0f32; weight_t.len()];
+    for t0 in (0..inputs).step_by(TILE) {
+        for j0 in (0..outputs).step_by(TILE) {
+            for t in t0..(t0 + TILE).min(inputs) {
+                for j in j0..(j0 + TILE).min(outputs) {
+                    rows[j * inputs + t] = weight_t[t * outputs + j];
+                }
+            }
+        }
+    }
+    rows
+}
+
+/// The weights `rows: [outputs, inputs]` in 8 bits, one scale per output, packed for `path`, with the
+/// scales (zeros up to a whole panel).
+fn eight_bit(path: Path, rows: &[f32], inputs: usize, stride: usize) -> (Packed, Vec<f32>) {
+    let panel = path.panel();
+    let padded = (rows.len() / inputs).next_multiple_of(panel);
+    let mut scales = vec![0f32; padded];
+    let mut codes = vec![0i8; padded * stride];
+    for ((scale, codes), row) in scales.iter_mut().zip(codes.chunks_exact_mut(stride)).zip(rows.chunks_exact(inputs)) {
+        *scale = quantize(row, &mut codes[..inputs]);
+    }
+    let weights = match path {
+        Path::Vnni => Packed::Bytes(interleave(&codes, stride, panel, 4, |v| v.wrapping_add_unsigned(OFFSET) as u8)),
+        Path::Avx2 | Path::Scalar => Packed::Words(interleave(&codes, stride, panel, 2, i16::from)),
+    };
+    (weights, scales)
+}
+
+/// The 4-bit codes `[padded outputs, stride]` and grids of the weights `rows: [outputs, inputs]`, in
+/// panels of `panel` outputs, when every block of every row lies on a grid; else `None`.
+fn on_grids(rows: &[f32], inputs: usize, stride: usize, panel: usize) -> Option<(Vec<i8>, Grids)> {
+    let (padded, blocks) = ((rows.len() / inputs).next_multiple_of(panel), stride / BLOCK);
+    let mut codes = vec![0i8; padded * stride];
+    let (mut steps, mut centers) = (vec![0f32; padded * blocks], vec![0f32; padded * blocks]);
+    for (j, (codes, row)) in codes.chunks_exact_mut(stride).zip(rows.chunks_exact(inputs)).enumerate() {
+        for (b, values) in row.chunks(BLOCK).enumerate() {
+            let (step, center) = grid(values, &mut codes[b * BLOCK..][..values.len()])?;
+            let at = (j / panel * blocks + b) * panel + j % panel;
+            (steps[at], centers[at]) = (step, center);
+        }
+    }
+    Some((codes, Grids { steps, centers }))
+}
+
+/// `(step, min + CENTER * step)` when every value is `min + step * code` for a `code` in `0..=15`, to
+/// f32's precision (within 2^-20 of the largest magnitude), with the codes written to `codes`.
+fn grid(values: &[f32], codes: &mut [i8]) -> Option<(f32, f32)> {
+    if values.iter().any(|v| !v.is_finite()) {
+        return None;
+    }
+    let (min, max) = values.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+    let (low, tolerance) = (f64::from(min), f64::from(min.abs().max(max.abs())) / f64::from(1 << 20));
+    // Fewer than 16 levels are used when the values do not span the whole grid (as in Q4_0's blocks).
+    (1..=15).rev().find_map(|levels| {
+        let step = (f64::from(max) - low) / f64::from(levels);
+        for (code, &v) in codes.iter_mut().zip(values) {
+            // `v >= min`: adding a half and truncating rounds to the nearest code.
+            let c = if step == 0.0 { 0 } else { ((f64::from(v) - low) / step + 0.5) as u8 };
+            if (low + step * f64::from(c) - f64::from(v)).abs() > tolerance {
+                return None;
+            }
+            *code = c as i8;
+        }
+        Some((step as f32, (low + step * f64::from(CENTER)) as f32))
+    })
+}
+
 /// Rows of `codes: [padded outputs, stride]` packed in panels of `width` outputs, in groups of `group`
 /// inputs, each code turned into its stored form by `store`.
 fn interleave<T: Copy + Default>(
@@ -288,6 +399,8 @@ struct Activations<T> {
     data: Vec<T>,
     scales: Vec<f32>,
     starts: Vec<i32>,
+    /// Per block, the f32 sum of the inputs (for 4-bit weights only; else empty).
+    sums: Vec<f32>,
 }
 
 impl<T: Code> Activations<T> {
@@ -308,7 +421,30 @@ impl<T: Code> Activations<T> {
             .zip(starts.par_chunks_exact_mut(blocks))
             .zip(x.par_chunks_exact(inputs))
             .for_each(|(((q, scales), starts), x)| row(x, q, scales, starts));
-        Activations { rows, data, scales, starts }
+        Activations { rows, data, scales, starts, sums: Vec::new() }
+    }
+}
+
+impl Activations<i8> {
+    /// For 4-bit codes: each block's start becomes `-CENTER * sum(a)`, and its sum of `x: [rows, inputs]`
+    /// is added, in one fixed order (eight running sums, then pairwise) that every path shares.
+    fn centred(mut self, x: &[f32], inputs: usize) -> Activations<i8> {
+        let blocks = inputs.div_ceil(BLOCK);
+        for (start, a) in self.starts.iter_mut().zip(self.data.chunks_exact(BLOCK)) {
+            *start = -CENTER * a.iter().map(|&v| i32::from(v)).sum::<i32>();
+        }
+        self.sums = vec![0f32; self.scales.len()];
+        for (sums, x) in self.sums.chunks_exact_mut(blocks).zip(x.chunks_exact(inputs)) {
+            for (sum, x) in sums.iter_mut().zip(x.chunks(BLOCK)) {
+                let mut lanes = [0f32; 8];
+                for chunk in x.chunks(8) {
+                    lanes.iter_mut().zip(chunk).for_each(|(lane, &v)| *lane += v);
+                }
+                let [a, b, c, d, e, f, g, h] = lanes;
+                *sum = ((a + b) + (c + d)) + ((e + f) + (g + h));
+            }
+        }
+        self
     }
 }
 
@@ -363,10 +499,10 @@ fn tile_scalar(
     acts: &Activations<i16>,
     r0: usize,
     panel: usize,
-    mut out: Tile<WORD_PANEL>,
+    mut out: Tile<YMM_PANEL>,
 ) {
     let (s, blocks) = (w.stride, w.stride / BLOCK);
-    let weights = &weights[panel * WORD_PANEL * s..][..WORD_PANEL * s];
+    let weights = &weights[panel * YMM_PANEL * s..][..YMM_PANEL * s];
     for r in 0..MR {
         let a = &acts.data[(r0 + r) * s..][..s];
         for (o, out) in out.row(r).iter_mut().enumerate() {
@@ -374,11 +510,43 @@ fn tile_scalar(
             for b in 0..blocks {
                 let mut block = acts.starts[(r0 + r) * blocks + b];
                 for t in b * BLOCK..(b + 1) * BLOCK {
-                    block += i32::from(weights[(t / 2 * WORD_PANEL + o) * 2 + t % 2]) * i32::from(a[t]);
+                    block += i32::from(weights[(t / 2 * YMM_PANEL + o) * 2 + t % 2]) * i32::from(a[t]);
                 }
                 sum = (block as f32).mul_add(acts.scales[(r0 + r) * blocks + b], sum);
             }
-            let j = panel * WORD_PANEL + o;
+            let j = panel * YMM_PANEL + o;
+            *out = sum.mul_add(w.scales[j], w.bias[j]);
+        }
+    }
+}
+
+/// The portable micro-tile on 4-bit codes.
+fn tile4_scalar(
+    w: &Matrix,
+    codes: &[u8],
+    grids: &Grids,
+    acts: &Activations<i8>,
+    r0: usize,
+    panel: usize,
+    mut out: Tile<YMM_PANEL>,
+) {
+    const W: usize = YMM_PANEL;
+    let (s, blocks) = (w.stride, w.stride / BLOCK);
+    let codes = &codes[panel * W * s..][..W * s];
+    for r in 0..MR {
+        let a = &acts.data[(r0 + r) * s..][..s];
+        for (o, out) in out.row(r).iter_mut().enumerate() {
+            let mut sum = 0f32;
+            for b in 0..blocks {
+                let (at, g) = ((r0 + r) * blocks + b, (panel * blocks + b) * W + o);
+                let block = acts.starts[at]
+                    + (b * BLOCK..(b + 1) * BLOCK)
+                        .map(|t| i32::from(codes[(t / 4 * W + o) * 4 + t % 4]) * i32::from(a[t]))
+                        .sum::<i32>();
+                sum = (block as f32 * acts.scales[at]).mul_add(grids.steps[g], sum);
+                sum = grids.centers[g].mul_add(acts.sums[at], sum);
+            }
+            let j = panel * W + o;
             *out = sum.mul_add(w.scales[j], w.bias[j]);
         }
     }
@@ -388,7 +556,9 @@ fn tile_scalar(
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::{inverse_step, quantize_row, Activations, Matrix, Tile, BLOCK, BYTE_PANEL, MR, OFFSET, WORD_PANEL};
+    use super::{
+        inverse_step, quantize_row, Activations, Grids, Matrix, Tile, BLOCK, MR, OFFSET, YMM_PANEL, ZMM_PANEL,
+    };
 
     /// [`quantize_row`] with AVX-512, into bytes: each whole block in two vectors (the same rounding, so
     /// the same values), a partial last block by the portable code.
@@ -465,12 +635,12 @@ mod x86 {
         acts: &Activations<i8>,
         r0: usize,
         panel: usize,
-        mut out: Tile<BYTE_PANEL>,
+        out: Tile<ZMM_PANEL>,
     ) {
-        const NR: usize = BYTE_PANEL / 16;
+        const NR: usize = ZMM_PANEL / 16;
         let (s, blocks) = (w.stride, w.stride / BLOCK);
-        assert!((r0 + MR) * s <= acts.data.len() && (panel + 1) * BYTE_PANEL * s <= weights.len());
-        let weights = weights[panel * BYTE_PANEL * s..].as_ptr();
+        assert!((r0 + MR) * s <= acts.data.len() && (panel + 1) * ZMM_PANEL * s <= weights.len());
+        let weights = weights[panel * ZMM_PANEL * s..].as_ptr();
         let a = acts.data[r0 * s..].as_ptr();
         let mut sums = [[_mm512_setzero_ps(); NR]; MR];
         for b in 0..blocks {
@@ -479,7 +649,7 @@ mod x86 {
             for t in (b * BLOCK..(b + 1) * BLOCK).step_by(4) {
                 // SAFETY: input `t < stride` of the panel and of rows `r0..r0 + MR` (the asserted bounds).
                 let wv: [__m512i; NR] = std::array::from_fn(|c| unsafe {
-                    _mm512_loadu_si512(weights.add(t * BYTE_PANEL + c * 64) as *const __m512i)
+                    _mm512_loadu_si512(weights.add(t * ZMM_PANEL + c * 64) as *const __m512i)
                 });
                 for (r, acc) in acc.iter_mut().enumerate() {
                     // SAFETY: as above; four bytes of row `r0 + r` from input `t`.
@@ -496,8 +666,66 @@ mod x86 {
                 }
             }
         }
-        for c in 0..NR {
-            let j = panel * BYTE_PANEL + c * 16;
+        store_zmm(w, panel, &sums, out);
+    }
+
+    /// One micro-tile on 4-bit codes with `vpdpbusd`: as [`tile_vnni`], without an offset to cancel,
+    /// and each block's sum scaled by its grid.
+    ///
+    /// SAFETY: as for [`tile_vnni`]; `codes` and `grids` are `w`'s.
+    #[target_feature(enable = "avx512f,avx512vnni")]
+    pub(super) unsafe fn tile4_vnni(
+        w: &Matrix,
+        codes: &[u8],
+        grids: &Grids,
+        acts: &Activations<i8>,
+        r0: usize,
+        panel: usize,
+        out: Tile<ZMM_PANEL>,
+    ) {
+        const NR: usize = ZMM_PANEL / 16;
+        let (s, blocks) = (w.stride, w.stride / BLOCK);
+        assert!((r0 + MR) * s <= acts.data.len() && (panel + 1) * ZMM_PANEL * s <= codes.len());
+        let codes = codes[panel * ZMM_PANEL * s..].as_ptr();
+        let a = acts.data[r0 * s..].as_ptr();
+        let mut sums = [[_mm512_setzero_ps(); NR]; MR];
+        for b in 0..blocks {
+            let mut acc: [[__m512i; NR]; MR] =
+                std::array::from_fn(|r| [_mm512_set1_epi32(acts.starts[(r0 + r) * blocks + b]); NR]);
+            for t in (b * BLOCK..(b + 1) * BLOCK).step_by(4) {
+                // SAFETY: input `t < stride` of the panel and of rows `r0..r0 + MR` (the asserted bounds).
+                let wv: [__m512i; NR] = std::array::from_fn(|c| unsafe {
+                    _mm512_loadu_si512(codes.add(t * ZMM_PANEL + c * 64) as *const __m512i)
+                });
+                for (r, acc) in acc.iter_mut().enumerate() {
+                    // SAFETY: as above; four bytes of row `r0 + r` from input `t`.
+                    let av = _mm512_set1_epi32(unsafe { (a.add(r * s + t) as *const i32).read_unaligned() });
+                    for (acc, &wc) in acc.iter_mut().zip(&wv) {
+                        *acc = _mm512_dpbusd_epi32(*acc, wc, av);
+                    }
+                }
+            }
+            let g = (panel * blocks + b) * ZMM_PANEL..;
+            let (steps, centers) = (&grids.steps[g.clone()], &grids.centers[g]);
+            // SAFETY: the grids hold whole panels.
+            let load = |v: &[f32], c: usize| unsafe { _mm512_loadu_ps(v[c * 16..][..16].as_ptr()) };
+            for (r, (sums, acc)) in sums.iter_mut().zip(&acc).enumerate() {
+                let at = (r0 + r) * blocks + b;
+                let (scale, total) = (_mm512_set1_ps(acts.scales[at]), _mm512_set1_ps(acts.sums[at]));
+                for (c, (sum, &acc)) in sums.iter_mut().zip(acc).enumerate() {
+                    let block = _mm512_mul_ps(_mm512_cvtepi32_ps(acc), scale);
+                    *sum = _mm512_fmadd_ps(load(centers, c), total, _mm512_fmadd_ps(block, load(steps, c), *sum));
+                }
+            }
+        }
+        store_zmm(w, panel, &sums, out);
+    }
+
+    /// Writes a VNNI micro-tile's sums, each times its output's scale plus its bias.
+    #[target_feature(enable = "avx512f")]
+    fn store_zmm(w: &Matrix, panel: usize, sums: &[[__m512; ZMM_PANEL / 16]; MR], mut out: Tile<ZMM_PANEL>) {
+        for c in 0..ZMM_PANEL / 16 {
+            let j = panel * ZMM_PANEL + c * 16;
             // SAFETY: scales and bias hold whole panels.
             let (scale, bias) =
                 unsafe { (_mm512_loadu_ps(w.scales[j..j + 16].as_ptr()), _mm512_loadu_ps(w.bias[j..j + 16].as_ptr())) };
@@ -521,12 +749,12 @@ mod x86 {
         acts: &Activations<i16>,
         r0: usize,
         panel: usize,
-        mut out: Tile<WORD_PANEL>,
+        out: Tile<YMM_PANEL>,
     ) {
-        const NR: usize = WORD_PANEL / 8;
+        const NR: usize = YMM_PANEL / 8;
         let (s, blocks) = (w.stride, w.stride / BLOCK);
-        assert!((r0 + MR) * s <= acts.data.len() && (panel + 1) * WORD_PANEL * s <= weights.len());
-        let weights = weights[panel * WORD_PANEL * s..].as_ptr();
+        assert!((r0 + MR) * s <= acts.data.len() && (panel + 1) * YMM_PANEL * s <= weights.len());
+        let weights = weights[panel * YMM_PANEL * s..].as_ptr();
         let a = acts.data[r0 * s..].as_ptr();
         let mut sums = [[_mm256_setzero_ps(); NR]; MR];
         for b in 0..blocks {
@@ -535,7 +763,7 @@ mod x86 {
             for t in (b * BLOCK..(b + 1) * BLOCK).step_by(2) {
                 // SAFETY: input `t < stride` of the panel and of rows `r0..r0 + MR` (the asserted bounds).
                 let wv: [__m256i; NR] = std::array::from_fn(|c| unsafe {
-                    _mm256_loadu_si256(weights.add(t * WORD_PANEL + c * 16) as *const __m256i)
+                    _mm256_loadu_si256(weights.add(t * YMM_PANEL + c * 16) as *const __m256i)
                 });
                 for (r, acc) in acc.iter_mut().enumerate() {
                     // SAFETY: as above; two values of row `r0 + r` from input `t`.
@@ -552,8 +780,14 @@ mod x86 {
                 }
             }
         }
-        for c in 0..NR {
-            let j = panel * WORD_PANEL + c * 8;
+        store_ymm(w, panel, &sums, out);
+    }
+
+    /// Writes an AVX2 micro-tile's sums, each times its output's scale plus its bias.
+    #[target_feature(enable = "avx2,fma")]
+    fn store_ymm(w: &Matrix, panel: usize, sums: &[[__m256; YMM_PANEL / 8]; MR], mut out: Tile<YMM_PANEL>) {
+        for c in 0..YMM_PANEL / 8 {
+            let j = panel * YMM_PANEL + c * 8;
             // SAFETY: scales and bias hold whole panels.
             let (scale, bias) =
                 unsafe { (_mm256_loadu_ps(w.scales[j..j + 8].as_ptr()), _mm256_loadu_ps(w.bias[j..j + 8].as_ptr())) };
@@ -563,6 +797,70 @@ mod x86 {
                 unsafe { _mm256_storeu_ps(row.as_mut_ptr(), _mm256_fmadd_ps(sums[c], scale, bias)) };
             }
         }
+    }
+
+    /// [`quantize_row`] into bytes, compiled for AVX2.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn quantize_row_bytes_avx2(x: &[f32], q: &mut [i8], scales: &mut [f32], starts: &mut [i32]) {
+        quantize_row(x, q, scales, starts);
+    }
+
+    /// One micro-tile on 4-bit codes with `vpmaddubsw`: per group of four inputs, two vectors of codes (8
+    /// outputs by 4 inputs each) against each row's four activations broadcast to every lane. The 16-bit
+    /// pair sums add up over a block, then `vpmaddwd` by ones sums each lane's pair into 32 bits.
+    ///
+    /// SAFETY: the processor has AVX2 and FMA; `codes` and `grids` are `w`'s; the bounds as for
+    /// [`tile_vnni`].
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn tile4_avx2(
+        w: &Matrix,
+        codes: &[u8],
+        grids: &Grids,
+        acts: &Activations<i8>,
+        r0: usize,
+        panel: usize,
+        out: Tile<YMM_PANEL>,
+    ) {
+        const NR: usize = YMM_PANEL / 8;
+        let (s, blocks) = (w.stride, w.stride / BLOCK);
+        assert!((r0 + MR) * s <= acts.data.len() && (panel + 1) * YMM_PANEL * s <= codes.len());
+        let codes = codes[panel * YMM_PANEL * s..].as_ptr();
+        let a = acts.data[r0 * s..].as_ptr();
+        let ones = _mm256_set1_epi16(1);
+        let mut sums = [[_mm256_setzero_ps(); NR]; MR];
+        for b in 0..blocks {
+            let mut acc = [[_mm256_setzero_si256(); NR]; MR];
+            for t in (b * BLOCK..(b + 1) * BLOCK).step_by(4) {
+                // SAFETY: input `t < stride` of the panel and of rows `r0..r0 + MR` (the asserted bounds).
+                let wv: [__m256i; NR] = std::array::from_fn(|c| unsafe {
+                    _mm256_loadu_si256(codes.add(t * YMM_PANEL + c * 32) as *const __m256i)
+                });
+                for (r, acc) in acc.iter_mut().enumerate() {
+                    // SAFETY: as above; four bytes of row `r0 + r` from input `t`.
+                    let av = _mm256_set1_epi32(unsafe { (a.add(r * s + t) as *const i32).read_unaligned() });
+                    for (acc, &wc) in acc.iter_mut().zip(&wv) {
+                        // The sums stay within 16 bits; adding with saturation keeps the compiler from
+                        // regrouping them into trees that need more registers than there are.
+                        *acc = _mm256_adds_epi16(*acc, _mm256_maddubs_epi16(wc, av));
+                    }
+                }
+            }
+            let g = (panel * blocks + b) * YMM_PANEL..;
+            let (steps, centers) = (&grids.steps[g.clone()], &grids.centers[g]);
+            // SAFETY: the grids hold whole panels.
+            let load = |v: &[f32], c: usize| unsafe { _mm256_loadu_ps(v[c * 8..][..8].as_ptr()) };
+            for (r, (sums, acc)) in sums.iter_mut().zip(&acc).enumerate() {
+                let at = (r0 + r) * blocks + b;
+                let (scale, total) = (_mm256_set1_ps(acts.scales[at]), _mm256_set1_ps(acts.sums[at]));
+                let start = _mm256_set1_epi32(acts.starts[at]);
+                for (c, (sum, &acc)) in sums.iter_mut().zip(acc).enumerate() {
+                    let block = _mm256_add_epi32(start, _mm256_madd_epi16(acc, ones));
+                    let block = _mm256_mul_ps(_mm256_cvtepi32_ps(block), scale);
+                    *sum = _mm256_fmadd_ps(load(centers, c), total, _mm256_fmadd_ps(block, load(steps, c), *sum));
+                }
+            }
+        }
+        store_ymm(w, panel, &sums, out);
     }
 }
 
@@ -584,6 +882,22 @@ mod tests {
             .collect()
     }
 
+    /// `weight_t: [k, n]` whose blocks of each output lie on grids of `levels + 1` values, as 4-bit
+    /// GGUF weights do (`levels` 15 for Q4_1; fewer where Q4_0's blocks leave codes unused).
+    fn on_grid(k: usize, n: usize, levels: usize, seed: usize) -> Vec<f32> {
+        let codes = values(k * n, seed);
+        let mut wt = vec![0f32; k * n];
+        for j in 0..n {
+            for t in 0..k {
+                let block = (t / BLOCK * n + j) as f32;
+                let (step, min) = (0.01 + 0.003 * (block % 7.0), -0.05 * (block % 5.0));
+                let code = ((codes[t * n + j].abs() * 7919.0) as usize + t) % (levels + 1);
+                wt[t * n + j] = min + step * code as f32;
+            }
+        }
+        wt
+    }
+
     fn paths() -> Vec<Path> {
         let mut paths: Vec<Path> = Isa::supported().map(Path::for_isa).collect();
         paths.dedup();
@@ -603,6 +917,69 @@ mod tests {
                 let mut got = vec![f32::NAN; m * n];
                 w(path).product(&x, &mut got);
                 assert_eq!(got, want, "{path:?} at m={m} k={k} n={n}");
+            }
+        }
+    }
+
+    /// Weights on 4-bit grids keep them, and every path agrees with the scalar code on them, bit for bit.
+    #[test]
+    fn weights_on_grids_stay_4_bit_and_every_path_agrees() {
+        for (m, k, n) in [(1, 1, 1), (3, 31, 5), (5, 33, 17), (9, 64, 40), (13, 100, 3), (2, 200, 150), (40, 70, 97)] {
+            let (x, wt, bias) = (values(m * k, 1), on_grid(k, n, 15, 2), values(n, 3));
+            let w = |path| Matrix::pack(path, &wt, k, n, Some(&bias)).unwrap();
+            let mut want = vec![0f32; m * n];
+            w(Path::Scalar).product(&x, &mut want);
+            for path in paths() {
+                assert!(matches!(w(path).weights, Packed::FourBit(..)), "{path:?} at k={k} n={n}");
+                let mut got = vec![f32::NAN; m * n];
+                w(path).product(&x, &mut got);
+                assert_eq!(got, want, "{path:?} at m={m} k={k} n={n}");
+            }
+        }
+    }
+
+    /// Grids are found with fewer levels than 16 too (Q4_0's blocks), and values off every grid keep
+    /// the weights in 8 bits.
+    #[test]
+    fn grids_are_found_only_where_the_values_lie_on_one() {
+        let mut codes = [0i8; BLOCK];
+        let block: Vec<f32> = (0..BLOCK).map(|t| -0.3 + 0.025 * (t % 9) as f32).collect();
+        let (step, center) = grid(&block, &mut codes).unwrap();
+        assert!((step - 0.025).abs() < 1e-7 && (center + 0.1).abs() < 1e-7, "{step} {center}");
+        assert!(codes.iter().enumerate().all(|(t, &c)| c as usize == t % 9), "{codes:?}");
+        assert_eq!(grid(&[0.5; 4], &mut codes[..4]), Some((0.0, 0.5)));
+        assert_eq!(grid(&values(BLOCK, 9), &mut codes), None);
+        assert_eq!(grid(&[0.0, 1.0, f32::NAN], &mut codes[..3]), None);
+        let (k, n) = (64, 8);
+        let mut wt = on_grid(k, n, 6, 4);
+        wt[k * n - 1] += 1e-3;
+        assert!(matches!(Matrix::pack(Path::Scalar, &wt, k, n, None).unwrap().weights, Packed::Words(_)));
+    }
+
+    /// On grids, only the activations are rounded: the product is within half an activation step per
+    /// input, times the weight's distance from its block's centre (at most 8 steps), of the f32 product.
+    #[test]
+    fn the_4_bit_product_is_within_the_activations_rounding_of_the_f32_product() {
+        let (m, k, n) = (7, 96, 24);
+        let (x, wt) = (values(m * k, 4), on_grid(k, n, 15, 5));
+        for path in paths() {
+            let mut got = vec![0f32; m * n];
+            Matrix::pack(path, &wt, k, n, None).unwrap().product(&x, &mut got);
+            for i in 0..m {
+                for j in 0..n {
+                    let (mut exact, mut bound) = (0f64, 1e-4);
+                    for t in 0..k {
+                        let (t0, t1) = (t / BLOCK * BLOCK, ((t / BLOCK + 1) * BLOCK).min(k));
+                        let dx = x[i * k + t0..i * k + t1].iter().fold(0f64, |s, v| s.max(v.abs() as f64)) / 127.0;
+                        // Codes are centred on 8: a weight is at most 8 steps from its block's centre.
+                        let column = (t0..t1).map(|t| wt[t * n + j] as f64);
+                        let (lo, hi) = column.fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(v), hi.max(v)));
+                        exact += x[i * k + t] as f64 * wt[t * n + j] as f64;
+                        bound += 8.0 * (hi - lo) / 15.0 * dx / 2.0;
+                    }
+                    let err = (got[i * n + j] as f64 - exact).abs();
+                    assert!(err <= bound, "{path:?} ({i}, {j}): error {err} over the bound {bound}");
+                }
             }
         }
     }
@@ -657,15 +1034,21 @@ mod tests {
         }
     }
 
-    /// Sums at their largest (every product 127 * 127, long rows) come out right.
+    /// Sums at their largest (every product 127 * 127, or 15 * 127 for 4-bit codes, long rows) come out
+    /// right.
     #[test]
     fn the_largest_sums_do_not_overflow() {
         let k = 3000;
-        let w = |path| Matrix::pack(path, &vec![1.0; k], k, 1, None).unwrap();
-        for path in paths() {
-            let mut y = [0f32; 1];
-            w(path).product(&vec![-1.0; k], &mut y);
-            assert!((y[0] + k as f32).abs() <= 1e-5 * k as f32, "{path:?}: {}", y[0]);
+        // Off any grid (one value a little off), then on one with every code but one at 15.
+        let off = (0..k).map(|t| if t == 7 { 0.999 } else { 1.0 }).collect::<Vec<_>>();
+        let on = (0..k).map(|t| if t % BLOCK == 0 { 0.0 } else { 1.0 }).collect::<Vec<_>>();
+        for wt in [off, on] {
+            let exact = -wt.iter().sum::<f32>();
+            for path in paths() {
+                let mut y = [0f32; 1];
+                Matrix::pack(path, &wt, k, 1, None).unwrap().product(&vec![-1.0; k], &mut y);
+                assert!((y[0] - exact).abs() <= 1e-5 * k as f32, "{path:?}: {} vs {exact}", y[0]);
+            }
         }
     }
 

@@ -8,7 +8,7 @@
 //!
 //! - `attention`: attention from the fused q/k/v with its rotary embedding (the decoders; BERT has
 //!   none), mask and dropout (training, and inference on the CPU);
-//! - `linear`: inference products `x W^T + b`, in f32 or with 8-bit weights;
+//! - `linear`: inference products `x W^T + b`, in f32 or on integers;
 //! - `lora_linear`: a fused projection over frozen weights with its LoRA updates (training);
 //! - `frozen_matmul`: a product whose weight gets no gradient (the LM head in training);
 //! - `rms_norm` and `gated` (the MLP's `act(gate) * up`), for training and inference.
