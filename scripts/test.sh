@@ -7,6 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/fetch-default-model.sh
 scripts/fetch-gemma3.sh
+scripts/fetch-minilm.sh
 export LLM2VEC_REQUIRE_TEST_FILES=1
 cargo test --release --workspace "$@"
 

@@ -20,10 +20,9 @@
 //!
 //! Weights that are already 4-bit, each block of [`BLOCK`] inputs of an output on a grid of 16 levels
 //! `min + step * code` (as GGUF's Q4_0 and Q4_1 weights are once read), keep those codes, exactly, with
-//! each block's step and min: groups of four codes `0..=15` in bytes, for every path. They are unsigned,
-//! so AVX2 multiplies them with `vpmaddubsw` (32 byte products per instruction, twice `vpmaddwd`'s),
-//! whose 16-bit pair sums cannot overflow in a block (8 * 2 * 15 * 127 < 2^15), and VNNI with
-//! `vpdpbusd` without an offset. A block's sum is `step * scale * sum((code - 8) * a) + center * sum(x)`,
+//! each block's grid: groups of four codes `0..=15` in bytes, for every path. They are unsigned, so AVX2
+//! multiplies them with `vpmaddubsw` (32 byte products per instruction, twice `vpmaddwd`'s), whose
+//! 16-bit pair sums cannot overflow in a block (8 * 2 * 15 * 127 < 2^15), and VNNI with `vpdpbusd`. A block's sum is `step * scale * sum((code - 8) * a) + center * sum(x)`,
 //! with `center = min + 8 * step` and the block's f32 sum of the inputs: centring the codes halves the
 //! error the rounded activations bring, and the integer sum starts at `-8 * sum(a)` to centre them.
 //!
@@ -391,7 +390,8 @@ impl Code for i16 {
 }
 
 /// Activations `[rows, stride]` in 8 bits, with per block of each row its scale and the start of its
-/// integer sum (`-offset * sum(a)`, which cancels the weights' offset).
+/// integer sum (`-offset * sum(a)`, which cancels the weights' offset, or `-CENTER * sum(a)` against
+/// 4-bit codes).
 struct Activations<T> {
     /// The rows of `x`.
     rows: usize,
@@ -669,8 +669,8 @@ mod x86 {
         store_zmm(w, panel, &sums, out);
     }
 
-    /// One micro-tile on 4-bit codes with `vpdpbusd`: as [`tile_vnni`], without an offset to cancel,
-    /// and each block's sum scaled by its grid.
+    /// One micro-tile on 4-bit codes with `vpdpbusd`: as [`tile_vnni`], each block's sum starting at
+    /// `-CENTER * sum(a)` and scaled by its grid.
     ///
     /// SAFETY: as for [`tile_vnni`]; `codes` and `grids` are `w`'s.
     #[target_feature(enable = "avx512f,avx512vnni")]
@@ -807,7 +807,8 @@ mod x86 {
 
     /// One micro-tile on 4-bit codes with `vpmaddubsw`: per group of four inputs, two vectors of codes (8
     /// outputs by 4 inputs each) against each row's four activations broadcast to every lane. The 16-bit
-    /// pair sums add up over a block, then `vpmaddwd` by ones sums each lane's pair into 32 bits.
+    /// pair sums add up over a block; `vpmaddwd` by ones then sums each lane's pair into 32 bits, added
+    /// to the block's start.
     ///
     /// SAFETY: the processor has AVX2 and FMA; `codes` and `grids` are `w`'s; the bounds as for
     /// [`tile_vnni`].
