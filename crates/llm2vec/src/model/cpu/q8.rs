@@ -426,15 +426,15 @@ impl<T: Code> Activations<T> {
 }
 
 impl Activations<i8> {
-    /// For 4-bit codes: each block's start becomes `-CENTER * sum(a)`, and its sum of `x: [rows, inputs]`
-    /// is added, in one fixed order (eight running sums, then pairwise) that every path shares.
+    /// For 4-bit codes: each block's start becomes `-CENTER * sum(a)` (the row quantizers leave
+    /// `-OFFSET * sum(a)`, which divides exactly), and its sum of `x: [rows, inputs]` is added, in one
+    /// fixed order (eight running sums, then pairwise) that every path shares.
     fn centred(mut self, x: &[f32], inputs: usize) -> Activations<i8> {
+        const { assert!(OFFSET as i32 % CENTER == 0) };
         let blocks = inputs.div_ceil(BLOCK);
-        for (start, a) in self.starts.iter_mut().zip(self.data.chunks_exact(BLOCK)) {
-            *start = -CENTER * a.iter().map(|&v| i32::from(v)).sum::<i32>();
-        }
+        self.starts.iter_mut().for_each(|start| *start /= OFFSET as i32 / CENTER);
         self.sums = vec![0f32; self.scales.len()];
-        for (sums, x) in self.sums.chunks_exact_mut(blocks).zip(x.chunks_exact(inputs)) {
+        self.sums.par_chunks_exact_mut(blocks).zip(x.par_chunks_exact(inputs)).for_each(|(sums, x)| {
             for (sum, x) in sums.iter_mut().zip(x.chunks(BLOCK)) {
                 let mut lanes = [0f32; 8];
                 for chunk in x.chunks(8) {
@@ -443,7 +443,7 @@ impl Activations<i8> {
                 let [a, b, c, d, e, f, g, h] = lanes;
                 *sum = ((a + b) + (c + d)) + ((e + f) + (g + h));
             }
-        }
+        });
         self
     }
 }
@@ -589,26 +589,60 @@ mod x86 {
     /// stays 0): each whole block in four vectors, a partial last block by the portable code.
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn quantize_row_avx2(x: &[f32], q: &mut [i16], scales: &mut [f32], starts: &mut [i32]) {
+        for_whole_blocks(x, q, scales, starts, |_, q, ints| {
+            // Packing narrows with saturation (the values fit) and interleaves the 128-bit halves,
+            // which the permute puts back in order.
+            for (i, ints) in ints.chunks_exact(2).enumerate() {
+                let words = _mm256_permute4x64_epi64::<0xD8>(_mm256_packs_epi32(ints[0], ints[1]));
+                // SAFETY: `q` holds the block's 32 values.
+                unsafe { _mm256_storeu_si256(q.as_mut_ptr().add(16 * i) as *mut __m256i, words) };
+            }
+        });
+    }
+
+    /// [`quantize_row`] with AVX2, into bytes: each whole block in four vectors, a partial last block by
+    /// the portable code.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn quantize_row_bytes_avx2(x: &[f32], q: &mut [i8], scales: &mut [f32], starts: &mut [i32]) {
+        for_whole_blocks(x, q, scales, starts, |start, q, ints| {
+            // Two packs narrow to bytes in the order 0-3 of each vector, then 4-7 of each, in each
+            // 128-bit half; the permute puts the four-byte groups back in order.
+            let bytes = _mm256_packs_epi16(_mm256_packs_epi32(ints[0], ints[1]), _mm256_packs_epi32(ints[2], ints[3]));
+            let bytes = _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+            // SAFETY: `q` holds the block's 32 bytes.
+            unsafe { _mm256_storeu_si256(q.as_mut_ptr() as *mut __m256i, bytes) };
+            let sums = _mm256_add_epi32(_mm256_add_epi32(ints[0], ints[1]), _mm256_add_epi32(ints[2], ints[3]));
+            let mut lanes = [0i32; 8];
+            // SAFETY: the store writes the 8 values of `lanes`.
+            unsafe { _mm256_storeu_si256(lanes.as_mut_ptr() as *mut __m256i, sums) };
+            *start = -i32::from(OFFSET) * lanes.iter().sum::<i32>();
+        });
+    }
+
+    /// Quantizes each whole block of `x` in four vectors of rounded values (the portable code's
+    /// rounding, so the same values), which `store` writes to the block's `q` with its start; a block
+    /// of zeros or with a NaN or an infinity as [`inverse_step`] writes it; a partial last block by
+    /// the portable code.
+    #[target_feature(enable = "avx2,fma")]
+    fn for_whole_blocks<T: super::Code>(
+        x: &[f32],
+        q: &mut [T],
+        scales: &mut [f32],
+        starts: &mut [i32],
+        store: impl Fn(&mut i32, &mut [T], [__m256i; 4]),
+    ) {
         let whole = x.len() / BLOCK;
         for ((x, q), (scale, start)) in
             x.chunks_exact(BLOCK).zip(q.chunks_exact_mut(BLOCK)).zip(scales.iter_mut().zip(starts.iter_mut()))
         {
-            // SAFETY: `x` holds 32 values and `q` 32 16-bit values.
-            unsafe {
-                let v: [__m256; 4] = std::array::from_fn(|i| _mm256_loadu_ps(x.as_ptr().add(8 * i)));
-                let magnitude = |v| _mm256_and_si256(_mm256_castps_si256(v), _mm256_set1_epi32(0x7fff_ffff));
-                let m = v.map(magnitude);
-                let m = _mm256_max_epu32(_mm256_max_epu32(m[0], m[1]), _mm256_max_epu32(m[2], m[3]));
-                let Some(inv) = inverse_step(max_lane(m), q, scale, start) else { continue };
-                let inv = _mm256_set1_ps(inv);
-                let ints = v.map(|v| _mm256_cvtps_epi32(_mm256_mul_ps(v, inv)));
-                // Packing narrows with saturation (the values fit) and interleaves the 128-bit halves,
-                // which the permute puts back in order.
-                for (i, ints) in ints.chunks_exact(2).enumerate() {
-                    let words = _mm256_permute4x64_epi64::<0xD8>(_mm256_packs_epi32(ints[0], ints[1]));
-                    _mm256_storeu_si256(q.as_mut_ptr().add(16 * i) as *mut __m256i, words);
-                }
-            }
+            // SAFETY: `x` holds 32 values.
+            let v: [__m256; 4] = std::array::from_fn(|i| unsafe { _mm256_loadu_ps(x.as_ptr().add(8 * i)) });
+            let magnitude = |v| _mm256_and_si256(_mm256_castps_si256(v), _mm256_set1_epi32(0x7fff_ffff));
+            let m = v.map(magnitude);
+            let m = _mm256_max_epu32(_mm256_max_epu32(m[0], m[1]), _mm256_max_epu32(m[2], m[3]));
+            let Some(inv) = inverse_step(max_lane(m), q, scale, start) else { continue };
+            let inv = _mm256_set1_ps(inv);
+            store(start, q, v.map(|v| _mm256_cvtps_epi32(_mm256_mul_ps(v, inv))));
         }
         quantize_row(&x[whole * BLOCK..], &mut q[whole * BLOCK..], &mut scales[whole..], &mut starts[whole..]);
     }
@@ -620,6 +654,13 @@ mod x86 {
         // SAFETY: the store writes the 8 values of `lanes`.
         unsafe { _mm256_storeu_si256(lanes.as_mut_ptr() as *mut __m256i, v) };
         lanes.into_iter().max().unwrap_or(0)
+    }
+
+    /// The first input of each group of `width` inputs in block `b`, for the AVX2 kernels. The count
+    /// passes through `black_box` so that the compiler keeps the loop rolled: unrolled, it loads every
+    /// group's weights of the block up front, more vectors than the 16 registers hold, and spills them.
+    fn rolled_groups(b: usize, width: usize) -> impl Iterator<Item = usize> {
+        (0..std::hint::black_box(BLOCK / width)).map(move |g| b * BLOCK + g * width)
     }
 
     /// One micro-tile with `vpdpbusd`: per group of four inputs, three vectors of packed weights (16
@@ -760,7 +801,7 @@ mod x86 {
         for b in 0..blocks {
             let mut acc: [[__m256i; NR]; MR] =
                 std::array::from_fn(|r| [_mm256_set1_epi32(acts.starts[(r0 + r) * blocks + b]); NR]);
-            for t in (b * BLOCK..(b + 1) * BLOCK).step_by(2) {
+            for t in rolled_groups(b, 2) {
                 // SAFETY: input `t < stride` of the panel and of rows `r0..r0 + MR` (the asserted bounds).
                 let wv: [__m256i; NR] = std::array::from_fn(|c| unsafe {
                     _mm256_loadu_si256(weights.add(t * YMM_PANEL + c * 16) as *const __m256i)
@@ -799,12 +840,6 @@ mod x86 {
         }
     }
 
-    /// [`quantize_row`] into bytes, compiled for AVX2.
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) fn quantize_row_bytes_avx2(x: &[f32], q: &mut [i8], scales: &mut [f32], starts: &mut [i32]) {
-        quantize_row(x, q, scales, starts);
-    }
-
     /// One micro-tile on 4-bit codes with `vpmaddubsw`: per group of four inputs, two vectors of codes (8
     /// outputs by 4 inputs each) against each row's four activations broadcast to every lane. The 16-bit
     /// pair sums add up over a block; `vpmaddwd` by ones then sums each lane's pair into 32 bits, added
@@ -831,7 +866,7 @@ mod x86 {
         let mut sums = [[_mm256_setzero_ps(); NR]; MR];
         for b in 0..blocks {
             let mut acc = [[_mm256_setzero_si256(); NR]; MR];
-            for t in (b * BLOCK..(b + 1) * BLOCK).step_by(4) {
+            for t in rolled_groups(b, 4) {
                 // SAFETY: input `t < stride` of the panel and of rows `r0..r0 + MR` (the asserted bounds).
                 let wv: [__m256i; NR] = std::array::from_fn(|c| unsafe {
                     _mm256_loadu_si256(codes.add(t * YMM_PANEL + c * 32) as *const __m256i)
