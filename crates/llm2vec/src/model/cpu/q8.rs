@@ -22,9 +22,10 @@
 //! `min + step * code` (as GGUF's Q4_0 and Q4_1 weights are once read), keep those codes, exactly, with
 //! each block's grid: groups of four codes `0..=15` in bytes, for every path. They are unsigned, so AVX2
 //! multiplies them with `vpmaddubsw` (32 byte products per instruction, twice `vpmaddwd`'s), whose
-//! 16-bit pair sums cannot overflow in a block (8 * 2 * 15 * 127 < 2^15), and VNNI with `vpdpbusd`. A block's sum is `step * scale * sum((code - 8) * a) + center * sum(x)`,
-//! with `center = min + 8 * step` and the block's f32 sum of the inputs: centring the codes halves the
-//! error the rounded activations bring, and the integer sum starts at `-8 * sum(a)` to centre them.
+//! 16-bit pair sums cannot overflow in a block (8 * 2 * 15 * 127 < 2^15), and VNNI with `vpdpbusd`. A
+//! block's sum is `step * scale * sum((code - 8) * a) + center * sum(x)`, with `center = min + 8 * step`
+//! and the block's f32 sum of the inputs: centring the codes halves the error the rounded activations
+//! bring, and the integer sum starts at `-8 * sum(a)` to centre them.
 //!
 //! Every path computes the same integer sums and the same f32 operations in the same order, so they
 //! agree bit for bit.
@@ -663,12 +664,14 @@ mod x86 {
         (0..std::hint::black_box(BLOCK / width)).map(move |g| b * BLOCK + g * width)
     }
 
-    /// One micro-tile with `vpdpbusd`: per group of four inputs, three vectors of packed weights (16
-    /// outputs by 4 inputs each) against each row's four activations broadcast to every lane.
+    /// A VNNI micro-tile's i32 sums of one block.
+    type ZmmDots = [[__m512i; ZMM_PANEL / 16]; MR];
+    /// A VNNI micro-tile's f32 sums.
+    type ZmmSums = [[__m512; ZMM_PANEL / 16]; MR];
+
+    /// One micro-tile with `vpdpbusd` on 8-bit weights, each block's sum times its activations' scale.
     ///
-    /// SAFETY: the processor has AVX-512F and AVX-512 VNNI; `weights` are `w`'s bytes. Activation rows
-    /// `r0..r0 + MR` exist (rows are padded to `MR`), and so does `panel` (outputs are padded to whole
-    /// panels).
+    /// SAFETY: as for [`vnni_tile`]; `weights` are `w`'s bytes.
     #[target_feature(enable = "avx512f,avx512vnni")]
     pub(super) unsafe fn tile_vnni(
         w: &Matrix,
@@ -678,42 +681,23 @@ mod x86 {
         panel: usize,
         out: Tile<ZMM_PANEL>,
     ) {
-        const NR: usize = ZMM_PANEL / 16;
-        let (s, blocks) = (w.stride, w.stride / BLOCK);
-        assert!((r0 + MR) * s <= acts.data.len() && (panel + 1) * ZMM_PANEL * s <= weights.len());
-        let weights = weights[panel * ZMM_PANEL * s..].as_ptr();
-        let a = acts.data[r0 * s..].as_ptr();
-        let mut sums = [[_mm512_setzero_ps(); NR]; MR];
-        for b in 0..blocks {
-            let mut acc: [[__m512i; NR]; MR] =
-                std::array::from_fn(|r| [_mm512_set1_epi32(acts.starts[(r0 + r) * blocks + b]); NR]);
-            for t in (b * BLOCK..(b + 1) * BLOCK).step_by(4) {
-                // SAFETY: input `t < stride` of the panel and of rows `r0..r0 + MR` (the asserted bounds).
-                let wv: [__m512i; NR] = std::array::from_fn(|c| unsafe {
-                    _mm512_loadu_si512(weights.add(t * ZMM_PANEL + c * 64) as *const __m512i)
-                });
-                for (r, acc) in acc.iter_mut().enumerate() {
-                    // SAFETY: as above; four bytes of row `r0 + r` from input `t`.
-                    let av = _mm512_set1_epi32(unsafe { (a.add(r * s + t) as *const i32).read_unaligned() });
-                    for (acc, &wc) in acc.iter_mut().zip(&wv) {
-                        *acc = _mm512_dpbusd_epi32(*acc, wc, av);
-                    }
-                }
-            }
-            for (r, (sums, acc)) in sums.iter_mut().zip(&acc).enumerate() {
+        let blocks = w.stride / BLOCK;
+        let add = |b: usize, acc: &ZmmDots, sums: &mut ZmmSums| {
+            for (r, (sums, acc)) in sums.iter_mut().zip(acc).enumerate() {
                 let scale = _mm512_set1_ps(acts.scales[(r0 + r) * blocks + b]);
                 for (sum, &acc) in sums.iter_mut().zip(acc) {
                     *sum = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc), scale, *sum);
                 }
             }
-        }
-        store_zmm(w, panel, &sums, out);
+        };
+        // SAFETY: the caller's.
+        unsafe { vnni_tile(w, weights, acts, r0, panel, out, add) }
     }
 
-    /// One micro-tile on 4-bit codes with `vpdpbusd`: as [`tile_vnni`], each block's sum starting at
-    /// `-CENTER * sum(a)` and scaled by its grid.
+    /// One micro-tile on 4-bit codes with `vpdpbusd`, each block's sum starting at `-CENTER * sum(a)`
+    /// and scaled by its grid.
     ///
-    /// SAFETY: as for [`tile_vnni`]; `codes` and `grids` are `w`'s.
+    /// SAFETY: as for [`vnni_tile`]; `codes` and `grids` are `w`'s.
     #[target_feature(enable = "avx512f,avx512vnni")]
     pub(super) unsafe fn tile4_vnni(
         w: &Matrix,
@@ -724,33 +708,13 @@ mod x86 {
         panel: usize,
         out: Tile<ZMM_PANEL>,
     ) {
-        const NR: usize = ZMM_PANEL / 16;
-        let (s, blocks) = (w.stride, w.stride / BLOCK);
-        assert!((r0 + MR) * s <= acts.data.len() && (panel + 1) * ZMM_PANEL * s <= codes.len());
-        let codes = codes[panel * ZMM_PANEL * s..].as_ptr();
-        let a = acts.data[r0 * s..].as_ptr();
-        let mut sums = [[_mm512_setzero_ps(); NR]; MR];
-        for b in 0..blocks {
-            let mut acc: [[__m512i; NR]; MR] =
-                std::array::from_fn(|r| [_mm512_set1_epi32(acts.starts[(r0 + r) * blocks + b]); NR]);
-            for t in (b * BLOCK..(b + 1) * BLOCK).step_by(4) {
-                // SAFETY: input `t < stride` of the panel and of rows `r0..r0 + MR` (the asserted bounds).
-                let wv: [__m512i; NR] = std::array::from_fn(|c| unsafe {
-                    _mm512_loadu_si512(codes.add(t * ZMM_PANEL + c * 64) as *const __m512i)
-                });
-                for (r, acc) in acc.iter_mut().enumerate() {
-                    // SAFETY: as above; four bytes of row `r0 + r` from input `t`.
-                    let av = _mm512_set1_epi32(unsafe { (a.add(r * s + t) as *const i32).read_unaligned() });
-                    for (acc, &wc) in acc.iter_mut().zip(&wv) {
-                        *acc = _mm512_dpbusd_epi32(*acc, wc, av);
-                    }
-                }
-            }
+        let blocks = w.stride / BLOCK;
+        let add = |b: usize, acc: &ZmmDots, sums: &mut ZmmSums| {
             let g = (panel * blocks + b) * ZMM_PANEL..;
             let (steps, centers) = (&grids.steps[g.clone()], &grids.centers[g]);
             // SAFETY: the grids hold whole panels.
             let load = |v: &[f32], c: usize| unsafe { _mm512_loadu_ps(v[c * 16..][..16].as_ptr()) };
-            for (r, (sums, acc)) in sums.iter_mut().zip(&acc).enumerate() {
+            for (r, (sums, acc)) in sums.iter_mut().zip(acc).enumerate() {
                 let at = (r0 + r) * blocks + b;
                 let (scale, total) = (_mm512_set1_ps(acts.scales[at]), _mm512_set1_ps(acts.sums[at]));
                 for (c, (sum, &acc)) in sums.iter_mut().zip(acc).enumerate() {
@@ -758,13 +722,77 @@ mod x86 {
                     *sum = _mm512_fmadd_ps(load(centers, c), total, _mm512_fmadd_ps(block, load(steps, c), *sum));
                 }
             }
+        };
+        // SAFETY: the caller's.
+        unsafe { vnni_tile(w, codes, acts, r0, panel, out, add) }
+    }
+
+    /// A VNNI micro-tile: the integer sums of each block ([`block_vnni`]) of the `packed` bytes (`w`'s),
+    /// which `add` adds to the tile's f32 sums, then written by [`store_zmm`].
+    ///
+    /// SAFETY: the processor has AVX-512F and AVX-512 VNNI. Activation rows `r0..r0 + MR` exist (rows are
+    /// padded to `MR`), and so does `panel` (outputs are padded to whole panels).
+    #[target_feature(enable = "avx512f,avx512vnni")]
+    #[inline]
+    unsafe fn vnni_tile(
+        w: &Matrix,
+        packed: &[u8],
+        acts: &Activations<i8>,
+        r0: usize,
+        panel: usize,
+        out: Tile<ZMM_PANEL>,
+        add: impl Fn(usize, &ZmmDots, &mut ZmmSums),
+    ) {
+        let (s, blocks) = (w.stride, w.stride / BLOCK);
+        assert!((r0 + MR) * s <= acts.data.len() && (panel + 1) * ZMM_PANEL * s <= packed.len());
+        let packed = packed[panel * ZMM_PANEL * s..].as_ptr();
+        let a = acts.data[r0 * s..].as_ptr();
+        let mut sums: ZmmSums = [[_mm512_setzero_ps(); ZMM_PANEL / 16]; MR];
+        for b in 0..blocks {
+            // SAFETY: the bounds asserted above.
+            add(b, &unsafe { block_vnni(packed, a, acts, r0, b, s) }, &mut sums);
         }
         store_zmm(w, panel, &sums, out);
     }
 
+    /// The integer sums of block `b` of a VNNI micro-tile: per row, the block's start plus `vpdpbusd` of
+    /// each group of four inputs, three vectors of packed bytes (16 outputs by 4 inputs each) against the
+    /// row's four activations broadcast to every lane. `packed` is the panel's first byte, `a` row
+    /// `r0`'s first activation.
+    ///
+    /// SAFETY: as for [`vnni_tile`], whose asserted bounds cover rows `r0..r0 + MR` and the panel.
+    #[target_feature(enable = "avx512f,avx512vnni")]
+    #[inline]
+    unsafe fn block_vnni(
+        packed: *const u8,
+        a: *const i8,
+        acts: &Activations<i8>,
+        r0: usize,
+        b: usize,
+        s: usize,
+    ) -> ZmmDots {
+        let blocks = s / BLOCK;
+        let mut acc: ZmmDots =
+            std::array::from_fn(|r| [_mm512_set1_epi32(acts.starts[(r0 + r) * blocks + b]); ZMM_PANEL / 16]);
+        for t in (b * BLOCK..(b + 1) * BLOCK).step_by(4) {
+            // SAFETY: input `t < stride` of the panel and of rows `r0..r0 + MR` (the caller's bounds).
+            let wv: [__m512i; ZMM_PANEL / 16] = std::array::from_fn(|c| unsafe {
+                _mm512_loadu_si512(packed.add(t * ZMM_PANEL + c * 64) as *const __m512i)
+            });
+            for (r, acc) in acc.iter_mut().enumerate() {
+                // SAFETY: as above; four bytes of row `r0 + r` from input `t`.
+                let av = _mm512_set1_epi32(unsafe { (a.add(r * s + t) as *const i32).read_unaligned() });
+                for (acc, &wc) in acc.iter_mut().zip(&wv) {
+                    *acc = _mm512_dpbusd_epi32(*acc, wc, av);
+                }
+            }
+        }
+        acc
+    }
+
     /// Writes a VNNI micro-tile's sums, each times its output's scale plus its bias.
     #[target_feature(enable = "avx512f")]
-    fn store_zmm(w: &Matrix, panel: usize, sums: &[[__m512; ZMM_PANEL / 16]; MR], mut out: Tile<ZMM_PANEL>) {
+    fn store_zmm(w: &Matrix, panel: usize, sums: &ZmmSums, mut out: Tile<ZMM_PANEL>) {
         for c in 0..ZMM_PANEL / 16 {
             let j = panel * ZMM_PANEL + c * 16;
             // SAFETY: scales and bias hold whole panels.
@@ -782,7 +810,7 @@ mod x86 {
     /// inputs each) against each row's two activations broadcast to every lane.
     ///
     /// SAFETY: the processor has AVX2 and FMA; `weights` are `w`'s 16-bit values; the bounds as for
-    /// [`tile_vnni`].
+    /// [`vnni_tile`].
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn tile_avx2(
         w: &Matrix,
@@ -846,7 +874,7 @@ mod x86 {
     /// to the block's start.
     ///
     /// SAFETY: the processor has AVX2 and FMA; `codes` and `grids` are `w`'s; the bounds as for
-    /// [`tile_vnni`].
+    /// [`vnni_tile`].
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn tile4_avx2(
         w: &Matrix,
