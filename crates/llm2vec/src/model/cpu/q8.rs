@@ -806,11 +806,16 @@ mod x86 {
         }
     }
 
+    /// An AVX2 micro-tile's integer sums of one block.
+    type YmmDots = [[__m256i; YMM_PANEL / 8]; MR];
+    /// An AVX2 micro-tile's f32 sums.
+    type YmmSums = [[__m256; YMM_PANEL / 8]; MR];
+
     /// One micro-tile with `vpmaddwd`: per pair of inputs, two vectors of 16-bit weights (8 outputs by 2
-    /// inputs each) against each row's two activations broadcast to every lane.
+    /// inputs each) against each row's two activations broadcast to every lane. The starts of 16-bit
+    /// activations are all 0 (their weights carry no offset), so the sums start at 0.
     ///
-    /// SAFETY: the processor has AVX2 and FMA; `weights` are `w`'s 16-bit values; the bounds as for
-    /// [`vnni_tile`].
+    /// SAFETY: as for [`ymm_tile`]; `weights` are `w`'s 16-bit values.
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn tile_avx2(
         w: &Matrix,
@@ -820,41 +825,111 @@ mod x86 {
         panel: usize,
         out: Tile<YMM_PANEL>,
     ) {
-        const NR: usize = YMM_PANEL / 8;
-        let (s, blocks) = (w.stride, w.stride / BLOCK);
-        assert!((r0 + MR) * s <= acts.data.len() && (panel + 1) * YMM_PANEL * s <= weights.len());
-        let weights = weights[panel * YMM_PANEL * s..].as_ptr();
-        let a = acts.data[r0 * s..].as_ptr();
-        let mut sums = [[_mm256_setzero_ps(); NR]; MR];
-        for b in 0..blocks {
-            let mut acc: [[__m256i; NR]; MR] =
-                std::array::from_fn(|r| [_mm256_set1_epi32(acts.starts[(r0 + r) * blocks + b]); NR]);
-            for t in rolled_groups(b, 2) {
-                // SAFETY: input `t < stride` of the panel and of rows `r0..r0 + MR` (the asserted bounds).
-                let wv: [__m256i; NR] = std::array::from_fn(|c| unsafe {
-                    _mm256_loadu_si256(weights.add(t * YMM_PANEL + c * 16) as *const __m256i)
-                });
-                for (r, acc) in acc.iter_mut().enumerate() {
-                    // SAFETY: as above; two values of row `r0 + r` from input `t`.
-                    let av = _mm256_set1_epi32(unsafe { (a.add(r * s + t) as *const i32).read_unaligned() });
-                    for (acc, &wc) in acc.iter_mut().zip(&wv) {
-                        *acc = _mm256_add_epi32(*acc, _mm256_madd_epi16(wc, av));
-                    }
-                }
-            }
-            for (r, (sums, acc)) in sums.iter_mut().zip(&acc).enumerate() {
+        let blocks = w.stride / BLOCK;
+        let madd = |acc, w, a| _mm256_add_epi32(acc, _mm256_madd_epi16(w, a));
+        let add = |b: usize, acc: &YmmDots, sums: &mut YmmSums| {
+            for (r, (sums, acc)) in sums.iter_mut().zip(acc).enumerate() {
                 let scale = _mm256_set1_ps(acts.scales[(r0 + r) * blocks + b]);
                 for (sum, &acc) in sums.iter_mut().zip(acc) {
                     *sum = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc), scale, *sum);
                 }
             }
+        };
+        // SAFETY: the caller's.
+        unsafe { ymm_tile(w, weights, acts, r0, panel, out, madd, add) }
+    }
+
+    /// One micro-tile on 4-bit codes with `vpmaddubsw`: per group of four inputs, two vectors of codes (8
+    /// outputs by 4 inputs each) against each row's four activations broadcast to every lane. The 16-bit
+    /// pair sums add up over a block; `vpmaddwd` by ones then sums each lane's pair into 32 bits, added
+    /// to the block's start, and the block's grid scales the sum.
+    ///
+    /// SAFETY: as for [`ymm_tile`]; `codes` and `grids` are `w`'s.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn tile4_avx2(
+        w: &Matrix,
+        codes: &[u8],
+        grids: &Grids,
+        acts: &Activations<i8>,
+        r0: usize,
+        panel: usize,
+        out: Tile<YMM_PANEL>,
+    ) {
+        let blocks = w.stride / BLOCK;
+        // The sums stay within 16 bits; adding with saturation keeps the compiler from regrouping them
+        // into trees that need more registers than there are.
+        let madd = |acc, w, a| _mm256_adds_epi16(acc, _mm256_maddubs_epi16(w, a));
+        let ones = _mm256_set1_epi16(1);
+        let add = |b: usize, acc: &YmmDots, sums: &mut YmmSums| {
+            let g = (panel * blocks + b) * YMM_PANEL..;
+            let (steps, centers) = (&grids.steps[g.clone()], &grids.centers[g]);
+            // SAFETY: the grids hold whole panels.
+            let load = |v: &[f32], c: usize| unsafe { _mm256_loadu_ps(v[c * 8..][..8].as_ptr()) };
+            for (r, (sums, acc)) in sums.iter_mut().zip(acc).enumerate() {
+                let at = (r0 + r) * blocks + b;
+                let (scale, total) = (_mm256_set1_ps(acts.scales[at]), _mm256_set1_ps(acts.sums[at]));
+                let start = _mm256_set1_epi32(acts.starts[at]);
+                for (c, (sum, &acc)) in sums.iter_mut().zip(acc).enumerate() {
+                    let block = _mm256_add_epi32(start, _mm256_madd_epi16(acc, ones));
+                    let block = _mm256_mul_ps(_mm256_cvtepi32_ps(block), scale);
+                    *sum = _mm256_fmadd_ps(load(centers, c), total, _mm256_fmadd_ps(block, load(steps, c), *sum));
+                }
+            }
+        };
+        // SAFETY: the caller's.
+        unsafe { ymm_tile(w, codes, acts, r0, panel, out, madd, add) }
+    }
+
+    /// An AVX2 micro-tile: per block, from sums of 0, `madd` adds each group of inputs' products (a
+    /// vector of the `packed` weights, `w`'s, against a row's group of activations broadcast to every
+    /// lane; a group fills 32 bits of a row), then `add` adds the block's sums to the tile's f32 sums,
+    /// which [`store_ymm`] writes.
+    ///
+    /// SAFETY: the processor has AVX2 and FMA. Activation rows `r0..r0 + MR` exist (rows are padded to
+    /// `MR`), and so does `panel` (outputs are padded to whole panels).
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn ymm_tile<T, A>(
+        w: &Matrix,
+        packed: &[T],
+        acts: &Activations<A>,
+        r0: usize,
+        panel: usize,
+        out: Tile<YMM_PANEL>,
+        madd: impl Fn(__m256i, __m256i, __m256i) -> __m256i,
+        add: impl Fn(usize, &YmmDots, &mut YmmSums),
+    ) {
+        let s = w.stride;
+        assert!((r0 + MR) * s <= acts.data.len() && (panel + 1) * YMM_PANEL * s <= packed.len());
+        let packed = packed[panel * YMM_PANEL * s..].as_ptr();
+        let a = acts.data[r0 * s..].as_ptr();
+        let mut sums: YmmSums = [[_mm256_setzero_ps(); YMM_PANEL / 8]; MR];
+        for b in 0..s / BLOCK {
+            let mut acc: YmmDots = [[_mm256_setzero_si256(); YMM_PANEL / 8]; MR];
+            for t in rolled_groups(b, size_of::<i32>() / size_of::<A>()) {
+                // SAFETY: input `t < stride` of the panel and of rows `r0..r0 + MR` (the asserted bounds).
+                let wv: [__m256i; YMM_PANEL / 8] = std::array::from_fn(|c| unsafe {
+                    _mm256_loadu_si256(
+                        packed.add(t * YMM_PANEL + c * size_of::<__m256i>() / size_of::<T>()) as *const __m256i
+                    )
+                });
+                for (r, acc) in acc.iter_mut().enumerate() {
+                    // SAFETY: as above; one group of row `r0 + r` from input `t`.
+                    let av = _mm256_set1_epi32(unsafe { (a.add(r * s + t) as *const i32).read_unaligned() });
+                    for (acc, &wc) in acc.iter_mut().zip(&wv) {
+                        *acc = madd(*acc, wc, av);
+                    }
+                }
+            }
+            add(b, &acc, &mut sums);
         }
         store_ymm(w, panel, &sums, out);
     }
 
     /// Writes an AVX2 micro-tile's sums, each times its output's scale plus its bias.
     #[target_feature(enable = "avx2,fma")]
-    fn store_ymm(w: &Matrix, panel: usize, sums: &[[__m256; YMM_PANEL / 8]; MR], mut out: Tile<YMM_PANEL>) {
+    fn store_ymm(w: &Matrix, panel: usize, sums: &YmmSums, mut out: Tile<YMM_PANEL>) {
         for c in 0..YMM_PANEL / 8 {
             let j = panel * YMM_PANEL + c * 8;
             // SAFETY: scales and bias hold whole panels.
@@ -866,65 +941,6 @@ mod x86 {
                 unsafe { _mm256_storeu_ps(row.as_mut_ptr(), _mm256_fmadd_ps(sums[c], scale, bias)) };
             }
         }
-    }
-
-    /// One micro-tile on 4-bit codes with `vpmaddubsw`: per group of four inputs, two vectors of codes (8
-    /// outputs by 4 inputs each) against each row's four activations broadcast to every lane. The 16-bit
-    /// pair sums add up over a block; `vpmaddwd` by ones then sums each lane's pair into 32 bits, added
-    /// to the block's start.
-    ///
-    /// SAFETY: the processor has AVX2 and FMA; `codes` and `grids` are `w`'s; the bounds as for
-    /// [`vnni_tile`].
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn tile4_avx2(
-        w: &Matrix,
-        codes: &[u8],
-        grids: &Grids,
-        acts: &Activations<i8>,
-        r0: usize,
-        panel: usize,
-        out: Tile<YMM_PANEL>,
-    ) {
-        const NR: usize = YMM_PANEL / 8;
-        let (s, blocks) = (w.stride, w.stride / BLOCK);
-        assert!((r0 + MR) * s <= acts.data.len() && (panel + 1) * YMM_PANEL * s <= codes.len());
-        let codes = codes[panel * YMM_PANEL * s..].as_ptr();
-        let a = acts.data[r0 * s..].as_ptr();
-        let ones = _mm256_set1_epi16(1);
-        let mut sums = [[_mm256_setzero_ps(); NR]; MR];
-        for b in 0..blocks {
-            let mut acc = [[_mm256_setzero_si256(); NR]; MR];
-            for t in rolled_groups(b, 4) {
-                // SAFETY: input `t < stride` of the panel and of rows `r0..r0 + MR` (the asserted bounds).
-                let wv: [__m256i; NR] = std::array::from_fn(|c| unsafe {
-                    _mm256_loadu_si256(codes.add(t * YMM_PANEL + c * 32) as *const __m256i)
-                });
-                for (r, acc) in acc.iter_mut().enumerate() {
-                    // SAFETY: as above; four bytes of row `r0 + r` from input `t`.
-                    let av = _mm256_set1_epi32(unsafe { (a.add(r * s + t) as *const i32).read_unaligned() });
-                    for (acc, &wc) in acc.iter_mut().zip(&wv) {
-                        // The sums stay within 16 bits; adding with saturation keeps the compiler from
-                        // regrouping them into trees that need more registers than there are.
-                        *acc = _mm256_adds_epi16(*acc, _mm256_maddubs_epi16(wc, av));
-                    }
-                }
-            }
-            let g = (panel * blocks + b) * YMM_PANEL..;
-            let (steps, centers) = (&grids.steps[g.clone()], &grids.centers[g]);
-            // SAFETY: the grids hold whole panels.
-            let load = |v: &[f32], c: usize| unsafe { _mm256_loadu_ps(v[c * 8..][..8].as_ptr()) };
-            for (r, (sums, acc)) in sums.iter_mut().zip(&acc).enumerate() {
-                let at = (r0 + r) * blocks + b;
-                let (scale, total) = (_mm256_set1_ps(acts.scales[at]), _mm256_set1_ps(acts.sums[at]));
-                let start = _mm256_set1_epi32(acts.starts[at]);
-                for (c, (sum, &acc)) in sums.iter_mut().zip(acc).enumerate() {
-                    let block = _mm256_add_epi32(start, _mm256_madd_epi16(acc, ones));
-                    let block = _mm256_mul_ps(_mm256_cvtepi32_ps(block), scale);
-                    *sum = _mm256_fmadd_ps(load(centers, c), total, _mm256_fmadd_ps(block, load(steps, c), *sum));
-                }
-            }
-        }
-        store_ymm(w, panel, &sums, out);
     }
 }
 
