@@ -2,6 +2,7 @@
 //! pieces for a training loop, and what LoRA and quantization need of it.
 
 use candle_core::{DType, Device, Tensor};
+use rayon::prelude::*;
 
 use super::attention::{AttentionMode, Context};
 use super::linear::Linear;
@@ -43,9 +44,10 @@ pub trait Backbone: Send + Sync {
     fn sites(&self) -> Vec<(Site, usize, usize)>;
     /// Every linear layer of the blocks.
     fn linears_mut(&mut self) -> Vec<&mut Linear>;
-    /// Stores the blocks' linear layers in 8 bits for inference on the CPU ([`Linear::quantize`]).
+    /// Stores the blocks' linear layers in 8 bits for inference on the CPU ([`Linear::quantize`]), the
+    /// layers in parallel.
     fn quantize(&mut self) -> Result<()> {
-        self.linears_mut().into_iter().try_for_each(Linear::quantize)
+        self.linears_mut().into_par_iter().try_for_each(Linear::quantize)
     }
     /// The width of the hidden states (the embeddings' size).
     fn hidden_size(&self) -> usize;
