@@ -8,10 +8,10 @@ one way per pass:
     to nearest, ties to even); weights on a 4-bit grid per block of 32 (as Q4_0/Q4_1 GGUF weights are once
     read) kept exactly, their products with the rounded inputs centred on the grid's middle code and the
     centre times the block's exact input sum added; other weights in 8 bits per output.
-It encodes the distinct sentences of the task's pairs (STSBenchmark: test; SICK-R: train, dev and test, as
-`llm2vec eval` scores it; mean pooling, no instruction) and prints, per pass, the cosine of each embedding with the unrounded one (mean, 5th percentile,
-lowest) and the Spearman correlation x 100 of the pairs' cosines with the gold scores, against the unrounded
-pass's.
+It encodes sentence1 and sentence2 of each of the task's pairs (STSBenchmark: test; SICK-R: train, dev and
+test, as `llm2vec eval` scores it; mean pooling, no instruction) and prints, per pass, the cosine of each
+embedding with the unrounded one (mean, 5th percentile, lowest) and the Spearman correlation x 100 of the
+pairs' cosines with the gold scores, against the unrounded pass's.
 
   .venv-ref/bin/python scripts/bench/rounding_sensitivity.py --model-dir DIR --data-dir ../shared/data \
       [--task STSBenchmark|SICK-R] [--attention bidirectional|causal] [--modes f16,bf16,q8] [--threads N]
@@ -129,9 +129,7 @@ def main():
 
     torch.set_num_threads(args.threads)
     pairs = read_pairs(Path(args.data_dir) / args.task, args.limit)
-    sentences = list(dict.fromkeys(s for a, b, _ in pairs for s in (a, b)))
-    row = {s: i for i, s in enumerate(sentences)}
-    first, second = [row[a] for a, _, _ in pairs], [row[b] for _, b, _ in pairs]
+    sentences = [s for a, b, _ in pairs for s in (a, b)]
     gold = np.array([score for _, _, score in pairs])
 
     model = LLM2Vec.from_pretrained(
@@ -162,7 +160,7 @@ def main():
         linear.register_forward_hook(hook)
 
     def score(embeddings):
-        similarity = cosines(embeddings[first], embeddings[second])
+        similarity = cosines(embeddings[0::2], embeddings[1::2])
         return 100 * spearmanr(similarity, gold).statistic
 
     base = encode(model, sentences, args.batch_size)
