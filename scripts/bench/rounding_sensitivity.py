@@ -5,9 +5,9 @@ Runs the reference LLM2Vec (PyTorch) on an f32 model directory and rounds what e
 one way per pass:
   - f16, bf16: the inputs rounded to that type (the weights stay f32);
   - q8: `--dtype q8`'s rounding, emulated: the inputs in 8 bits per block of 32 (scale max|x| / 127, rounded
-    to nearest, ties to even); weights on a 4-bit grid per block of 32 (as Q4_0/Q4_1 GGUF weights are once
-    read) kept exactly, their products with the rounded inputs centred on the grid's middle code and the
-    centre times the block's exact input sum added; other weights in 8 bits per output.
+    to nearest, ties to even); weights whose every block of 32 spans a 16-level grid (as Q4_1 GGUF weights
+    do once read) kept exactly, their products with the rounded inputs centred on the grid's middle code
+    and the centre times the block's exact input sum added; other weights in 8 bits per output.
 It encodes sentence1 and sentence2 of each of the task's pairs (STSBenchmark: test; SICK-R: train, dev and
 test, as `llm2vec eval` scores it; mean pooling, no instruction) and prints, per pass, the cosine of each
 embedding with the unrounded one (mean, 5th percentile, lowest) and the Spearman correlation x 100 of the
