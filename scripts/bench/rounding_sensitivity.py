@@ -24,6 +24,9 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch
+from llm2vec import LLM2Vec
+from scipy.stats import spearmanr
 
 BLOCK = 32
 
@@ -48,8 +51,6 @@ def read_pairs(task_dir, limit):
 
 def round_blocks(x):
     """`x` in 8 bits per block of 32 of its last dimension (zero-padded to whole blocks), as floats."""
-    import torch
-
     k = x.shape[-1]
     padded = torch.nn.functional.pad(x, (0, -k % BLOCK)).reshape(*x.shape[:-1], -1, BLOCK)
     scale = padded.abs().amax(-1, keepdim=True) / 127
@@ -60,8 +61,6 @@ def round_blocks(x):
 def grid_centres(weight):
     """Per value, the middle level `min + 8 * step` of its block's 4-bit grid, or None when a block of
     the weight does not lie on 16 levels from its minimum to its maximum."""
-    import torch
-
     o, k = weight.shape
     if k % BLOCK:
         return None
@@ -77,8 +76,6 @@ def grid_centres(weight):
 
 def q8_layer(linear):
     """The emulated `--dtype q8` product for one linear layer."""
-    import torch
-
     weight = linear.weight.data
     centres = grid_centres(weight)
     if centres is not None:
@@ -97,8 +94,6 @@ def q8_layer(linear):
 
 
 def encode(model, sentences, batch_size):
-    import torch
-
     with torch.no_grad():
         return model.encode(sentences, batch_size=batch_size, show_progress_bar=False).float().numpy()
 
@@ -122,10 +117,6 @@ def main():
     unknown = set(modes) - {"f16", "bf16", "q8"}
     if unknown:
         p.error(f"--modes: unknown {sorted(unknown)}; choose from f16, bf16, q8")
-
-    import torch
-    from llm2vec import LLM2Vec
-    from scipy.stats import spearmanr
 
     torch.set_num_threads(args.threads)
     pairs = read_pairs(Path(args.data_dir) / args.task, args.limit)
