@@ -4,17 +4,22 @@
 Runs the reference LLM2Vec (PyTorch) on an f32 model directory and rounds what each linear layer receives,
 one way per pass:
   - f16, bf16: the inputs rounded to that type (the weights stay f32);
-  - q8: `--dtype q8`'s rounding, emulated: the inputs in 8 bits per block of 32 (scale max|x| / 127, rounded
-    to nearest, ties to even); weights whose every block of 32 spans a 16-level grid (as Q4_1 GGUF weights
-    do once read) kept exactly, their products with the rounded inputs centred on the grid's middle code
-    and the centre times the block's exact input sum added; other weights in 8 bits per output.
+  - q8: `--dtype q8`'s rounding on AVX2 and the portable path, emulated: weights whose every block of 32
+    inputs spans a 16-level grid (as Q4_1 GGUF weights do once read) kept exactly, their inputs in 8 bits
+    per block of 32 (scale max|x| / 127, rounded to nearest, ties to even), their products centred on the
+    grid's middle code and the centre times the block's exact input sum added; other weights in 8 bits per
+    block of 32 inputs of each output, their inputs in 16 bits per block (scale max|x| / 32767);
+  - q8-vnni: as q8, with every input in 8 bits (the AVX-512 VNNI path's rounding);
+  - q8-per-output: as q8-vnni, with the 8-bit weights' scales per output (`--dtype q8` before its block
+    scales).
 It encodes sentence1 and sentence2 of each of the task's pairs (STSBenchmark: test; SICK-R: train, dev and
 test, as `llm2vec eval` scores it; mean pooling, no instruction) and prints, per pass, the cosine of each
 embedding with the unrounded one (mean, 5th percentile, lowest) and the Spearman correlation x 100 of the
 pairs' cosines with the gold scores, against the unrounded pass's.
 
-  .venv-ref/bin/python scripts/bench/rounding_sensitivity.py --model-dir DIR --data-dir ../shared/data \
-      [--task STSBenchmark|SICK-R] [--attention bidirectional|causal] [--modes f16,bf16,q8] [--threads N]
+  .venv-ref/bin/python scripts/bench/rounding_sensitivity.py --model-dir DIR [--adapter DIR ...] \
+      --data-dir ../shared/data \
+      [--task STSBenchmark|SICK-R] [--attention bidirectional|causal] [--modes f16,bf16,q8,...] [--threads N]
       [--limit PAIRS]
 """
 
@@ -26,9 +31,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from llm2vec import LLM2Vec
+from peft import PeftModel
 from scipy.stats import spearmanr
 
 BLOCK = 32
+MODES = ["f16", "bf16", "q8", "q8-vnni", "q8-per-output"]
 
 
 def read_pairs(task_dir, limit):
@@ -49,11 +56,12 @@ def read_pairs(task_dir, limit):
     return pairs
 
 
-def round_blocks(x):
-    """`x` in 8 bits per block of 32 of its last dimension (zero-padded to whole blocks), as floats."""
+def round_blocks(x, levels=127, block=BLOCK):
+    """`x` rounded to `levels` steps each side of 0 per block of its last dimension (zero-padded to whole
+    blocks), as floats."""
     k = x.shape[-1]
-    padded = torch.nn.functional.pad(x, (0, -k % BLOCK)).reshape(*x.shape[:-1], -1, BLOCK)
-    scale = padded.abs().amax(-1, keepdim=True) / 127
+    padded = torch.nn.functional.pad(x, (0, -k % block)).reshape(*x.shape[:-1], -1, block)
+    scale = padded.abs().amax(-1, keepdim=True) / levels
     safe = torch.where(scale == 0, torch.ones_like(scale), scale)
     return (torch.round(padded / safe) * scale).reshape(*x.shape[:-1], -1)[..., :k]
 
@@ -74,8 +82,8 @@ def grid_centres(weight):
     return (low + 8 * step).expand_as(blocks).reshape(o, k).float()
 
 
-def q8_layer(linear):
-    """The emulated `--dtype q8` product for one linear layer."""
+def q8_layer(linear, mode):
+    """The emulated `--dtype q8` product for one linear layer, rounded as `mode` says."""
     weight = linear.weight.data
     centres = grid_centres(weight)
     if centres is not None:
@@ -88,9 +96,9 @@ def q8_layer(linear):
             return round_blocks(x) @ spread.T + sums @ per_block.T
 
         return product
-    scale = weight.abs().amax(-1, keepdim=True) / 127
-    eight_bit = torch.round(weight / torch.where(scale == 0, torch.ones_like(scale), scale)) * scale
-    return lambda x: round_blocks(x) @ eight_bit.T
+    eight_bit = round_blocks(weight, block=weight.shape[-1] if mode == "q8-per-output" else BLOCK)
+    levels = 32767 if mode == "q8" else 127
+    return lambda x: round_blocks(x, levels) @ eight_bit.T
 
 
 def encode(model, sentences, batch_size):
@@ -105,18 +113,19 @@ def cosines(a, b):
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model-dir", required=True, help="f32 model directory (HF layout)")
+    p.add_argument("--adapter", action="append", default=[], help="PEFT LoRA directory to merge; repeat to merge in order")
     p.add_argument("--data-dir", required=True, help="the data folder holding TASK/task.json and its splits")
     p.add_argument("--task", default="STSBenchmark", choices=["STSBenchmark", "SICK-R"])
     p.add_argument("--attention", default="bidirectional", choices=["bidirectional", "causal"])
-    p.add_argument("--modes", default="f16,bf16,q8", help="comma-separated: f16, bf16, q8")
+    p.add_argument("--modes", default="f16,bf16,q8", help=f"comma-separated: {', '.join(MODES)}")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--limit", type=int, default=0, help="only the first PAIRS pairs (0: all)")
     args = p.parse_args()
     modes = [m for m in args.modes.split(",") if m]
-    unknown = set(modes) - {"f16", "bf16", "q8"}
+    unknown = set(modes) - set(MODES)
     if unknown:
-        p.error(f"--modes: unknown {sorted(unknown)}; choose from f16, bf16, q8")
+        p.error(f"--modes: unknown {sorted(unknown)}; choose from {', '.join(MODES)}")
 
     torch.set_num_threads(args.threads)
     pairs = read_pairs(Path(args.data_dir) / args.task, args.limit)
@@ -129,21 +138,23 @@ def main():
         pooling_mode="mean",
         torch_dtype=torch.float32,
     )
+    for adapter in args.adapter:
+        model.model = PeftModel.from_pretrained(model.model, adapter).merge_and_unload()
     # An f32 directory made from a GGUF also returns token_type_ids, which the model rejects.
     model.tokenizer.model_input_names = ["input_ids", "attention_mask"]
     linears = [m for m in model.model.modules() if isinstance(m, torch.nn.Linear)]
     rounding = {"mode": None}
-    products = {}
+    products = {}  # per (linear, mode)
 
     def hook(linear, inputs, output):
         x, mode = inputs[0], rounding["mode"]
         if mode in ("f16", "bf16"):
             dtype = torch.float16 if mode == "f16" else torch.bfloat16
             return torch.nn.functional.linear(x.to(dtype).float(), linear.weight, linear.bias)
-        if mode == "q8":
-            if linear not in products:
-                products[linear] = q8_layer(linear)
-            y = products[linear](x)
+        if mode and mode.startswith("q8"):
+            if (linear, mode) not in products:
+                products[linear, mode] = q8_layer(linear, mode)
+            y = products[linear, mode](x)
             return y if linear.bias is None else y + linear.bias
         return output
 

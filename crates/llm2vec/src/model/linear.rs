@@ -60,8 +60,8 @@ impl Linear {
 
     /// Quantizes the weights for inference on the CPU, whose products then run on integers
     /// (`model/cpu/q8.rs`): 4-bit codes where every block of the weights already lies on a 4-bit grid
-    /// (as read from Q4_0 or Q4_1 GGUF), else 8 bits with one scale per output. Training needs the dense
-    /// weights.
+    /// (as read from Q4_0 or Q4_1 GGUF), else 8 bits with a step per block of 32 inputs of each output.
+    /// Training needs the dense weights.
     pub fn quantize(&mut self) -> Result<()> {
         let weight_t = self.dense()?;
         let (inp, out) = weight_t.dims2()?;

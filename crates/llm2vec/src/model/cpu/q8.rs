@@ -1,11 +1,15 @@
-//! 8-bit products for inference on the CPU: `y = x W^T + bias` with the weights quantized once, per
-//! output row (symmetric, `scale = max|w| / 127`), and the activations as they arrive, per block of
-//! [`BLOCK`] inputs of a row, each block with its own scale. The products are summed exactly in i32 per
-//! block, and each block's sum is scaled into an f32 sum with one fused multiply-add.
+//! 8-bit products for inference on the CPU: `y = x W^T + bias` with the weights quantized once to 8
+//! bits and the activations as they arrive, both per block of [`BLOCK`] inputs (of an output, of a
+//! row), each block with its own step (symmetric, `max|v| / levels`). The products are summed exactly
+//! in i32 per block, and each block's sum, times its two steps, is added to an f32 sum.
 //!
-//! Why blocks for the activations: decoder activations have outlier channels (about 20 times a row's
-//! RMS after the norms), so one scale per row leaves the other channels only a few levels; a block
-//! scale confines an outlier's cost to its block.
+//! Why blocks: decoder activations have outlier channels (about 20 times a row's RMS after the norms),
+//! and weights outlier inputs, so one step per row or output leaves the other values only a few
+//! levels; a block's step confines an outlier's cost to its block.
+//!
+//! The activations take 16 bits (levels 32767) where the products are of 16-bit values anyway, and 8
+//! bits (levels 127) where byte products run twice as many per instruction. Rounded to 8 bits, they
+//! move a model's embeddings more than the 8-bit weights do.
 //!
 //! The weights are packed in panels of outputs, the inputs of each output grouped so that one
 //! 32-bit lane holds a group: a vector of weights then meets one group of activations broadcast to
@@ -15,8 +19,8 @@
 //!   multiplies unsigned bytes by signed ones, so groups are four bytes `w + 128`, and each block's sum
 //!   starts at `-128 * sum(a)` to cancel the offset; panels of [`ZMM_PANEL`] outputs.
 //! - AVX2 (`vpmaddwd`: 16 products of 16-bit values per instruction, summed in pairs) and the portable
-//!   code take groups of two 16-bit weights, and activations widened to 16 bits; panels of
-//!   [`YMM_PANEL`] outputs.
+//!   code take groups of two 16-bit weights, and activations in 16 bits (a block's sum is at most
+//!   `32 * 127 * 32767 < 2^31`); panels of [`YMM_PANEL`] outputs.
 //!
 //! Weights that are already 4-bit, each block of [`BLOCK`] inputs of an output on a grid of 16 levels
 //! `min + step * code` (as GGUF's Q4_0 and Q4_1 weights are once read), keep those codes, exactly, with
@@ -28,7 +32,8 @@
 //! bring, and the integer sum starts at `-8 * sum(a)` to centre them.
 //!
 //! Every path computes the same integer sums and the same f32 operations in the same order, so they
-//! agree bit for bit.
+//! agree bit for bit, except on 8-bit weights, where VNNI's activations are rounded to 8 bits and the
+//! other paths' to 16.
 
 use std::ops::Range;
 
@@ -89,20 +94,13 @@ enum Packed {
     Bytes(Vec<u8>),
     /// Groups of two 16-bit weights (the AVX2 and portable paths).
     Words(Vec<i16>),
-    /// Groups of four 4-bit codes, one per byte (every path), with each block's grid.
-    FourBit(Vec<u8>, Grids),
+    /// Groups of four 4-bit codes, one per byte (every path), with the centre of each block's grid,
+    /// `min + CENTER * step`, laid out as [`Matrix::steps`].
+    FourBit(Vec<u8>, Vec<f32>),
 }
 
-/// The grid of each block of each output, `[outputs / panel][stride / BLOCK][panel]`.
-#[derive(Debug, Clone)]
-struct Grids {
-    steps: Vec<f32>,
-    /// `min + CENTER * step`.
-    centers: Vec<f32>,
-}
-
-/// A weight matrix `[outputs, inputs]` in 8 bits with one scale per output, or in 4-bit codes with a
-/// grid per block, with its bias, packed for the path that multiplies it.
+/// A weight matrix `[outputs, inputs]` in 8 bits, or in 4-bit codes on a grid, with a step per block of
+/// each output, and its bias, packed for the path that multiplies it.
 #[derive(Debug, Clone)]
 pub struct Matrix {
     path: Path,
@@ -111,8 +109,9 @@ pub struct Matrix {
     /// `inputs` rounded up to [`BLOCK`].
     stride: usize,
     weights: Packed,
-    /// Per output, zeros up to a whole panel (ones for 4-bit weights, whose scales are per block).
-    scales: Vec<f32>,
+    /// The step of each block of each output, `[outputs / panel][stride / BLOCK][panel]`, zeros up to a
+    /// whole panel.
+    steps: Vec<f32>,
     /// Per output (zeros without a bias), up to a whole panel.
     bias: Vec<f32>,
 }
@@ -130,19 +129,18 @@ impl Matrix {
         }
         let stride = inputs.next_multiple_of(BLOCK);
         let rows = transpose(weight_t, inputs, outputs);
-        let (weights, scales) = match on_grids(&rows, inputs, stride, path.panel()) {
-            Some((codes, grids)) => {
-                let padded = codes.len() / stride;
+        let (weights, steps) = match on_grids(&rows, inputs, stride, path.panel()) {
+            Some((codes, steps, centers)) => {
                 let codes = interleave(&codes, stride, path.panel(), 4, |v| v as u8);
-                (Packed::FourBit(codes, grids), vec![1f32; padded])
+                (Packed::FourBit(codes, centers), steps)
             }
             None => eight_bit(path, &rows, inputs, stride),
         };
-        let mut padded_bias = vec![0f32; scales.len()];
+        let mut padded_bias = vec![0f32; outputs.next_multiple_of(path.panel())];
         if let Some(bias) = bias {
             padded_bias[..outputs].copy_from_slice(bias);
         }
-        Some(Matrix { path, outputs, inputs, stride, weights, scales, bias: padded_bias })
+        Some(Matrix { path, outputs, inputs, stride, weights, steps, bias: padded_bias })
     }
 
     pub fn inputs(&self) -> usize {
@@ -181,28 +179,28 @@ impl Matrix {
                 self.split(acts.rows, y, |r0, panel, out| tile_scalar(self, w, &acts, r0, panel, out));
             }
             #[cfg(target_arch = "x86_64")]
-            (Path::Vnni, Packed::FourBit(w, grids)) => {
+            (Path::Vnni, Packed::FourBit(w, centers)) => {
                 let acts = Activations::quantize(x, k, s, |x, q, scales, starts| unsafe {
                     x86::quantize_row_avx512(x, q, scales, starts);
                 })
                 .centred(x, k);
                 self.split(acts.rows, y, |r0, panel, out| unsafe {
-                    x86::tile4_vnni(self, w, grids, &acts, r0, panel, out);
+                    x86::tile4_vnni(self, w, centers, &acts, r0, panel, out);
                 });
             }
             #[cfg(target_arch = "x86_64")]
-            (Path::Avx2, Packed::FourBit(w, grids)) => {
+            (Path::Avx2, Packed::FourBit(w, centers)) => {
                 let acts = Activations::quantize(x, k, s, |x, q, scales, starts| unsafe {
                     x86::quantize_row_bytes_avx2(x, q, scales, starts);
                 })
                 .centred(x, k);
                 self.split(acts.rows, y, |r0, panel, out| unsafe {
-                    x86::tile4_avx2(self, w, grids, &acts, r0, panel, out);
+                    x86::tile4_avx2(self, w, centers, &acts, r0, panel, out);
                 });
             }
-            (_, Packed::FourBit(w, grids)) => {
+            (_, Packed::FourBit(w, centers)) => {
                 let acts = Activations::<i8>::quantize(x, k, s, quantize_row).centred(x, k);
-                self.split(acts.rows, y, |r0, panel, out| tile4_scalar(self, w, grids, &acts, r0, panel, out));
+                self.split(acts.rows, y, |r0, panel, out| tile4_scalar(self, w, centers, &acts, r0, panel, out));
             }
             (_, Packed::Bytes(_)) => unreachable!("bytes are packed for the VNNI path only"),
         }
@@ -286,37 +284,43 @@ fn transpose(weight_t: &[f32], inputs: usize, outputs: usize) -> Vec<f32> {
     rows
 }
 
-/// The weights `rows: [outputs, inputs]` in 8 bits, one scale per output, packed for `path`, with the
-/// scales (zeros up to a whole panel).
+/// The weights `rows: [outputs, inputs]` in 8 bits, one step per block of each output, packed for
+/// `path`, with the steps.
 fn eight_bit(path: Path, rows: &[f32], inputs: usize, stride: usize) -> (Packed, Vec<f32>) {
-    let panel = path.panel();
+    let (panel, blocks) = (path.panel(), stride / BLOCK);
     let padded = (rows.len() / inputs).next_multiple_of(panel);
-    let mut scales = vec![0f32; padded];
-    let mut codes = vec![0i8; padded * stride];
-    for ((scale, codes), row) in scales.iter_mut().zip(codes.chunks_exact_mut(stride)).zip(rows.chunks_exact(inputs)) {
-        *scale = quantize(row, &mut codes[..inputs]);
+    let (mut codes, mut steps) = (vec![0i8; padded * stride], vec![0f32; padded * blocks]);
+    for (j, (codes, row)) in codes.chunks_exact_mut(stride).zip(rows.chunks_exact(inputs)).enumerate() {
+        for (b, values) in row.chunks(BLOCK).enumerate() {
+            steps[block_at(j, b, blocks, panel)] = quantize(values, &mut codes[b * BLOCK..][..values.len()]);
+        }
     }
     let weights = match path {
         Path::Vnni => Packed::Bytes(interleave(&codes, stride, panel, 4, |v| v.wrapping_add_unsigned(OFFSET) as u8)),
         Path::Avx2 | Path::Scalar => Packed::Words(interleave(&codes, stride, panel, 2, i16::from)),
     };
-    (weights, scales)
+    (weights, steps)
 }
 
-/// The 4-bit codes `[padded outputs, stride]` and grids of the weights `rows: [outputs, inputs]`, in
-/// panels of `panel` outputs, when every block of every row lies on a grid; else `None`.
-fn on_grids(rows: &[f32], inputs: usize, stride: usize, panel: usize) -> Option<(Vec<i8>, Grids)> {
+/// The 4-bit codes `[padded outputs, stride]` of the weights `rows: [outputs, inputs]`, with the steps
+/// and centres of their grids in panels of `panel` outputs, when every block of every row lies on a
+/// grid; else `None`.
+fn on_grids(rows: &[f32], inputs: usize, stride: usize, panel: usize) -> Option<(Vec<i8>, Vec<f32>, Vec<f32>)> {
     let (padded, blocks) = ((rows.len() / inputs).next_multiple_of(panel), stride / BLOCK);
     let mut codes = vec![0i8; padded * stride];
     let (mut steps, mut centers) = (vec![0f32; padded * blocks], vec![0f32; padded * blocks]);
     for (j, (codes, row)) in codes.chunks_exact_mut(stride).zip(rows.chunks_exact(inputs)).enumerate() {
         for (b, values) in row.chunks(BLOCK).enumerate() {
-            let (step, center) = grid(values, &mut codes[b * BLOCK..][..values.len()])?;
-            let at = (j / panel * blocks + b) * panel + j % panel;
-            (steps[at], centers[at]) = (step, center);
+            let at = block_at(j, b, blocks, panel);
+            (steps[at], centers[at]) = grid(values, &mut codes[b * BLOCK..][..values.len()])?;
         }
     }
-    Some((codes, Grids { steps, centers }))
+    Some((codes, steps, centers))
+}
+
+/// Where block `b` of output `j` is in per-block values laid out as [`Matrix::steps`].
+fn block_at(j: usize, b: usize, blocks: usize, panel: usize) -> usize {
+    (j / panel * blocks + b) * panel + j % panel
 }
 
 /// `(step, min + CENTER * step)` when every value is `min + step * code` for a `code` in `0..=15`, to
@@ -375,22 +379,34 @@ impl<const W: usize> Tile<'_, W> {
     }
 }
 
-/// An activation's 8-bit code as a kernel reads it: a byte against the VNNI path's offset weights, a
-/// 16-bit value against 16-bit weights.
-trait Code: Copy + Default + From<i8> + Into<i32> + Send + Sync {
+/// A quantized value as a kernel reads it: a byte (a weight, or an activation against the VNNI path's
+/// offset weights or 4-bit codes), or a 16-bit activation against 16-bit weights.
+trait Code: Copy + Default + Into<i32> + Send + Sync {
+    /// The largest magnitude of a code.
+    const LEVELS: i32;
     /// The offset of the weights this code meets, which each block's start cancels.
     const OFFSET: i32;
+    /// `v`, which is within `-LEVELS..=LEVELS`.
+    fn new(v: i32) -> Self;
 }
 
 impl Code for i8 {
+    const LEVELS: i32 = i8::MAX as i32;
     const OFFSET: i32 = OFFSET as i32;
+    fn new(v: i32) -> i8 {
+        v as i8
+    }
 }
 
 impl Code for i16 {
+    const LEVELS: i32 = i16::MAX as i32;
     const OFFSET: i32 = 0;
+    fn new(v: i32) -> i16 {
+        v as i16
+    }
 }
 
-/// Activations `[rows, stride]` in 8 bits, with per block of each row its scale and the start of its
+/// Activations `[rows, stride]` in 8 or 16 bits, with per block of each row its scale and the start of its
 /// integer sum (`-offset * sum(a)`, which cancels the weights' offset, or `-CENTER * sum(a)` against
 /// 4-bit codes).
 struct Activations<T> {
@@ -460,8 +476,9 @@ fn quantize_row<T: Code>(x: &[f32], q: &mut [T], scales: &mut [f32], starts: &mu
     }
 }
 
-/// Writes `round(x / scale)` into `q` and returns `scale = max|x| / 127` (0 for values that are all
-/// zero, NaN when one is a NaN or an infinity, which makes the outputs NaN as the f32 product's would be).
+/// Writes `round(x / scale)` into `q` and returns `scale = max|x| / T::LEVELS` (0 for values that are
+/// all zero, NaN when one is a NaN or an infinity, which makes the outputs NaN as the f32 product's
+/// would be).
 #[inline(always)]
 fn quantize<T: Code>(x: &[f32], q: &mut [T]) -> f32 {
     // Adding 1.5 * 2^23 rounds to the nearest integer (ties to even) without a rounding instruction.
@@ -470,15 +487,15 @@ fn quantize<T: Code>(x: &[f32], q: &mut [T]) -> f32 {
     let (mut scale, mut start) = (0f32, 0);
     let Some(inv) = inverse_step(bits, q, &mut scale, &mut start) else { return scale };
     for (q, &v) in q.iter_mut().zip(x) {
-        // Within [-127, 127]: |v| * inv <= 127 up to rounding, which stays below 127.5.
-        *q = T::from(((v * inv + ROUND) - ROUND) as i32 as i8);
+        // Within the levels: |v| * inv <= LEVELS up to rounding, which stays below LEVELS + 0.5.
+        *q = T::new(((v * inv + ROUND) - ROUND) as i32);
     }
     scale
 }
 
 /// From `bits`, the largest magnitude's bits (for values without their sign, integer order is float
 /// order, and every NaN or infinity is at least `f32::INFINITY`'s bits): the block's `scale` and
-/// `127 / max` to quantize it with, or, for a block of zeros or one with a NaN or an infinity, a block
+/// `T::LEVELS / max` to quantize it with, or, for a block of zeros or one with a NaN or an infinity, a block
 /// of zeros whose scale is 0 or NaN.
 #[inline(always)]
 fn inverse_step<T: Code>(bits: u32, q: &mut [T], scale: &mut f32, start: &mut i32) -> Option<f32> {
@@ -489,8 +506,9 @@ fn inverse_step<T: Code>(bits: u32, q: &mut [T], scale: &mut f32, start: &mut i3
         return None;
     }
     let max = f32::from_bits(bits);
-    *scale = max / 127.0;
-    Some(127.0 / max)
+    let levels = T::LEVELS as f32;
+    *scale = max / levels;
+    Some(levels / max)
 }
 
 /// The portable micro-tile, on groups of two 16-bit weights.
@@ -509,14 +527,14 @@ fn tile_scalar(
         for (o, out) in out.row(r).iter_mut().enumerate() {
             let mut sum = 0f32;
             for b in 0..blocks {
-                let mut block = acts.starts[(r0 + r) * blocks + b];
+                let (at, g) = ((r0 + r) * blocks + b, (panel * blocks + b) * YMM_PANEL + o);
+                let mut block = acts.starts[at];
                 for t in b * BLOCK..(b + 1) * BLOCK {
                     block += i32::from(weights[(t / 2 * YMM_PANEL + o) * 2 + t % 2]) * i32::from(a[t]);
                 }
-                sum = (block as f32).mul_add(acts.scales[(r0 + r) * blocks + b], sum);
+                sum = (block as f32 * acts.scales[at]).mul_add(w.steps[g], sum);
             }
-            let j = panel * YMM_PANEL + o;
-            *out = sum.mul_add(w.scales[j], w.bias[j]);
+            *out = sum + w.bias[panel * YMM_PANEL + o];
         }
     }
 }
@@ -525,7 +543,7 @@ fn tile_scalar(
 fn tile4_scalar(
     w: &Matrix,
     codes: &[u8],
-    grids: &Grids,
+    centers: &[f32],
     acts: &Activations<i8>,
     r0: usize,
     panel: usize,
@@ -544,11 +562,10 @@ fn tile4_scalar(
                     + (b * BLOCK..(b + 1) * BLOCK)
                         .map(|t| i32::from(codes[(t / 4 * W + o) * 4 + t % 4]) * i32::from(a[t]))
                         .sum::<i32>();
-                sum = (block as f32 * acts.scales[at]).mul_add(grids.steps[g], sum);
-                sum = grids.centers[g].mul_add(acts.sums[at], sum);
+                sum = (block as f32 * acts.scales[at]).mul_add(w.steps[g], sum);
+                sum = centers[g].mul_add(acts.sums[at], sum);
             }
-            let j = panel * W + o;
-            *out = sum.mul_add(w.scales[j], w.bias[j]);
+            *out = sum + w.bias[panel * W + o];
         }
     }
 }
@@ -557,9 +574,7 @@ fn tile4_scalar(
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::{
-        inverse_step, quantize_row, Activations, Grids, Matrix, Tile, BLOCK, MR, OFFSET, YMM_PANEL, ZMM_PANEL,
-    };
+    use super::{inverse_step, quantize_row, Activations, Matrix, Tile, BLOCK, MR, OFFSET, YMM_PANEL, ZMM_PANEL};
 
     /// [`quantize_row`] with AVX-512, into bytes: each whole block in two vectors (the same rounding, so
     /// the same values), a partial last block by the portable code.
@@ -669,7 +684,13 @@ mod x86 {
     /// A VNNI micro-tile's f32 sums.
     type ZmmSums = [[__m512; ZMM_PANEL / 16]; MR];
 
-    /// One micro-tile with `vpdpbusd` on 8-bit weights, each block's sum times its activations' scale.
+    /// The values of block `b` (of `blocks`) of `panel`'s `W` outputs in `per_block`, laid out as
+    /// [`Matrix::steps`].
+    fn panel_block<const W: usize>(per_block: &[f32], blocks: usize, panel: usize, b: usize) -> &[f32] {
+        &per_block[(panel * blocks + b) * W..][..W]
+    }
+
+    /// One micro-tile with `vpdpbusd` on 8-bit weights, each block's sum times its two steps.
     ///
     /// SAFETY: as for [`vnni_tile`]; `weights` are `w`'s bytes.
     #[target_feature(enable = "avx512f,avx512vnni")]
@@ -683,10 +704,12 @@ mod x86 {
     ) {
         let blocks = w.stride / BLOCK;
         let add = |b: usize, acc: &ZmmDots, sums: &mut ZmmSums| {
+            let steps = panel_block::<ZMM_PANEL>(&w.steps, blocks, panel, b);
             for (r, (sums, acc)) in sums.iter_mut().zip(acc).enumerate() {
                 let scale = _mm512_set1_ps(acts.scales[(r0 + r) * blocks + b]);
-                for (sum, &acc) in sums.iter_mut().zip(acc) {
-                    *sum = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc), scale, *sum);
+                for (c, (sum, &acc)) in sums.iter_mut().zip(acc).enumerate() {
+                    let block = _mm512_mul_ps(_mm512_cvtepi32_ps(acc), scale);
+                    *sum = _mm512_fmadd_ps(block, load_zmm(steps, c), *sum);
                 }
             }
         };
@@ -694,15 +717,15 @@ mod x86 {
         unsafe { vnni_tile(w, weights, acts, r0, panel, out, add) }
     }
 
-    /// One micro-tile on 4-bit codes with `vpdpbusd`, each block's sum starting at `-CENTER * sum(a)`
-    /// and scaled by its grid.
+    /// One micro-tile on 4-bit codes with `vpdpbusd`, each block's sum starting at `-CENTER * sum(a)`,
+    /// times its two steps, plus its grid's centre times the block's input sum.
     ///
-    /// SAFETY: as for [`vnni_tile`]; `codes` and `grids` are `w`'s.
+    /// SAFETY: as for [`vnni_tile`]; `codes` and `centers` are `w`'s.
     #[target_feature(enable = "avx512f,avx512vnni")]
     pub(super) unsafe fn tile4_vnni(
         w: &Matrix,
         codes: &[u8],
-        grids: &Grids,
+        centers: &[f32],
         acts: &Activations<i8>,
         r0: usize,
         panel: usize,
@@ -710,16 +733,15 @@ mod x86 {
     ) {
         let blocks = w.stride / BLOCK;
         let add = |b: usize, acc: &ZmmDots, sums: &mut ZmmSums| {
-            let g = (panel * blocks + b) * ZMM_PANEL..;
-            let (steps, centers) = (&grids.steps[g.clone()], &grids.centers[g]);
-            // SAFETY: the grids hold whole panels.
-            let load = |v: &[f32], c: usize| unsafe { _mm512_loadu_ps(v[c * 16..][..16].as_ptr()) };
+            let steps = panel_block::<ZMM_PANEL>(&w.steps, blocks, panel, b);
+            let centers = panel_block::<ZMM_PANEL>(centers, blocks, panel, b);
             for (r, (sums, acc)) in sums.iter_mut().zip(acc).enumerate() {
                 let at = (r0 + r) * blocks + b;
                 let (scale, total) = (_mm512_set1_ps(acts.scales[at]), _mm512_set1_ps(acts.sums[at]));
                 for (c, (sum, &acc)) in sums.iter_mut().zip(acc).enumerate() {
                     let block = _mm512_mul_ps(_mm512_cvtepi32_ps(acc), scale);
-                    *sum = _mm512_fmadd_ps(load(centers, c), total, _mm512_fmadd_ps(block, load(steps, c), *sum));
+                    let sum_steps = _mm512_fmadd_ps(block, load_zmm(steps, c), *sum);
+                    *sum = _mm512_fmadd_ps(load_zmm(centers, c), total, sum_steps);
                 }
             }
         };
@@ -790,18 +812,22 @@ mod x86 {
         acc
     }
 
-    /// Writes a VNNI micro-tile's sums, each times its output's scale plus its bias.
+    /// Vector `c` of 16 values of `v`.
+    #[target_feature(enable = "avx512f")]
+    fn load_zmm(v: &[f32], c: usize) -> __m512 {
+        // SAFETY: the slice holds the 16 values.
+        unsafe { _mm512_loadu_ps(v[c * 16..][..16].as_ptr()) }
+    }
+
+    /// Writes a VNNI micro-tile's sums, each plus its output's bias.
     #[target_feature(enable = "avx512f")]
     fn store_zmm(w: &Matrix, panel: usize, sums: &ZmmSums, mut out: Tile<ZMM_PANEL>) {
+        let bias = &w.bias[panel * ZMM_PANEL..][..ZMM_PANEL];
         for c in 0..ZMM_PANEL / 16 {
-            let j = panel * ZMM_PANEL + c * 16;
-            // SAFETY: scales and bias hold whole panels.
-            let (scale, bias) =
-                unsafe { (_mm512_loadu_ps(w.scales[j..j + 16].as_ptr()), _mm512_loadu_ps(w.bias[j..j + 16].as_ptr())) };
             for (r, sums) in sums.iter().enumerate() {
                 let row = &mut out.row(r)[c * 16..][..16];
                 // SAFETY: `row` holds 16 values.
-                unsafe { _mm512_storeu_ps(row.as_mut_ptr(), _mm512_fmadd_ps(sums[c], scale, bias)) };
+                unsafe { _mm512_storeu_ps(row.as_mut_ptr(), _mm512_add_ps(sums[c], load_zmm(bias, c))) };
             }
         }
     }
@@ -828,10 +854,12 @@ mod x86 {
         let blocks = w.stride / BLOCK;
         let madd = |acc, w, a| _mm256_add_epi32(acc, _mm256_madd_epi16(w, a));
         let add = |b: usize, acc: &YmmDots, sums: &mut YmmSums| {
+            let steps = panel_block::<YMM_PANEL>(&w.steps, blocks, panel, b);
             for (r, (sums, acc)) in sums.iter_mut().zip(acc).enumerate() {
                 let scale = _mm256_set1_ps(acts.scales[(r0 + r) * blocks + b]);
-                for (sum, &acc) in sums.iter_mut().zip(acc) {
-                    *sum = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc), scale, *sum);
+                for (c, (sum, &acc)) in sums.iter_mut().zip(acc).enumerate() {
+                    let block = _mm256_mul_ps(_mm256_cvtepi32_ps(acc), scale);
+                    *sum = _mm256_fmadd_ps(block, load_ymm(steps, c), *sum);
                 }
             }
         };
@@ -842,14 +870,15 @@ mod x86 {
     /// One micro-tile on 4-bit codes with `vpmaddubsw`: per group of four inputs, two vectors of codes (8
     /// outputs by 4 inputs each) against each row's four activations broadcast to every lane. The 16-bit
     /// pair sums add up over a block; `vpmaddwd` by ones then sums each lane's pair into 32 bits, added
-    /// to the block's start, and the block's grid scales the sum.
+    /// to the block's start; that sum times its two steps, plus the grid's centre times the block's
+    /// input sum, is added to the tile's.
     ///
-    /// SAFETY: as for [`ymm_tile`]; `codes` and `grids` are `w`'s.
+    /// SAFETY: as for [`ymm_tile`]; `codes` and `centers` are `w`'s.
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn tile4_avx2(
         w: &Matrix,
         codes: &[u8],
-        grids: &Grids,
+        centers: &[f32],
         acts: &Activations<i8>,
         r0: usize,
         panel: usize,
@@ -861,10 +890,8 @@ mod x86 {
         let madd = |acc, w, a| _mm256_adds_epi16(acc, _mm256_maddubs_epi16(w, a));
         let ones = _mm256_set1_epi16(1);
         let add = |b: usize, acc: &YmmDots, sums: &mut YmmSums| {
-            let g = (panel * blocks + b) * YMM_PANEL..;
-            let (steps, centers) = (&grids.steps[g.clone()], &grids.centers[g]);
-            // SAFETY: the grids hold whole panels.
-            let load = |v: &[f32], c: usize| unsafe { _mm256_loadu_ps(v[c * 8..][..8].as_ptr()) };
+            let steps = panel_block::<YMM_PANEL>(&w.steps, blocks, panel, b);
+            let centers = panel_block::<YMM_PANEL>(centers, blocks, panel, b);
             for (r, (sums, acc)) in sums.iter_mut().zip(acc).enumerate() {
                 let at = (r0 + r) * blocks + b;
                 let (scale, total) = (_mm256_set1_ps(acts.scales[at]), _mm256_set1_ps(acts.sums[at]));
@@ -872,7 +899,8 @@ mod x86 {
                 for (c, (sum, &acc)) in sums.iter_mut().zip(acc).enumerate() {
                     let block = _mm256_add_epi32(start, _mm256_madd_epi16(acc, ones));
                     let block = _mm256_mul_ps(_mm256_cvtepi32_ps(block), scale);
-                    *sum = _mm256_fmadd_ps(load(centers, c), total, _mm256_fmadd_ps(block, load(steps, c), *sum));
+                    let sum_steps = _mm256_fmadd_ps(block, load_ymm(steps, c), *sum);
+                    *sum = _mm256_fmadd_ps(load_ymm(centers, c), total, sum_steps);
                 }
             }
         };
@@ -927,18 +955,22 @@ mod x86 {
         store_ymm(w, panel, &sums, out);
     }
 
-    /// Writes an AVX2 micro-tile's sums, each times its output's scale plus its bias.
+    /// Vector `c` of 8 values of `v`.
+    #[target_feature(enable = "avx2")]
+    fn load_ymm(v: &[f32], c: usize) -> __m256 {
+        // SAFETY: the slice holds the 8 values.
+        unsafe { _mm256_loadu_ps(v[c * 8..][..8].as_ptr()) }
+    }
+
+    /// Writes an AVX2 micro-tile's sums, each plus its output's bias.
     #[target_feature(enable = "avx2,fma")]
     fn store_ymm(w: &Matrix, panel: usize, sums: &YmmSums, mut out: Tile<YMM_PANEL>) {
+        let bias = &w.bias[panel * YMM_PANEL..][..YMM_PANEL];
         for c in 0..YMM_PANEL / 8 {
-            let j = panel * YMM_PANEL + c * 8;
-            // SAFETY: scales and bias hold whole panels.
-            let (scale, bias) =
-                unsafe { (_mm256_loadu_ps(w.scales[j..j + 8].as_ptr()), _mm256_loadu_ps(w.bias[j..j + 8].as_ptr())) };
             for (r, sums) in sums.iter().enumerate() {
                 let row = &mut out.row(r)[c * 8..][..8];
                 // SAFETY: `row` holds 8 values.
-                unsafe { _mm256_storeu_ps(row.as_mut_ptr(), _mm256_fmadd_ps(sums[c], scale, bias)) };
+                unsafe { _mm256_storeu_ps(row.as_mut_ptr(), _mm256_add_ps(sums[c], load_ymm(bias, c))) };
             }
         }
     }
@@ -984,8 +1016,17 @@ mod tests {
         paths
     }
 
-    /// Every path gives the same results, bit for bit, at sizes with partial tiles, panels and blocks,
-    /// split by rows or by panels.
+    /// The largest magnitude of the activations' codes against 8-bit weights on `path`.
+    fn levels(path: Path) -> f64 {
+        if path == Path::Vnni {
+            127.0
+        } else {
+            32767.0
+        }
+    }
+
+    /// Every path with 16-bit activations gives the same results, bit for bit, at sizes with partial
+    /// tiles, panels and blocks, split by rows or by panels.
     #[test]
     fn every_path_agrees_with_the_scalar_code() {
         for (m, k, n) in [(1, 1, 1), (3, 31, 5), (5, 33, 17), (9, 64, 40), (13, 100, 3), (2, 200, 150), (40, 70, 97)] {
@@ -993,7 +1034,7 @@ mod tests {
             let w = |path| Matrix::pack(path, &wt, k, n, Some(&bias)).unwrap();
             let mut want = vec![0f32; m * n];
             w(Path::Scalar).product(&x, &mut want);
-            for path in paths() {
+            for path in paths().into_iter().filter(|&p| levels(p) == levels(Path::Scalar)) {
                 let mut got = vec![f32::NAN; m * n];
                 w(path).product(&x, &mut got);
                 assert_eq!(got, want, "{path:?} at m={m} k={k} n={n}");
@@ -1065,23 +1106,24 @@ mod tests {
     }
 
     /// The quantized product against the f32 one, within what rounding each value to its step (half a
-    /// step of the activation block and of the weight row) can move it.
+    /// step of its block, of activations or of weights) can move it.
     #[test]
     fn the_product_is_within_the_rounding_bound_of_the_f32_product() {
         let (m, k, n) = (7, 96, 24);
         let (x, wt) = (values(m * k, 4), values(k * n, 5));
         let w = |path| Matrix::pack(path, &wt, k, n, None).unwrap();
-        let step = |v: &mut dyn Iterator<Item = f32>| v.fold(0f64, |s, v| s.max(v.abs() as f64)) / 127.0;
+        let max = |v: &mut dyn Iterator<Item = f32>| v.fold(0f64, |s, v| s.max(v.abs() as f64));
         for path in paths() {
+            let step = |v: &mut dyn Iterator<Item = f32>, levels: f64| max(v) / levels;
             let mut got = vec![0f32; m * n];
             w(path).product(&x, &mut got);
             for i in 0..m {
                 for j in 0..n {
-                    let dw = step(&mut (0..k).map(|t| wt[t * n + j]));
                     let (mut exact, mut bound) = (0f64, 1e-4);
                     for t in 0..k {
-                        let block = i * k + t / BLOCK * BLOCK..i * k + ((t / BLOCK + 1) * BLOCK).min(k);
-                        let dx = step(&mut x[block].iter().copied());
+                        let block = t / BLOCK * BLOCK..((t / BLOCK + 1) * BLOCK).min(k);
+                        let dw = step(&mut block.clone().map(|t| wt[t * n + j]), 127.0);
+                        let dx = step(&mut x[i * k + block.start..i * k + block.end].iter().copied(), levels(path));
                         let (a, b) = (x[i * k + t] as f64, wt[t * n + j] as f64);
                         exact += a * b;
                         bound += a.abs() * dw / 2.0 + b.abs() * dx / 2.0 + dx * dw / 4.0;
@@ -1097,20 +1139,56 @@ mod tests {
         }
     }
 
-    /// Block scales keep an outlier's cost in its block: a row whose first value is 1000 times the rest
-    /// still gets the other blocks' products to within 1%.
+    /// Weights that 8 bits hold exactly leave only the activations' rounding: half a step of 16 bits per
+    /// input on every path but VNNI, of 8 bits on VNNI.
+    #[test]
+    fn the_activations_take_the_paths_bits() {
+        let (m, k, n) = (5, 96, 20);
+        let x = values(m * k, 4);
+        // Codes times 2^-7, each block's first at 127: the step is 2^-7 and every code is exact.
+        let code =
+            |t: usize, j: usize| if t.is_multiple_of(BLOCK) { 127 } else { ((t * 31 + j * 17) % 255) as i32 - 127 };
+        let wt: Vec<f32> = (0..k * n).map(|i| code(i / n, i % n) as f32 / 128.0).collect();
+        for path in paths() {
+            let mut got = vec![0f32; m * n];
+            Matrix::pack(path, &wt, k, n, None).unwrap().product(&x, &mut got);
+            for i in 0..m {
+                for j in 0..n {
+                    let (mut exact, mut bound) = (0f64, 0f64);
+                    for t in 0..k {
+                        let block = &x[i * k + t / BLOCK * BLOCK..][..BLOCK];
+                        let dx = block.iter().fold(0f64, |s, v| s.max(v.abs() as f64)) / levels(path);
+                        let (a, b) = (x[i * k + t] as f64, wt[t * n + j] as f64);
+                        exact += a * b;
+                        bound += b.abs() * dx / 2.0 + 1e-6 * (a * b).abs();
+                    }
+                    let err = (got[i * n + j] as f64 - exact).abs();
+                    assert!(err <= bound, "{path:?} ({i}, {j}): error {err} over the bound {bound}");
+                }
+            }
+        }
+    }
+
+    /// Block steps keep an outlier's cost in its block: an activation row, or an output's weights, whose
+    /// first value is 1000 times the rest still get the other blocks' products to within 1%.
     #[test]
     fn an_outlier_costs_only_its_own_block() {
         let k = 4 * BLOCK;
-        let mut x = values(k, 7).iter().map(|v| v * 0.01).collect::<Vec<_>>();
-        x[0] = 10.0;
-        let wt: Vec<f32> = (0..k).map(|t| if t < BLOCK { 0.0 } else { values(k, 8)[t] }).collect();
-        let w = |path| Matrix::pack(path, &wt, k, 1, None).unwrap();
-        let exact: f32 = x.iter().zip(&wt).map(|(a, b)| a * b).sum();
-        for path in paths() {
-            let mut y = [0f32];
-            w(path).product(&x, &mut y);
-            assert!((y[0] - exact).abs() <= 0.01 * exact.abs(), "{path:?}: {} vs {exact}", y[0]);
+        let small = |seed| values(k, seed).iter().map(|v| v * 0.01).collect::<Vec<_>>();
+        let outlier_first = |mut v: Vec<f32>| {
+            v[0] = 10.0;
+            v
+        };
+        let zero_first = |v: Vec<f32>| (0..k).map(|t| if t < BLOCK { 0.0 } else { v[t] }).collect::<Vec<_>>();
+        let cases =
+            [(outlier_first(small(7)), zero_first(values(k, 8))), (zero_first(values(k, 7)), outlier_first(small(8)))];
+        for (x, wt) in cases {
+            let exact: f32 = x.iter().zip(&wt).map(|(a, b)| a * b).sum();
+            for path in paths() {
+                let mut y = [0f32];
+                Matrix::pack(path, &wt, k, 1, None).unwrap().product(&x, &mut y);
+                assert!((y[0] - exact).abs() <= 0.01 * exact.abs(), "{path:?}: {} vs {exact}", y[0]);
+            }
         }
     }
 
