@@ -247,3 +247,20 @@ fn an_added_token_gets_a_new_embedding_row() {
     assert!(ids.contains(&id), "{ids:?}");
     assert!(encoder.encode(&[Input::text("a <mask> b")]).unwrap().data.iter().all(|v| v.is_finite()));
 }
+
+/// A decoder saved without its LM head (as the reference's `LLM2Vec.save` writes it: `layers.0...`, not
+/// `model.layers.0...`) gives the full model's embeddings.
+#[test]
+fn a_decoder_saved_without_its_head_loads() {
+    let dir = tiny_llama_copy();
+    let file = dir.path().join("model.safetensors");
+    let tensors = candle_core::safetensors::load(&file, &candle_core::Device::Cpu).unwrap();
+    let bare: std::collections::HashMap<String, candle_core::Tensor> =
+        tensors.into_iter().filter_map(|(name, t)| Some((name.strip_prefix("model.")?.to_string(), t))).collect();
+    assert!(bare.contains_key("embed_tokens.weight"), "{:?}", bare.keys());
+    candle_core::safetensors::save(&bare, &file).unwrap();
+    let inputs = sentences(4);
+    let full = encoder(tiny("llama").join("model").to_str().unwrap(), 4).encode(&inputs).unwrap();
+    let saved = encoder(dir.path().to_str().unwrap(), 4).encode(&inputs).unwrap();
+    assert_eq!(max_rel_diff(&full, &saved, &[0, 1, 2, 3]), 0.0);
+}

@@ -147,7 +147,7 @@ fn load_dir(dir: &Path, spec: &str, device: &Device) -> Result<Loaded> {
     let mut weights = if !has_weights && dir.join("adapter_config.json").exists() {
         adapter_base_weights(dir, device)?
     } else {
-        Weights::from_dir(dir, device)?
+        read_dir_weights(dir, device)?
     };
     if has_weights && dir.join("adapter_config.json").exists() {
         adapter::Adapter::load(dir)?.merge_into(&mut weights)?;
@@ -171,9 +171,22 @@ fn adapter_base_weights(dir: &Path, device: &Device) -> Result<Weights> {
         field: "base_model_name_or_path".into(),
         msg: "missing, and the directory has no model weights".into(),
     })?;
-    let mut weights = Weights::from_dir(&resolve(&base)?, device)?;
+    let mut weights = read_dir_weights(&resolve(&base)?, device)?;
     adapter.merge_into(&mut weights)?;
     Ok(weights)
+}
+
+/// The weights of a model directory, under the names the models read. A decoder saved without its
+/// language-model head (the reference's `LLM2Vec.save`, transformers' `AutoModel`) names its tensors
+/// `layers.0...` where the full model has `model.layers.0...`: they get that prefix.
+fn read_dir_weights(dir: &Path, device: &Device) -> Result<Weights> {
+    let weights = Weights::from_dir(dir, device)?;
+    if !weights.contains("embed_tokens.weight") || weights.contains("model.embed_tokens.weight") {
+        return Ok(weights);
+    }
+    let source = weights.source().to_path_buf();
+    let tensors = weights.into_tensors().into_iter().map(|(name, t)| (format!("model.{name}"), t)).collect();
+    Ok(Weights::new(tensors, source))
 }
 
 fn id_field(json: &Value, key: &str) -> Option<u32> {
