@@ -1,6 +1,7 @@
 //! The gated MLP activation `act(gate) * up` from the fused gate/up projection's output `[.., 2n]`
-//! (gate, then up), with its backward: SiLU (vectorised in f32) or GELU with the tanh approximation; on
-//! other devices and dtypes, candle's ops (whose activations record their gradients).
+//! (gate, then up), with its backward: SiLU or GELU with the tanh approximation (vectorised in f32: both
+//! forward, SiLU backward); on other devices and dtypes, candle's ops (whose activations record their
+//! gradients).
 
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor, D};
 use rayon::prelude::*;
@@ -79,6 +80,7 @@ impl FloatOp1 for Gated {
             let (gate, up) = row.split_at(n);
             match (self.act, T::as_f32(gate), T::as_f32(up), T::as_f32_mut(out)) {
                 (Activation::Silu, Some(gate), Some(up), Some(out)) => simd::silu_mul(gate, up, out),
+                (Activation::GeluTanh, Some(gate), Some(up), Some(out)) => simd::gelu_tanh_mul(gate, up, out),
                 _ => {
                     out.iter_mut()
                         .zip(gate.iter().zip(up))
