@@ -1,5 +1,5 @@
 //! Element-wise CPU kernels that the compiler vectorises: the gated activations `silu(gate) * up` and
-//! `gelu_tanh(gate) * up`, and SiLU's gradients (for training), with a branch-free polynomial exp
+//! `gelu_tanh(gate) * up`, and their gradients (for training), with a branch-free polynomial exp
 //! (relative error below 5e-7, tested), compiled for AVX-512 and AVX2 and picked at run time
 //! ([`Isa::active`]).
 
@@ -20,12 +20,38 @@ fn silu(g: f32) -> f32 {
     g / (1.0 + exp(-g))
 }
 
-/// `0.5 g (1 + tanh(u))` with `u = sqrt(2 / pi) (g + 0.044715 g^3)`, computed as `g / (1 + e^(-2u))`,
-/// the same function without tanh's cancellation at large negative `u`.
+/// SiLU and its derivative `s * (1 + g * (1 - s))`, `s = sigmoid(g)`, with `1 - s` as `e^-g * s`
+/// (subtracting from 1 loses its digits where `s` is near 1).
+#[inline(always)]
+fn silu_grad(g: f32) -> (f32, f32) {
+    let e = exp(-g);
+    let s = 1.0 / (1.0 + e);
+    (g * s, s * (1.0 + g * (e * s)))
+}
+
+/// `sqrt(2 / pi)` and the cubic coefficient of GELU's tanh approximation.
+const GELU_C: f32 = 0.797_884_6;
+const GELU_K: f32 = 0.044_715;
+
+/// `e^(-2u)`, `u = sqrt(2 / pi) (g + 0.044715 g^3)`: GELU's tanh approximation `0.5 g (1 + tanh(u))` is
+/// `g * sigmoid(2u) = g / (1 + e^(-2u))`, without tanh's cancellation at large negative `u`.
+#[inline(always)]
+fn gelu_exp(g: f32) -> f32 {
+    exp(-2.0 * GELU_C * (g + GELU_K * g * g * g))
+}
+
 #[inline(always)]
 fn gelu_tanh(g: f32) -> f32 {
-    const TWO_C: f32 = 2.0 * 0.797_884_6;
-    g / (1.0 + exp(-TWO_C * (g + 0.044_715 * g * g * g)))
+    g / (1.0 + gelu_exp(g))
+}
+
+/// GELU (tanh approximation) and its derivative `s + g * s * (1 - s) * 2u'`, `s = sigmoid(2u)`, with
+/// `1 - s` as `e^(-2u) * s`.
+#[inline(always)]
+fn gelu_tanh_grad(g: f32) -> (f32, f32) {
+    let e = gelu_exp(g);
+    let s = 1.0 / (1.0 + e);
+    (g * s, s + g * (e * s) * s * 2.0 * GELU_C * (1.0 + 3.0 * GELU_K * g * g))
 }
 
 fn act_mul_on(isa: Isa, gate: &[f32], up: &[f32], out: &mut [f32], act: impl Fn(f32) -> f32 + Copy) {
@@ -60,43 +86,51 @@ fn act_mul_portable(gate: &[f32], up: &[f32], out: &mut [f32], act: impl Fn(f32)
 }
 
 /// The gradients of `out = silu(gate) * up` for the output gradient `grad`:
-/// `d_gate = grad * up * s * (1 + gate * (1 - s))` and `d_up = grad * silu(gate)`, `s = sigmoid(gate)`.
+/// `d_gate = grad * up * silu'(gate)` and `d_up = grad * silu(gate)`.
 pub fn silu_mul_backward(gate: &[f32], up: &[f32], grad: &[f32], d_gate: &mut [f32], d_up: &mut [f32]) {
-    silu_mul_backward_on(Isa::active(), gate, up, grad, d_gate, d_up);
+    act_mul_backward_on(Isa::active(), (gate, up, grad), (d_gate, d_up), silu_grad);
 }
 
-fn silu_mul_backward_on(isa: Isa, gate: &[f32], up: &[f32], grad: &[f32], d_gate: &mut [f32], d_up: &mut [f32]) {
+/// The gradients of `out = gelu_tanh(gate) * up`, as [`silu_mul_backward`]'s.
+pub fn gelu_tanh_mul_backward(gate: &[f32], up: &[f32], grad: &[f32], d_gate: &mut [f32], d_up: &mut [f32]) {
+    act_mul_backward_on(Isa::active(), (gate, up, grad), (d_gate, d_up), gelu_tanh_grad);
+}
+
+/// The inputs `(gate, up, grad)` of a backward pass, and its outputs `(d_gate, d_up)`.
+type Inputs<'a> = (&'a [f32], &'a [f32], &'a [f32]);
+type Grads<'a> = (&'a mut [f32], &'a mut [f32]);
+
+fn act_mul_backward_on(isa: Isa, inputs: Inputs, grads: Grads, act: impl Fn(f32) -> (f32, f32) + Copy) {
     match isa.min(Isa::detected()) {
         // SAFETY: the processor has AVX-512F (checked by `Isa::detected`).
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => unsafe { silu_mul_backward_avx512(gate, up, grad, d_gate, d_up) },
+        Isa::Avx512 => unsafe { act_mul_backward_avx512(inputs, grads, act) },
         // SAFETY: the processor has AVX2 and FMA.
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => unsafe { silu_mul_backward_avx2(gate, up, grad, d_gate, d_up) },
-        _ => silu_mul_backward_portable(gate, up, grad, d_gate, d_up),
+        Isa::Avx2 => unsafe { act_mul_backward_avx2(inputs, grads, act) },
+        _ => act_mul_backward_portable(inputs, grads, act),
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn silu_mul_backward_avx512(gate: &[f32], up: &[f32], grad: &[f32], d_gate: &mut [f32], d_up: &mut [f32]) {
-    silu_mul_backward_portable(gate, up, grad, d_gate, d_up);
+unsafe fn act_mul_backward_avx512(inputs: Inputs, grads: Grads, act: impl Fn(f32) -> (f32, f32) + Copy) {
+    act_mul_backward_portable(inputs, grads, act);
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn silu_mul_backward_avx2(gate: &[f32], up: &[f32], grad: &[f32], d_gate: &mut [f32], d_up: &mut [f32]) {
-    silu_mul_backward_portable(gate, up, grad, d_gate, d_up);
+unsafe fn act_mul_backward_avx2(inputs: Inputs, grads: Grads, act: impl Fn(f32) -> (f32, f32) + Copy) {
+    act_mul_backward_portable(inputs, grads, act);
 }
 
 #[inline(always)]
-fn silu_mul_backward_portable(gate: &[f32], up: &[f32], grad: &[f32], d_gate: &mut [f32], d_up: &mut [f32]) {
+fn act_mul_backward_portable((gate, up, grad): Inputs, (d_gate, d_up): Grads, act: impl Fn(f32) -> (f32, f32) + Copy) {
     let n = gate.len().min(up.len()).min(grad.len()).min(d_gate.len()).min(d_up.len());
     for i in 0..n {
-        let (g, u, d) = (gate[i], up[i], grad[i]);
-        let s = 1.0 / (1.0 + exp(-g));
-        d_gate[i] = d * u * s * (1.0 + g * (1.0 - s));
-        d_up[i] = d * g * s;
+        let (a, da) = act(gate[i]);
+        d_gate[i] = grad[i] * up[i] * da;
+        d_up[i] = grad[i] * a;
     }
 }
 
@@ -167,19 +201,19 @@ mod tests {
         check_act_mul(gelu_tanh, |g| 0.5 * g * (1.0 + (c * (g + 0.044715 * g * g * g)).tanh()));
     }
 
-    #[test]
-    fn silu_mul_backward_matches_the_formula_at_every_length() {
+    /// The gradients of `act(gate) * up` against `want` (the activation and its derivative in f64), on
+    /// every path, at lengths with partial vectors.
+    fn check_act_mul_backward(act: impl Fn(f32) -> (f32, f32) + Copy, want: impl Fn(f64) -> (f64, f64)) {
         for len in [0, 1, 7, 16, 33, 100] {
             let gate: Vec<f32> = (0..len).map(|i| (i as f32 - 50.0) * 0.37).collect();
             let up: Vec<f32> = (0..len).map(|i| 1.0 + i as f32 * 0.01).collect();
             let grad: Vec<f32> = (0..len).map(|i| 0.5 - i as f32 * 0.02).collect();
             for isa in Isa::supported() {
                 let (mut d_gate, mut d_up) = (vec![0f32; len], vec![0f32; len]);
-                silu_mul_backward_on(isa, &gate, &up, &grad, &mut d_gate, &mut d_up);
+                act_mul_backward_on(isa, (&gate, &up, &grad), (&mut d_gate, &mut d_up), act);
                 for i in 0..len {
-                    let (g, u, d) = (gate[i] as f64, up[i] as f64, grad[i] as f64);
-                    let s = 1.0 / (1.0 + (-g).exp());
-                    let (want_gate, want_up) = (d * u * s * (1.0 + g * (1.0 - s)), d * g * s);
+                    let ((a, da), u, d) = (want(gate[i] as f64), up[i] as f64, grad[i] as f64);
+                    let (want_gate, want_up) = (d * u * da, d * a);
                     let (dg, du) = (d_gate[i] as f64, d_up[i] as f64);
                     assert!(
                         (dg - want_gate).abs() <= 1e-6 * want_gate.abs().max(1.0),
@@ -192,5 +226,22 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn silu_mul_backward_matches_the_formula_at_every_length() {
+        check_act_mul_backward(silu_grad, |g| {
+            let s = 1.0 / (1.0 + (-g).exp());
+            (g * s, s * (1.0 + g * (1.0 - s)))
+        });
+    }
+
+    #[test]
+    fn gelu_tanh_mul_backward_matches_the_formula_at_every_length() {
+        let (c, k) = ((2.0 / std::f64::consts::PI).sqrt(), 0.044715);
+        check_act_mul_backward(gelu_tanh_grad, |g| {
+            let th = (c * (g + k * g * g * g)).tanh();
+            (0.5 * g * (1.0 + th), 0.5 * (1.0 + th) + 0.5 * g * (1.0 - th * th) * c * (1.0 + 3.0 * k * g * g))
+        });
     }
 }

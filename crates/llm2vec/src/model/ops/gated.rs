@@ -1,7 +1,6 @@
 //! The gated MLP activation `act(gate) * up` from the fused gate/up projection's output `[.., 2n]`
-//! (gate, then up), with its backward: SiLU or GELU with the tanh approximation (vectorised in f32: both
-//! forward, SiLU backward); on other devices and dtypes, candle's ops (whose activations record their
-//! gradients).
+//! (gate, then up), with its backward: SiLU or GELU with the tanh approximation (vectorised in f32); on
+//! other devices and dtypes, candle's ops (whose activations record their gradients).
 
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor, D};
 use rayon::prelude::*;
@@ -98,10 +97,13 @@ impl FloatOp1 for Gated {
         let rows = d.par_chunks_exact_mut(2 * n).zip(gate_up.par_chunks_exact(2 * n).zip(grad.par_chunks_exact(n)));
         rows.with_min_len(8).for_each(|(d, (row, grad))| {
             let ((d_gate, d_up), (gate, up)) = (d.split_at_mut(n), row.split_at(n));
-            if let (Activation::Silu, Some(g), Some(u), Some(dy), Some(dg), Some(du)) =
-                (self.act, T::as_f32(gate), T::as_f32(up), T::as_f32(grad), T::as_f32_mut(d_gate), T::as_f32_mut(d_up))
+            if let (Some(g), Some(u), Some(dy), Some(dg), Some(du)) =
+                (T::as_f32(gate), T::as_f32(up), T::as_f32(grad), T::as_f32_mut(d_gate), T::as_f32_mut(d_up))
             {
-                return simd::silu_mul_backward(g, u, dy, dg, du);
+                return match self.act {
+                    Activation::Silu => simd::silu_mul_backward(g, u, dy, dg, du),
+                    Activation::GeluTanh => simd::gelu_tanh_mul_backward(g, u, dy, dg, du),
+                };
             }
             for i in 0..n {
                 let (a, da) = activation(gate[i], self.act);
