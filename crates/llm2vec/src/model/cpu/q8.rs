@@ -1,7 +1,8 @@
 //! 8-bit products for inference on the CPU: `y = x W^T + bias` with the weights quantized once to 8
 //! bits and the activations as they arrive, both per block of [`BLOCK`] inputs (of an output, of a
 //! row), each block with its own step (symmetric, `max|v| / levels`). The products are summed exactly
-//! in i32 per block, and each block's sum, times its two steps, is added to an f32 sum.
+//! in i32 per block, and each block's sum, times its two steps, is added to an f32 sum. GGUF's Q8_0
+//! weights, once read, keep their codes and steps exactly: Q8_0 rounds each block to `max|w| / 127` too.
 //!
 //! Why blocks: decoder activations have outlier channels (about 20 times a row's RMS after the norms),
 //! and weights outlier inputs, so one step per row or output leaves the other values only a few
@@ -1101,6 +1102,43 @@ mod tests {
                     let err = (got[i * n + j] as f64 - exact).abs();
                     assert!(err <= bound, "{path:?} ({i}, {j}): error {err} over the bound {bound}");
                 }
+            }
+        }
+    }
+
+    /// Weights as GGUF's Q8_0 stores them, `d * q` per block with an f16 `d` and `q` in `-127..=127`
+    /// reaching 127 in magnitude (Q8_0 picks `d = max|x| / 127`), keep their codes and steps exactly.
+    #[test]
+    fn q8_0_blocks_keep_their_codes_and_steps() {
+        let (k, n): (usize, usize) = (70, 20);
+        let blocks = k.div_ceil(BLOCK);
+        // Codes in -127..=127, the block's first input of each output at +-127.
+        let code = |t: usize, j: usize| match t % BLOCK {
+            0 => 127 - 254 * (j % 2) as i32,
+            _ => ((t * 31 + j * 17) % 255) as i32 - 127,
+        };
+        // Steps that f16 holds exactly: 11 significant bits.
+        let d = |b: usize, j: usize| (1 + (b * 7 + j * 3) % 2047) as f32 * 2f32.powi(-14 - (j % 5) as i32);
+        let wt: Vec<f32> =
+            (0..k * n).map(|i| (i / n, i % n)).map(|(t, j)| d(t / BLOCK, j) * code(t, j) as f32).collect();
+        for path in paths() {
+            let w = Matrix::pack(path, &wt, k, n, None).unwrap();
+            let (panel, stride) = (path.panel(), w.stride);
+            let mut codes = vec![0i8; n.next_multiple_of(panel) * stride];
+            for j in 0..n {
+                for t in 0..k {
+                    codes[j * stride + t] = code(t, j) as i8;
+                }
+                for b in 0..blocks {
+                    assert_eq!(w.steps[block_at(j, b, blocks, panel)], d(b, j), "{path:?} step of ({j}, {b})");
+                }
+            }
+            match &w.weights {
+                Packed::Bytes(got) => {
+                    assert_eq!(*got, interleave(&codes, stride, panel, 4, |v| v.wrapping_add_unsigned(OFFSET) as u8));
+                }
+                Packed::Words(got) => assert_eq!(*got, interleave(&codes, stride, panel, 2, i16::from)),
+                Packed::FourBit(..) => panic!("{path:?}: 8-bit codes taken for 4-bit ones"),
             }
         }
     }
