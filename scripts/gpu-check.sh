@@ -3,17 +3,19 @@
 # xz archive small enough to travel with the working tree (under 64 MiB together); a GPU machine then unpacks it
 # and runs the checks (or a benchmark) without building anything or reaching a network.
 #
+#   scripts/gpu-check.sh build                        # here: compile and link the CUDA build only (what CI runs)
 #   scripts/gpu-check.sh bundle [--no-python]        # here: build with CUDA, pack target/gpu-bundle/bundle.tar.xz
 #   scripts/gpu-check.sh run [--device cuda:0] [checks.py options]       # on the GPU machine: PASS/FAIL table
 #   scripts/gpu-check.sh bench encode|train [--device cuda:0] [options]  # scripts/bench/gpu_{encode,train_step}.py
 #
-# bundle builds, with scripts/setup-cuda.sh's toolchain: the `llm2vec` binary (--features cuda), llm2vec-train's
-# `device` test executable when tests/device.rs exists, and the Python package with CUDA (maturin; skip it with
+# build compiles and links, with scripts/setup-cuda.sh's toolchain, the `llm2vec` binary (--features cuda) and the
+# tests of llm2vec-cli and llm2vec-train, llm2vec-train's `device` test executable among them; CI runs it so that
+# the CUDA code keeps building. bundle builds those and the Python package with CUDA (maturin; skip it with
 # --no-python); it installs, for the GPU machine's Python 3.12, the reference's packages that its PyTorch
 # environment lacks or has at other versions (llm2vec 0.2.3, transformers 4.44.2, tokenizers 0.19.1,
 # huggingface_hub 0.24.6, peft 0.12.0, accelerate 0.33.0) and writes the data files (scripts/gpu/bundle_data.py).
-# Set CARGO_TARGET_DIR to a folder kept for CUDA builds: the first build of the binary, and again of the Python
-# package (its dependencies resolve other features), compiles candle's CUDA kernels, ~25 minutes on 2 cores.
+# Set CARGO_TARGET_DIR to a folder kept for CUDA builds: the first build, and again the Python package's (its
+# dependencies resolve other features), compiles candle's CUDA kernels, ~25 minutes on 2 cores (nvcc uses one).
 #
 # run and bench unpack into $GPU_CHECK_WORK (default /tmp/llm2vec-gpu), put the bundle's packages on PYTHONPATH
 # for $GPU_PYTHON (default python3; the reference's stack only where that python lacks llm2vec), put the CUDA
@@ -50,17 +52,25 @@ for line in sys.stdin:
         print(m["executable"])' "$1"
 }
 
-build_device_tests() {
-    local stage=$1 features=llm2vec/cuda exe
-    if [ ! -f crates/llm2vec-train/tests/device.rs ]; then
-        log "llm2vec-train has no tests/device.rs: the check reports it missing"
-        return
-    fi
-    grep -qE '^cuda *=' crates/llm2vec-train/Cargo.toml && features=cuda
-    exe=$(cargo test --release -p llm2vec-train --features "$features" --test device --no-run --message-format=json \
+# Compiles and links, with CUDA, the `llm2vec` binary and the tests of llm2vec-cli and llm2vec-train (one cargo
+# call, so that their dependencies build once); copies the binary and the `device` test executable into the
+# staging folder $1 when given.
+build() {
+    local stage=${1:-} exe
+    eval "$(scripts/setup-cuda.sh)"
+    export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$repo/target}
+    log "building llm2vec and its tests with CUDA in $CARGO_TARGET_DIR"
+    exe=$(cargo test --release -p llm2vec-cli -p llm2vec-train --features cuda --no-run --message-format=json \
         | test_executable device)
     [ -n "$exe" ] || die "cargo built no \`device\` test executable"
-    mkdir -p "$stage/tests" && cp "$exe" "$stage/tests/device"
+    [ -x "$CARGO_TARGET_DIR/release/llm2vec" ] || die "cargo built no \`llm2vec\` binary"
+    if [ -n "$stage" ]; then
+        mkdir -p "$stage/bin" "$stage/tests" "$stage/stub"
+        cp "$CARGO_TARGET_DIR/release/llm2vec" "$stage/bin/"
+        cp "$exe" "$stage/tests/device"
+        cp "$CUDA_ROOT/lib/stubs/libcuda.so.1" "$stage/stub/"
+    fi
+    log "CUDA build: $CARGO_TARGET_DIR/release/llm2vec and $exe"
 }
 
 # The Python package built with CUDA, installed into $1/site-ours (wheels are zip files: xz packs the files better).
@@ -102,17 +112,11 @@ pack() {
 bundle() {
     local python=1
     [ "${1:-}" = "--no-python" ] && python=0
-    eval "$(scripts/setup-cuda.sh)"
-    export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$repo/target}
     local stage=$bundle_dir/stage
-    rm -rf "$stage" && mkdir -p "$stage/bin" "$stage/stub"
-    log "building llm2vec with CUDA in $CARGO_TARGET_DIR"
-    cargo build --release -p llm2vec-cli --features cuda
-    cp "$CARGO_TARGET_DIR/release/llm2vec" "$stage/bin/"
-    build_device_tests "$stage"
+    rm -rf "$stage"
+    build "$stage"
     if [ $python = 1 ]; then build_python_package "$stage"; fi
     install_reference_stack "$stage"
-    cp "$CUDA_ROOT/lib/stubs/libcuda.so.1" "$stage/stub/"
     scripts/fetch-default-model.sh >&2
     local venv gguf=${LLM2VEC_MODELS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/llm2vec/models}
     gguf=$gguf/SmolLM2-135M-Instruct.Q4_1.gguf
@@ -198,6 +202,7 @@ bench() {
 }
 
 case ${1:-} in
+    build) build ;;
     bundle) shift && bundle "$@" ;;
     run) shift && run "$@" ;;
     bench) shift && bench "$@" ;;
