@@ -13,6 +13,7 @@ reference package (llm2vec 0.2.3).
 
 from ._native import (
     DEFAULT_DOC_MAX_LENGTH,
+    DEFAULT_MAX_BATCH_TOKENS,
     DEFAULT_MAX_LENGTH,
     POOLING_MODES,
     __version__,
@@ -27,6 +28,7 @@ __all__ = [
     "set_num_threads",
     "DEFAULT_MAX_LENGTH",
     "DEFAULT_DOC_MAX_LENGTH",
+    "DEFAULT_MAX_BATCH_TOKENS",
     "POOLING_MODES",
     "__version__",
 ]

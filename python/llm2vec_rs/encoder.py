@@ -29,6 +29,7 @@ class LLM2Vec:
         device="cpu",
         dtype="float32",
         torch_dtype=None,
+        max_batch_tokens=None,
     ):
         """Loads a model: a short name (`smollm2-135m-instruct`), a Hugging Face directory, a `.gguf` file or a
         hub id in the local Hugging Face cache. `peft_model_name_or_path` is one PEFT LoRA directory or a list of
@@ -36,6 +37,9 @@ class LLM2Vec:
         `llm2vec_config.json`, then the defaults: mean pooling (of `POOLING_MODES`), `DEFAULT_MAX_LENGTH` and
         `DEFAULT_DOC_MAX_LENGTH` tokens, instruction skipped. `dtype` (or the reference's `torch_dtype`, a torch dtype or its name): float32, bfloat16,
         float16, or q8 (integer products in the linear layers on the CPU: 8-bit weights with 16-bit activations, 8-bit on AVX-512 VNNI, or 4-bit weights kept as read with 8-bit activations). `device`: "cpu", "cuda" or "cuda:N" (CUDA needs a build with the `cuda` feature).
+        `max_batch_tokens`: padded tokens (inputs times the longest) per forward pass, at most, besides `encode`'s
+        `batch_size` (default `DEFAULT_MAX_BATCH_TOKENS`, 32 inputs of 512 tokens); longer inputs go in smaller
+        batches.
         """
         encoder = _native.Encoder(
             os.fspath(base_model_name_or_path),
@@ -47,6 +51,7 @@ class LLM2Vec:
             bidirectional=enable_bidirectional,
             dtype=str(dtype if torch_dtype is None else torch_dtype),
             device=str(device),
+            max_batch_tokens=max_batch_tokens,
         )
         return cls(encoder)
 

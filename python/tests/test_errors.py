@@ -94,6 +94,12 @@ def test_bad_batch_size(model, batch_size):
         model.encode(["fine"], batch_size=batch_size, show_progress_bar=False)
 
 
+@pytest.mark.parametrize("tokens", [0, -1])
+def test_bad_max_batch_tokens(tiny_model, tokens):
+    with pytest.raises(ValueError, match=f"max_batch_tokens must be an integer >= 1, got {tokens}"):
+        LLM2Vec.from_pretrained(tiny_model, max_batch_tokens=tokens)
+
+
 def test_model_still_works_after_errors(model):
     with pytest.raises(ValueError):
         model.encode(["fine", ""], show_progress_bar=False)

@@ -136,8 +136,6 @@ struct ModelArgs {
     /// L2-normalise the embeddings.
     #[arg(long)]
     normalize: bool,
-    #[arg(long, default_value_t = 32, value_parser = at_least::<1>)]
-    batch_size: usize,
     #[arg(long, value_enum, default_value_t = Precision::default())]
     dtype: Precision,
     /// cpu, or cuda / cuda:N with the `cuda` feature.
@@ -145,10 +143,23 @@ struct ModelArgs {
     device: String,
 }
 
+/// How `encode` and `eval` cut their inputs into forward passes (`serve` has its own batcher).
+#[derive(Args)]
+struct BatchArgs {
+    /// Inputs per forward pass, at most.
+    #[arg(long, default_value_t = 32, value_parser = at_least::<1>)]
+    batch_size: usize,
+    /// Padded tokens (inputs times the longest) per forward pass, at most; longer inputs go in smaller batches.
+    #[arg(long, default_value_t = llm2vec::DEFAULT_MAX_BATCH_TOKENS, value_parser = at_least::<1>)]
+    max_batch_tokens: usize,
+}
+
 #[derive(Args)]
 struct EncodeArgs {
     #[command(flatten)]
     model: ModelArgs,
+    #[command(flatten)]
+    batch: BatchArgs,
     /// Instruction for every input that names none (attended to, not pooled).
     #[arg(long, default_value = "")]
     instruction: String,
@@ -164,6 +175,8 @@ struct EncodeArgs {
 struct EvalArgs {
     #[command(flatten)]
     model: ModelArgs,
+    #[command(flatten)]
+    batch: BatchArgs,
     /// Comma-separated task names (folders of --data-dir).
     #[arg(long, value_delimiter = ',', required = true)]
     tasks: Vec<String>,
@@ -251,11 +264,14 @@ fn run(cli: Cli) -> Result<()> {
     }
 }
 
-fn encoder(args: &ModelArgs) -> Result<Encoder> {
-    Encoder::from_pretrained(&args.model, options(args)?).with_context(|| format!("loading model `{}`", args.model))
+fn encoder(args: &ModelArgs, batch: Option<&BatchArgs>) -> Result<Encoder> {
+    Encoder::from_pretrained(&args.model, options(args, batch)?)
+        .with_context(|| format!("loading model `{}`", args.model))
 }
 
-fn options(args: &ModelArgs) -> Result<Options> {
+/// The encoder's options from the flags; without batch flags (`serve`), the library's batching defaults.
+fn options(args: &ModelArgs, batch: Option<&BatchArgs>) -> Result<Options> {
+    let defaults = Options::default();
     Ok(Options {
         adapters: args.adapters.clone(),
         pooling: args.pooling,
@@ -264,7 +280,8 @@ fn options(args: &ModelArgs) -> Result<Options> {
         skip_instruction: args.include_instruction.then_some(false),
         attention: args.attention,
         normalize: args.normalize,
-        batch_size: args.batch_size,
+        batch_size: batch.map_or(defaults.batch_size, |b| b.batch_size),
+        max_batch_tokens: batch.map_or(defaults.max_batch_tokens, |b| b.max_batch_tokens),
         dtype: args.dtype.dtype(),
         quantize: args.dtype.quantize(),
         device: llm2vec::parse_device(&args.device)?,
@@ -274,7 +291,7 @@ fn options(args: &ModelArgs) -> Result<Options> {
 fn encode(args: EncodeArgs) -> Result<()> {
     io::check_output(&args.output)?;
     let inputs = io::read_inputs(&args.input, &args.instruction)?;
-    let encoder = encoder(&args.model)?;
+    let encoder = encoder(&args.model, Some(&args.batch))?;
     let start = std::time::Instant::now();
     let mut line = progress::ProgressLine::on_stderr();
     let embeddings = encoder.encode_with_progress(&inputs, encoder.settings().batch_size, |p| {
@@ -303,7 +320,7 @@ fn encode(args: EncodeArgs) -> Result<()> {
 
 fn eval(args: EvalArgs) -> Result<()> {
     let mut opts = llm2vec_eval::EvalOptions::new(&args.model.model, args.tasks, args.data_dir, args.output);
-    opts.encoder = options(&args.model)?;
+    opts.encoder = options(&args.model, Some(&args.batch))?;
     opts.cache = match (args.no_cache, args.cache_dir) {
         (true, _) => llm2vec_eval::CacheDir::Off,
         (false, Some(dir)) => llm2vec_eval::CacheDir::At(dir),
@@ -322,7 +339,7 @@ fn eval(args: EvalArgs) -> Result<()> {
 }
 
 fn serve(args: ServeArgs) -> Result<()> {
-    let encoder = encoder(&args.model)?;
+    let encoder = encoder(&args.model, None)?;
     llm2vec_server::run(encoder, &args.model.model, args.server)?;
     Ok(())
 }

@@ -63,8 +63,9 @@ fn out_of_range_flags_are_refused_naming_the_flag() {
     let dir = tempfile::tempdir().unwrap();
     let input = texts(dir.path());
     let output = dir.path().join("out.npy");
-    let cases: [(&[&str], &str, &str); 5] = [
+    let cases: [(&[&str], &str, &str); 6] = [
         (&["--batch-size", "0"], "--batch-size", "at least 1"),
+        (&["--max-batch-tokens", "0"], "--max-batch-tokens", "at least 1"),
         (&["--doc-max-length", "0"], "--doc-max-length", "at least 1"),
         (&["--max-length", "1"], "--max-length", "at least 2"),
         (&["--threads", "0"], "--threads", "at least 1"),

@@ -23,7 +23,8 @@ impl Encoder {
     /// `None` settings come from the last adapter's or the model's `llm2vec_config.json`, then the defaults.
     #[new]
     #[pyo3(signature = (model, *, adapters=Vec::new(), pooling=None, max_length=None, doc_max_length=None,
-                        skip_instruction=None, bidirectional=true, dtype="float32", device="cpu"))]
+                        skip_instruction=None, bidirectional=true, dtype="float32", device="cpu",
+                        max_batch_tokens=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -36,6 +37,7 @@ impl Encoder {
         bidirectional: bool,
         dtype: &str,
         device: &str,
+        max_batch_tokens: Option<i64>,
     ) -> PyResult<Self> {
         let (dtype, quantize) = parse::dtype(dtype)?;
         let options = Options {
@@ -47,6 +49,10 @@ impl Encoder {
             attention: if bidirectional { AttentionMode::Bidirectional } else { AttentionMode::Causal },
             normalize: false,
             batch_size: 1,
+            max_batch_tokens: max_batch_tokens
+                .map(|n| parse::count("max_batch_tokens", n, 1))
+                .transpose()?
+                .unwrap_or(llm2vec::DEFAULT_MAX_BATCH_TOKENS),
             dtype,
             quantize,
             device: parse::device(device)?,

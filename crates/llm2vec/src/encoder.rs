@@ -17,6 +17,9 @@ use crate::tokenize::{TextTokenizer, TokenizeOptions, Tokenized};
 pub const DEFAULT_MAX_LENGTH: usize = 512;
 /// Tokens of an input's text part, cut word by word, when neither the options nor the model say.
 pub const DEFAULT_DOC_MAX_LENGTH: usize = 400;
+/// Padded tokens per forward pass by default: 32 inputs of the default `max_length`, so that longer inputs
+/// (a raised `max_length`) go in smaller batches instead of multiplying the memory a pass takes.
+pub const DEFAULT_MAX_BATCH_TOKENS: usize = 32 * DEFAULT_MAX_LENGTH;
 
 /// How to load and run the encoder. `None` fields take the model's `llm2vec_config.json`, then the defaults.
 #[derive(Debug, Clone)]
@@ -36,8 +39,11 @@ pub struct Options {
     /// L2-normalise the embeddings (also on when the model's folder asks for it, as a sentence-transformers
     /// `Normalize` module does).
     pub normalize: bool,
-    /// Inputs per forward pass.
+    /// Inputs per forward pass, at most.
     pub batch_size: usize,
+    /// Padded tokens (inputs times the longest) per forward pass, at most; an input longer than this runs
+    /// alone.
+    pub max_batch_tokens: usize,
     /// The dtype the model computes in.
     pub dtype: DType,
     /// 8-bit integer products in the blocks' linear layers ([`crate::model::linear::Linear::quantize`]):
@@ -58,6 +64,7 @@ impl Default for Options {
             attention: AttentionMode::Bidirectional,
             normalize: false,
             batch_size: 32,
+            max_batch_tokens: DEFAULT_MAX_BATCH_TOKENS,
             dtype: DType::F32,
             quantize: false,
             device: Device::Cpu,
@@ -80,8 +87,10 @@ pub struct Settings {
     pub attention: AttentionMode,
     /// Whether the embeddings are L2-normalised.
     pub normalize: bool,
-    /// Inputs per forward pass.
+    /// Inputs per forward pass, at most.
     pub batch_size: usize,
+    /// Padded tokens per forward pass, at most.
+    pub max_batch_tokens: usize,
 }
 
 impl Settings {
@@ -242,8 +251,9 @@ impl Encoder {
         self.encode_with_progress(inputs, self.settings.batch_size, |_| Ok(()))
     }
 
-    /// Like [`Encoder::encode`] with batches of `batch_size`, calling `progress` once the inputs are tokenized
-    /// and after each batch; an error from it stops the encode (a caller's way to cancel).
+    /// Like [`Encoder::encode`] with batches of at most `batch_size` inputs (and the settings' padded
+    /// tokens), calling `progress` once the inputs are tokenized and after each batch; an error from it stops
+    /// the encode (a caller's way to cancel).
     pub fn encode_with_progress(
         &self,
         inputs: &[Input],
@@ -287,7 +297,8 @@ impl Encoder {
         let lengths: Vec<usize> = tokenized.iter().map(|t| t.ids.len()).collect();
         let dim = self.dim();
         let mut data = vec![vec![0f32; inputs.len() * dim]; poolings.len()];
-        for batch in batch::longest_first(&lengths).chunks(batch_size) {
+        let order = batch::longest_first(&lengths);
+        for batch in batch::batches(&order, &lengths, batch_size, self.settings.max_batch_tokens) {
             let items: Vec<&Tokenized> = batch.iter().map(|&i| &tokenized[i]).collect();
             let pooled = self.pool_batch(&items, poolings).map_err(|e| match e {
                 Error::NonFinite { input } => Error::NonFinite { input: batch[input] },
@@ -370,6 +381,7 @@ fn settings(options: &Options, llm2vec_config: Option<&Value>) -> Result<Setting
         attention: options.attention,
         normalize: options.normalize || field("normalize").and_then(Value::as_bool).unwrap_or(false),
         batch_size: options.batch_size,
+        max_batch_tokens: options.max_batch_tokens,
     };
     if settings.max_length < 2 {
         return Err(Error::Input(format!("max_length must be at least 2, got {}", settings.max_length)));
@@ -378,6 +390,9 @@ fn settings(options: &Options, llm2vec_config: Option<&Value>) -> Result<Setting
         return Err(Error::Input("doc_max_length must be at least 1, got 0".into()));
     }
     check_batch_size(settings.batch_size)?;
+    if settings.max_batch_tokens == 0 {
+        return Err(Error::Input("max_batch_tokens must be at least 1, got 0".into()));
+    }
     Ok(settings)
 }
 

@@ -61,6 +61,10 @@ fn assert_batch_invariant(model: &str, n: usize) {
         let diff = max_rel_diff(&base, &other, &identity);
         assert!(diff < 1e-4, "batch size {batch}: relative difference {diff}");
     }
+    let budgeted = Options { max_batch_tokens: 100, ..Options::default() };
+    let other = Encoder::from_pretrained(model, budgeted).unwrap().encode(&inputs).unwrap();
+    let diff = max_rel_diff(&base, &other, &identity);
+    assert!(diff < 1e-4, "100 padded tokens per batch: relative difference {diff}");
     let reversed: Vec<Input> = inputs.iter().rev().cloned().collect();
     let other = encoder(model, 7).encode(&reversed).unwrap();
     let rows: Vec<usize> = (0..n).rev().collect();
@@ -76,6 +80,47 @@ fn tiny_model_is_batch_and_order_invariant() {
 fn default_model_is_batch_and_order_invariant() {
     let Some(model) = common::smollm2() else { return };
     assert_batch_invariant(&model, 40);
+}
+
+/// Batches hold at most `max_batch_tokens` padded tokens (rows times the longest), but for an input longer
+/// than that alone, and at most `batch_size` rows.
+#[test]
+fn batches_keep_to_the_token_budget() {
+    let model = tiny("llama").join("model");
+    let inputs = sentences(40);
+    for (batch_size, budget) in [(32, 60), (32, 1), (4, 100_000)] {
+        let options = Options { batch_size, max_batch_tokens: budget, ..Options::default() };
+        let encoder = Encoder::from_pretrained(model.to_str().unwrap(), options).unwrap();
+        let mut lengths: Vec<usize> = inputs.iter().map(|i| encoder.tokenize(i).unwrap().ids.len()).collect();
+        lengths.sort_unstable_by(|a, b| b.cmp(a));
+        let mut done = Vec::new();
+        encoder
+            .encode_with_progress(&inputs, batch_size, |p| {
+                done.push(p.done);
+                Ok(())
+            })
+            .unwrap();
+        let batches: Vec<&[usize]> = done.windows(2).map(|w| &lengths[w[0]..w[1]]).collect();
+        assert_eq!(batches.iter().map(|b| b.len()).sum::<usize>(), 40);
+        for b in &batches {
+            assert!(b.len() <= batch_size, "{} rows over batch size {batch_size}", b.len());
+            assert!(
+                b.len() == 1 || b.len() * b[0] <= budget,
+                "{} rows of up to {} tokens over {budget}",
+                b.len(),
+                b[0]
+            );
+        }
+        // Filled: the next input would not have fitted.
+        for (b, next) in batches.iter().zip(&batches[1..]) {
+            assert!(
+                b.len() == batch_size || (b.len() + 1) * b[0] > budget,
+                "batch of {} could take {}",
+                b.len(),
+                next[0]
+            );
+        }
+    }
 }
 
 fn load_err(model: &Path, options: Options) -> String {

@@ -9,10 +9,12 @@ fn model() -> String {
 }
 
 #[test]
-fn zero_batch_size_and_doc_max_length_are_refused() {
+fn zero_batch_size_batch_tokens_and_doc_max_length_are_refused() {
     let err = |options: Options| Encoder::from_pretrained(&model(), options).err().expect("built").to_string();
     let msg = err(Options { batch_size: 0, ..Options::default() });
     assert!(msg.contains("batch_size must be at least 1"), "{msg}");
+    let msg = err(Options { max_batch_tokens: 0, ..Options::default() });
+    assert!(msg.contains("max_batch_tokens must be at least 1"), "{msg}");
     let msg = err(Options { doc_max_length: Some(0), ..Options::default() });
     assert!(msg.contains("doc_max_length must be at least 1"), "{msg}");
     let encoder = Encoder::from_pretrained(&model(), Options::default()).unwrap();
