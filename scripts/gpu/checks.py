@@ -6,7 +6,7 @@ Checks (the device is --device; on a CPU-only machine `--device cpu` runs the sa
   encode-<family>-f32/-bf16  every tiny fixture model (tests/fixtures/parity): the device's f32 embeddings within
                              1e-4 relative (per row) of the CPU's f32; bf16 within BF16_MIN_COSINE cosine.
   encode-smollm2-f32/-bf16   the same on a random-weight model of SmolLM2-135M's shape (made here with torch).
-  batch-invariance           batch size 1 and 64 give the same embeddings on the device (f32, 1e-4).
+  batch-invariance           batch size 1, 64, and 64 within 256 padded tokens give the same embeddings (f32, 1e-4).
   eval                       `llm2vec eval --device` on STS-B test gives the CPU's scores (within 1e-4; llama fixture).
   serve                      `llm2vec serve --device` answers /v1/embeddings with `llm2vec encode --normalize`'s rows.
   python                     the Python package with device=... gives the CLI's embeddings.
@@ -157,7 +157,9 @@ def smollm2_bf16(ctx):
 
 
 def batch_invariance(ctx):
+    """Batches of 64 inputs, and batches cut by a budget of 256 padded tokens, give batch size 1's rows."""
     one = ctx.encode(ctx.smollm2(), ctx.args.device, batch=1)
+    within_f32(ctx.encode(ctx.smollm2(), ctx.args.device, batch=64, extra=("--max-batch-tokens", "256")), one)
     return within_f32(ctx.encode(ctx.smollm2(), ctx.args.device, batch=64), one)
 
 
