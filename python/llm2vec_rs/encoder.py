@@ -68,6 +68,10 @@ class LLM2Vec:
         return self._encoder.doc_max_length
 
     @property
+    def max_batch_tokens(self):
+        return self._encoder.max_batch_tokens
+
+    @property
     def skip_instruction(self):
         return self._encoder.skip_instruction
 

@@ -120,6 +120,11 @@ impl Encoder {
     }
 
     #[getter]
+    fn max_batch_tokens(&self) -> usize {
+        self.inner.settings().max_batch_tokens
+    }
+
+    #[getter]
     fn doc_max_length(&self) -> usize {
         self.inner.settings().doc_max_length
     }
