@@ -285,7 +285,7 @@ impl Encoder {
         batch_size: usize,
         mut progress: impl FnMut(Progress) -> Result<()>,
     ) -> Result<Vec<Embeddings>> {
-        check_batch_size(batch_size)?;
+        check_positive("batch_size", batch_size)?;
         let tokenized = inputs
             .iter()
             .enumerate()
@@ -386,19 +386,16 @@ fn settings(options: &Options, llm2vec_config: Option<&Value>) -> Result<Setting
     if settings.max_length < 2 {
         return Err(Error::Input(format!("max_length must be at least 2, got {}", settings.max_length)));
     }
-    if settings.doc_max_length == 0 {
-        return Err(Error::Input("doc_max_length must be at least 1, got 0".into()));
-    }
-    check_batch_size(settings.batch_size)?;
-    if settings.max_batch_tokens == 0 {
-        return Err(Error::Input("max_batch_tokens must be at least 1, got 0".into()));
-    }
+    check_positive("doc_max_length", settings.doc_max_length)?;
+    check_positive("batch_size", settings.batch_size)?;
+    check_positive("max_batch_tokens", settings.max_batch_tokens)?;
     Ok(settings)
 }
 
-fn check_batch_size(batch_size: usize) -> Result<()> {
-    if batch_size == 0 {
-        return Err(Error::Input("batch_size must be at least 1, got 0".into()));
+/// Refuses a count of 0, naming the setting.
+fn check_positive(name: &str, value: usize) -> Result<()> {
+    if value == 0 {
+        return Err(Error::Input(format!("{name} must be at least 1, got 0")));
     }
     Ok(())
 }
