@@ -55,13 +55,13 @@ fn gelu_tanh_grad(g: f32) -> (f32, f32) {
 }
 
 fn act_mul_on(isa: Isa, gate: &[f32], up: &[f32], out: &mut [f32], act: impl Fn(f32) -> f32 + Copy) {
-    match isa.min(Isa::detected()) {
-        // SAFETY: the processor has AVX-512F (checked by `Isa::detected`).
+    match isa.narrowed() {
+        // SAFETY: the processor has AVX-512F (checked by `Isa::narrowed`).
         #[cfg(target_arch = "x86_64")]
         Isa::Avx512 => unsafe { act_mul_avx512(gate, up, out, act) },
-        // SAFETY: the processor has AVX2 and FMA.
+        // SAFETY: the processor has AVX2 and FMA (AVX-VNNI adds nothing here).
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => unsafe { act_mul_avx2(gate, up, out, act) },
+        Isa::Avx2 | Isa::AvxVnni => unsafe { act_mul_avx2(gate, up, out, act) },
         _ => act_mul_portable(gate, up, out, act),
     }
 }
@@ -101,13 +101,13 @@ type Inputs<'a> = (&'a [f32], &'a [f32], &'a [f32]);
 type Grads<'a> = (&'a mut [f32], &'a mut [f32]);
 
 fn act_mul_backward_on(isa: Isa, inputs: Inputs, grads: Grads, act: impl Fn(f32) -> (f32, f32) + Copy) {
-    match isa.min(Isa::detected()) {
-        // SAFETY: the processor has AVX-512F (checked by `Isa::detected`).
+    match isa.narrowed() {
+        // SAFETY: the processor has AVX-512F (checked by `Isa::narrowed`).
         #[cfg(target_arch = "x86_64")]
         Isa::Avx512 => unsafe { act_mul_backward_avx512(inputs, grads, act) },
-        // SAFETY: the processor has AVX2 and FMA.
+        // SAFETY: the processor has AVX2 and FMA (AVX-VNNI adds nothing here).
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => unsafe { act_mul_backward_avx2(inputs, grads, act) },
+        Isa::Avx2 | Isa::AvxVnni => unsafe { act_mul_backward_avx2(inputs, grads, act) },
         _ => act_mul_backward_portable(inputs, grads, act),
     }
 }
