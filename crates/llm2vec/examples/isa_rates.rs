@@ -1,8 +1,9 @@
 //! How many multiply instructions one core runs per nanosecond on 256-bit vectors: the f32 FMA of the
 //! f32 products, and the integer multiplies of the 8-bit products (`vpmaddwd` on 16-bit values,
-//! `vpmaddubsw` on bytes), alone and `vpmaddwd` with the add that follows it in the AVX2 kernel. A
-//! rate times the products per instruction (8 for the FMA, 16 for `vpmaddwd`, 32 for `vpmaddubsw`)
-//! bounds that kind of product on this processor.
+//! `vpmaddubsw` on bytes, and AVX-VNNI's `vpdpbusd` on bytes where the processor has it), alone and
+//! `vpmaddwd` with the add that follows it in the AVX2 kernel. A rate times the products per
+//! instruction (8 for the FMA, 16 for `vpmaddwd`, 32 for `vpmaddubsw` and `vpdpbusd`) bounds that kind
+//! of product on this processor.
 //!
 //! ```text
 //! cargo run --release -p llm2vec --example isa_rates
@@ -91,4 +92,7 @@ fn main() {
             "vpaddd ymm13, ymm13, ymm9\nvpaddd ymm12, ymm12, ymm10\nvpaddd ymm13, ymm13, ymm11\n"
         )
     );
+    if std::arch::is_x86_feature_detected!("avxvnni") {
+        rate!("vpdpbusd, AVX-VNNI (32 products)", round!("{{vex}} vpdpbusd"));
+    }
 }
