@@ -165,7 +165,7 @@ impl Matrix {
         }
         let (s, k) = (self.stride, self.inputs);
         match (self.path, &self.weights) {
-            // SAFETY (both x86 arms): the path was chosen where the processor has its features;
+            // SAFETY (every x86 arm): the path was chosen where the processor has its features;
             // `r0` and `panel` come from `fill`, within the padded rows and panels.
             #[cfg(target_arch = "x86_64")]
             (Path::Avx512Vnni, Packed::Bytes(w)) => {
