@@ -88,6 +88,16 @@ class LLM2Vec:
     def model_type(self):
         return self._encoder.model_type
 
+    @property
+    def precision(self):
+        """The number format: `f32`, `bf16`, `f16`, or `q8` (8-bit linear layers)."""
+        return self._encoder.precision
+
+    @property
+    def device(self):
+        """`cpu` or `cuda:N`."""
+        return self._encoder.device
+
     def encode(
         self,
         sentences,
@@ -129,7 +139,8 @@ class LLM2Vec:
         return (
             f"LLM2Vec(model_type={self.model_type!r}, dim={self.dim}, pooling_mode={self.pooling_mode!r}, "
             f"max_length={self.max_length}, doc_max_length={self.doc_max_length}, "
-            f"skip_instruction={self.skip_instruction}, enable_bidirectional={self.enable_bidirectional})"
+            f"skip_instruction={self.skip_instruction}, enable_bidirectional={self.enable_bidirectional}, "
+            f"precision={self.precision!r}, device={self.device!r})"
         )
 
 

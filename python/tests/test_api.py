@@ -99,15 +99,22 @@ def test_adapter_llm2vec_config_supplies_settings(tiny_model, tmp_path):
     assert LLM2Vec.from_pretrained(tiny_model, peft_model_name_or_path=adapter, max_length=99).max_length == 99
 
 
-@pytest.mark.parametrize("dtype", ["float32", "torch.float32", "bfloat16", "f16"])
-def test_dtype_names(tiny_model, dtype):
-    out = encode(LLM2Vec.from_pretrained(tiny_model, dtype=dtype), ["summit define"])
+@pytest.mark.parametrize(
+    "dtype, precision", [("float32", "f32"), ("torch.float32", "f32"), ("bfloat16", "bf16"), ("f16", "f16")]
+)
+def test_dtype_names(tiny_model, dtype, precision):
+    model = LLM2Vec.from_pretrained(tiny_model, dtype=dtype)
+    out = encode(model, ["summit define"])
     assert out.dtype == np.float32 and np.isfinite(out).all()
+    assert model.precision == precision
 
 
 def test_q8_is_close_to_float32(tiny_model, model):
     texts = ["a man is playing a flute .", "dogs are playing in the snow ."]
-    full, eight = encode(model, texts), encode(LLM2Vec.from_pretrained(tiny_model, dtype="q8"), texts)
+    quantized = LLM2Vec.from_pretrained(tiny_model, dtype="q8")
+    assert (model.precision, quantized.precision, quantized.device) == ("f32", "q8", "cpu")
+    assert "precision='q8'" in repr(quantized)
+    full, eight = encode(model, texts), encode(quantized, texts)
     cosines = (full * eight).sum(1) / np.linalg.norm(full, axis=1) / np.linalg.norm(eight, axis=1)
     assert cosines.min() > 0.999 and not np.array_equal(full, eight)
 

@@ -78,8 +78,9 @@ fn describe(model: &str, path: &Path, encoder: &Encoder, options: &Options, pool
             "doc_max_length": s.doc_max_length,
             "skip_instruction": s.skip_instruction,
             "normalize": s.normalize,
-            "dtype": if options.quantize { "q8" } else { options.dtype.as_str() },
+            "dtype": encoder.precision(),
             "device": format!("{:?}", options.device.location()),
+            "cpu_kernels": options.device.is_cpu().then(llm2vec::cpu_kernels),
         },
     })
 }

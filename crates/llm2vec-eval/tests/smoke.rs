@@ -34,6 +34,8 @@ fn tiny_model_end_to_end_then_from_the_cache() {
         assert_eq!(file["model"]["model_type"], "llama");
         assert_eq!(file["model"]["settings"]["attention"], "bidirectional");
         assert_eq!(file["model"]["settings"]["max_length"], 64);
+        assert_eq!(file["model"]["settings"]["dtype"], "f32");
+        assert_eq!(file["model"]["settings"]["cpu_kernels"], llm2vec::cpu_kernels());
         assert_eq!(file["encoding"]["encoded"], r.encoded);
         let written = file["scores"][&r.split][0]["main_score"].as_f64().expect("main_score");
         assert!((written - r.main_score).abs() < 1e-12, "{}: {written} vs {}", r.name, r.main_score);

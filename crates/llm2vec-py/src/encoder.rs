@@ -110,6 +110,16 @@ impl Encoder {
     }
 
     #[getter]
+    fn precision(&self) -> &'static str {
+        self.inner.precision()
+    }
+
+    #[getter]
+    fn device(&self) -> String {
+        llm2vec::device_name(self.inner.device())
+    }
+
+    #[getter]
     fn pooling_mode(&self) -> &'static str {
         self.inner.settings().pooling.name()
     }

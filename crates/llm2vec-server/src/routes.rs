@@ -117,6 +117,9 @@ async fn info(State(state): State<Arc<AppState>>) -> Json<Value> {
         "max_length": settings.max_length,
         "doc_max_length": settings.doc_max_length,
         "skip_instruction": settings.skip_instruction,
+        "precision": state.encoder.precision(),
+        "device": llm2vec::device_name(state.encoder.device()),
+        "cpu_kernels": state.encoder.device().is_cpu().then(llm2vec::cpu_kernels),
         "limits": {
             "max_batch_tokens": config.max_batch_tokens,
             "max_concurrent_requests": config.max_concurrent_requests,

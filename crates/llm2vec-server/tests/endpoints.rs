@@ -146,6 +146,8 @@ fn health_info_and_metrics_describe_the_server() {
     assert_eq!(info["pooling"], "mean");
     assert_eq!(info["dims"], 32);
     assert_eq!(info["max_length"], 512);
+    assert_eq!((&info["precision"], &info["device"]), (&json!("f32"), &json!("cpu")));
+    assert_eq!(info["cpu_kernels"], llm2vec::cpu_kernels());
     assert_eq!(info["limits"]["max_batch_tokens"], 2048);
     assert_eq!(info["limits"]["max_client_batch_size"], 7);
     assert_eq!(server.post_json("/embed", &json!({"inputs": ["one", "two"]})).status, 200);

@@ -4,7 +4,7 @@
 
 use std::str::FromStr;
 
-use candle_core::{DType, Device};
+use candle_core::{DType, Device, DeviceLocation};
 
 use crate::error::{Error, Result};
 use crate::model::AttentionMode;
@@ -105,6 +105,15 @@ pub fn parse_device(spec: &str) -> Result<Device> {
         },
     };
     Device::new_cuda(ordinal).map_err(|e| Error::internal(format!("device `{spec}`: {e}")))
+}
+
+/// The name [`parse_device`] takes for `device`: `cpu` or `cuda:N`.
+pub fn device_name(device: &Device) -> String {
+    match device.location() {
+        DeviceLocation::Cpu => "cpu".into(),
+        DeviceLocation::Cuda { gpu_id } => format!("cuda:{gpu_id}"),
+        DeviceLocation::Metal { gpu_id } => format!("metal:{gpu_id}"),
+    }
 }
 
 /// Each enum as a `clap` value: its variants under their names above.

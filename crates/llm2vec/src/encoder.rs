@@ -171,6 +171,7 @@ pub struct Encoder {
     tokenizer: TextTokenizer,
     settings: Settings,
     model_type: String,
+    quantized: bool,
 }
 
 impl Encoder {
@@ -199,7 +200,8 @@ impl Encoder {
         if options.quantize {
             backbone.quantize()?;
         }
-        Ok(Self { backbone, tokenizer: loaded.tokenizer, settings, model_type: loaded.config.model_type().to_string() })
+        let model_type = loaded.config.model_type().to_string();
+        Ok(Self { backbone, tokenizer: loaded.tokenizer, settings, model_type, quantized: options.quantize })
     }
 
     /// The settings in force.
@@ -210,6 +212,21 @@ impl Encoder {
     /// The model's `model_type` (`llama`, `gemma2`, `bert`, ...).
     pub fn model_type(&self) -> &str {
         &self.model_type
+    }
+
+    /// The number format's short name: `q8` where the linear layers run on quantized weights, else the
+    /// dtype's (`f32`, `bf16`, `f16`).
+    pub fn precision(&self) -> &'static str {
+        if self.quantized {
+            "q8"
+        } else {
+            self.backbone.dtype().as_str()
+        }
+    }
+
+    /// The device the model runs on.
+    pub fn device(&self) -> &Device {
+        self.backbone.device()
     }
 
     /// The embeddings' size.

@@ -26,11 +26,11 @@ pub mod tokenize;
 pub mod weights;
 
 pub use candle_core::{DType, Device};
-pub use choices::{parse_device, Precision};
+pub use choices::{device_name, parse_device, Precision};
 pub use encoder::{
     set_num_threads, Embeddings, Encoder, Input, Options, Progress, Settings, DEFAULT_DOC_MAX_LENGTH,
     DEFAULT_MAX_BATCH_TOKENS, DEFAULT_MAX_LENGTH,
 };
 pub use error::{Error, InternalError, Result};
-pub use model::AttentionMode;
+pub use model::{cpu_kernels, AttentionMode};
 pub use pool::Pooling;

@@ -33,6 +33,12 @@ pub use tuning::{LowRank, Pass, Projection, Site, Tuning};
 use crate::error::{Error, Result};
 use crate::weights::Weights;
 
+/// The instruction-set path the CPU kernels take on this machine (`avx512`, `avxvnni`, `avx2` or `scalar`;
+/// `LLM2VEC_CPU_ISA` may narrow it).
+pub fn cpu_kernels() -> &'static str {
+    cpu::isa::Isa::active().name()
+}
+
 /// The architectures we can build, by their config's `model_type`.
 /// `bert` is an encoder, for encoding only (the classic baseline).
 pub const SUPPORTED: &[&str] = &["llama", "mistral", "qwen2", "gemma", "gemma2", "gemma3_text", "gemma3", "bert"];
