@@ -14,7 +14,7 @@ use super::{dropped, float_bwd, float_fwd, fused_training, softmax_last_dim, ten
 use crate::error::{Error, Result};
 use crate::model::cpu::dropout::Mask;
 use crate::model::cpu::gemm::{product, Matrix};
-use crate::model::cpu::{softmax, Real};
+use crate::model::cpu::{simd, softmax, Real};
 use crate::model::rotary::rotate;
 
 /// The attention of one family: head counts and size, the scores' scale and soft cap.
@@ -231,6 +231,10 @@ impl Attention {
             }
         }
         for (row, bias) in p.chunks_exact_mut(l).zip(t.bias[bi * l * l..][..l * l].chunks_exact(l)) {
+            if let (Some(row), Some(bias)) = (T::as_f32_mut(row), T::as_f32(bias)) {
+                simd::softmax_biased(row, bias);
+                continue;
+            }
             row.iter_mut().zip(bias).for_each(|(x, &b)| *x += b);
             softmax(row);
         }
