@@ -12,9 +12,10 @@ reference package (llm2vec 0.2.3).
 """
 
 from ._native import (
+    CPU_MAX_BATCH_TOKENS,
     DEFAULT_DOC_MAX_LENGTH,
-    DEFAULT_MAX_BATCH_TOKENS,
     DEFAULT_MAX_LENGTH,
+    GPU_MAX_BATCH_TOKENS,
     POOLING_MODES,
     __version__,
     evaluate,
@@ -28,7 +29,8 @@ __all__ = [
     "set_num_threads",
     "DEFAULT_MAX_LENGTH",
     "DEFAULT_DOC_MAX_LENGTH",
-    "DEFAULT_MAX_BATCH_TOKENS",
+    "CPU_MAX_BATCH_TOKENS",
+    "GPU_MAX_BATCH_TOKENS",
     "POOLING_MODES",
     "__version__",
 ]

@@ -38,8 +38,8 @@ class LLM2Vec:
         `DEFAULT_DOC_MAX_LENGTH` tokens, instruction skipped. `dtype` (or the reference's `torch_dtype`, a torch dtype or its name): float32, bfloat16,
         float16, or q8 (integer products in the linear layers on the CPU: 8-bit weights with 16-bit activations, 8-bit on VNNI (AVX-512 VNNI or AVX-VNNI), or 4-bit weights kept as read with 8-bit activations). `device`: "cpu", "cuda" or "cuda:N" (CUDA needs a build with the `cuda` feature).
         `max_batch_tokens`: padded tokens (inputs times the longest) per forward pass, at most, besides `encode`'s
-        `batch_size` (default `DEFAULT_MAX_BATCH_TOKENS`, 32 inputs of 512 tokens); longer inputs go in smaller
-        batches.
+        `batch_size` (default `CPU_MAX_BATCH_TOKENS`, 2048, on the CPU, `GPU_MAX_BATCH_TOKENS`, 32 inputs of 512
+        tokens, on a GPU); longer inputs go in smaller batches.
         """
         encoder = _native.Encoder(
             os.fspath(base_model_name_or_path),

@@ -56,9 +56,9 @@ def test_empty_list_gives_zero_rows(model):
 
 def test_token_budget_gives_the_same_rows(tiny_model, model):
     texts = ["a man is playing a flute .", "dogs are playing in the snow .", "a woman slices an onion ."] * 3
-    assert llm2vec_rs.DEFAULT_MAX_BATCH_TOKENS == 32 * llm2vec_rs.DEFAULT_MAX_LENGTH
+    assert llm2vec_rs.GPU_MAX_BATCH_TOKENS == 32 * llm2vec_rs.DEFAULT_MAX_LENGTH
     one_by_one = LLM2Vec.from_pretrained(tiny_model, max_batch_tokens=1)  # each input alone
-    assert (one_by_one.max_batch_tokens, model.max_batch_tokens) == (1, llm2vec_rs.DEFAULT_MAX_BATCH_TOKENS)
+    assert (one_by_one.max_batch_tokens, model.max_batch_tokens) == (1, llm2vec_rs.CPU_MAX_BATCH_TOKENS)
     np.testing.assert_allclose(encode(one_by_one, texts), encode(model, texts), rtol=0, atol=1e-5)
 
 

@@ -149,9 +149,10 @@ struct BatchArgs {
     /// Inputs per forward pass, at most.
     #[arg(long, default_value_t = 32, value_parser = at_least::<1>)]
     batch_size: usize,
-    /// Padded tokens (inputs times the longest) per forward pass, at most; longer inputs go in smaller batches.
-    #[arg(long, default_value_t = llm2vec::DEFAULT_MAX_BATCH_TOKENS, value_parser = at_least::<1>)]
-    max_batch_tokens: usize,
+    /// Padded tokens (inputs times the longest) per forward pass, at most; longer inputs go in smaller batches
+    /// [default: 2048 on the CPU, 16384 on a GPU].
+    #[arg(long, value_parser = at_least::<1>)]
+    max_batch_tokens: Option<usize>,
 }
 
 #[derive(Args)]

@@ -49,10 +49,7 @@ impl Encoder {
             attention: if bidirectional { AttentionMode::Bidirectional } else { AttentionMode::Causal },
             normalize: false,
             batch_size: 1,
-            max_batch_tokens: max_batch_tokens
-                .map(|n| parse::count("max_batch_tokens", n, 1))
-                .transpose()?
-                .unwrap_or(llm2vec::DEFAULT_MAX_BATCH_TOKENS),
+            max_batch_tokens: max_batch_tokens.map(|n| parse::count("max_batch_tokens", n, 1)).transpose()?,
             dtype,
             quantize,
             device: parse::device(device)?,

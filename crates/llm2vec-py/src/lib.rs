@@ -26,7 +26,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("DEFAULT_MAX_LENGTH", llm2vec::DEFAULT_MAX_LENGTH)?;
     m.add("DEFAULT_DOC_MAX_LENGTH", llm2vec::DEFAULT_DOC_MAX_LENGTH)?;
-    m.add("DEFAULT_MAX_BATCH_TOKENS", llm2vec::DEFAULT_MAX_BATCH_TOKENS)?;
+    m.add("CPU_MAX_BATCH_TOKENS", llm2vec::CPU_MAX_BATCH_TOKENS)?;
+    m.add("GPU_MAX_BATCH_TOKENS", llm2vec::GPU_MAX_BATCH_TOKENS)?;
     m.add("POOLING_MODES", llm2vec::Pooling::ALL.map(llm2vec::Pooling::name).to_vec())?;
     Ok(())
 }

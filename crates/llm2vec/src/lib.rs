@@ -28,8 +28,8 @@ pub mod weights;
 pub use candle_core::{DType, Device};
 pub use choices::{device_name, parse_device, Precision};
 pub use encoder::{
-    set_num_threads, Embeddings, Encoder, Input, Options, Progress, Settings, DEFAULT_DOC_MAX_LENGTH,
-    DEFAULT_MAX_BATCH_TOKENS, DEFAULT_MAX_LENGTH,
+    default_max_batch_tokens, set_num_threads, Embeddings, Encoder, Input, Options, Progress, Settings,
+    CPU_MAX_BATCH_TOKENS, DEFAULT_DOC_MAX_LENGTH, DEFAULT_MAX_LENGTH, GPU_MAX_BATCH_TOKENS,
 };
 pub use error::{Error, InternalError, Result};
 pub use model::{cpu_kernels, AttentionMode};

@@ -61,7 +61,7 @@ fn assert_batch_invariant(model: &str, n: usize) {
         let diff = max_rel_diff(&base, &other, &identity);
         assert!(diff < 1e-4, "batch size {batch}: relative difference {diff}");
     }
-    let budgeted = Options { max_batch_tokens: 100, ..Options::default() };
+    let budgeted = Options { max_batch_tokens: Some(100), ..Options::default() };
     let other = Encoder::from_pretrained(model, budgeted).unwrap().encode(&inputs).unwrap();
     let diff = max_rel_diff(&base, &other, &identity);
     assert!(diff < 1e-4, "100 padded tokens per batch: relative difference {diff}");
@@ -89,7 +89,7 @@ fn batches_keep_to_the_token_budget() {
     let model = tiny("llama").join("model");
     let inputs = sentences(40);
     for (batch_size, budget) in [(32, 60), (32, 1), (4, 100_000)] {
-        let options = Options { batch_size, max_batch_tokens: budget, ..Options::default() };
+        let options = Options { batch_size, max_batch_tokens: Some(budget), ..Options::default() };
         let encoder = Encoder::from_pretrained(model.to_str().unwrap(), options).unwrap();
         let mut lengths: Vec<usize> = inputs.iter().map(|i| encoder.tokenize(i).unwrap().ids.len()).collect();
         lengths.sort_unstable_by(|a, b| b.cmp(a));
