@@ -6,7 +6,6 @@ use crate::error::ServerError;
 
 const DEFAULT_HOST: &str = "127.0.0.1";
 const DEFAULT_PORT: u16 = 8080;
-const DEFAULT_MAX_BATCH_TOKENS: usize = 4096;
 const DEFAULT_MAX_CONCURRENT_REQUESTS: usize = 512;
 const DEFAULT_MAX_CLIENT_BATCH_SIZE: usize = 32;
 const DEFAULT_MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
@@ -26,9 +25,10 @@ pub struct Config {
     /// Port to listen on (0: any free port).
     #[arg(long, default_value_t = DEFAULT_PORT)]
     pub port: u16,
-    /// Padded tokens (rows x longest row) in one inference batch; at least max_length.
-    #[arg(long, default_value_t = DEFAULT_MAX_BATCH_TOKENS)]
-    pub max_batch_tokens: usize,
+    /// Padded tokens (rows x longest row) in one inference batch; at least max_length [default: the encoder's
+    /// for its device (2048 on the CPU, 16384 on a GPU), or max_length if larger].
+    #[arg(long)]
+    pub max_batch_tokens: Option<usize>,
     /// Requests handled at once; more are refused with 429.
     #[arg(long, default_value_t = DEFAULT_MAX_CONCURRENT_REQUESTS)]
     pub max_concurrent_requests: usize,
@@ -69,7 +69,7 @@ impl Default for Config {
         Self {
             host: DEFAULT_HOST.to_string(),
             port: DEFAULT_PORT,
-            max_batch_tokens: DEFAULT_MAX_BATCH_TOKENS,
+            max_batch_tokens: None,
             max_concurrent_requests: DEFAULT_MAX_CONCURRENT_REQUESTS,
             max_client_batch_size: DEFAULT_MAX_CLIENT_BATCH_SIZE,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
@@ -86,13 +86,18 @@ impl Default for Config {
 }
 
 impl Config {
+    /// The batch budget: `--max-batch-tokens`, else the encoder's (`budget`), raised to `max_length` so that a
+    /// full-length input fits.
+    pub fn batch_tokens(&self, budget: usize, max_length: usize) -> usize {
+        self.max_batch_tokens.unwrap_or(budget.max(max_length))
+    }
+
     /// Checks the settings against the model's `max_length` (one full-length input must fit in a batch).
     pub fn check(&self, max_length: usize) -> Result<(), ServerError> {
         let invalid = |msg: String| Err(ServerError::Config(msg));
-        if self.max_batch_tokens < max_length {
+        if let Some(tokens) = self.max_batch_tokens.filter(|&tokens| tokens < max_length) {
             return invalid(format!(
-                "--max-batch-tokens ({}) must be at least the model's max_length ({max_length})",
-                self.max_batch_tokens
+                "--max-batch-tokens ({tokens}) must be at least the model's max_length ({max_length})"
             ));
         }
         for (flag, value) in [
@@ -156,10 +161,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_batch_budget_is_the_flag_else_the_encoders_raised_to_max_length() {
+        assert_eq!(Config::default().batch_tokens(2048, 512), 2048);
+        assert_eq!(Config::default().batch_tokens(2048, 4096), 4096);
+        assert_eq!(Config { max_batch_tokens: Some(700), ..Config::default() }.batch_tokens(2048, 512), 700);
+    }
+
+    #[test]
     fn defaults_pass_and_bad_values_are_named() {
         assert!(Config::default().check(512).is_ok());
         let err = |c: Config| c.check(512).unwrap_err().to_string();
-        assert!(err(Config { max_batch_tokens: 100, ..Config::default() }).contains("--max-batch-tokens (100)"));
+        assert!(err(Config { max_batch_tokens: Some(100), ..Config::default() }).contains("--max-batch-tokens (100)"));
         assert!(err(Config { max_client_batch_size: 0, ..Config::default() }).contains("--max-client-batch-size"));
         assert!(err(Config { max_concurrent_requests: usize::MAX, ..Config::default() }).contains("at most"));
         for t in [0.0, -1.0, f64::NAN, f64::INFINITY] {

@@ -34,9 +34,12 @@ pub async fn serve(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
-    config.check(encoder.settings().max_length)?;
+    let settings = encoder.settings();
+    config.check(settings.max_length)?;
+    let tokens = config.batch_tokens(settings.max_batch_tokens, settings.max_length);
+    let config = Config { max_batch_tokens: Some(tokens), ..config };
     let metrics = Arc::new(Metrics::default());
-    let (batcher, worker) = batcher::start(encoder.clone(), config.max_batch_tokens, metrics.clone())?;
+    let (batcher, worker) = batcher::start(encoder.clone(), tokens, metrics.clone())?;
     let timeouts = Timeouts { header: config.header_timeout(), keep_alive: config.keep_alive_timeout() };
     let (limit, drain) = (config.max_connections, config.drain_timeout());
     let state = Arc::new(AppState::new(encoder, batcher, metrics, config, model_name));

@@ -77,7 +77,7 @@ fn a_body_over_the_limit_is_413() {
 #[test]
 fn a_text_over_max_length_without_truncate_is_413_with_its_token_count() {
     let options = Options { max_length: Some(32), ..Options::default() };
-    let server = start(options.clone(), Config { max_batch_tokens: 32, ..Config::default() });
+    let server = start(options.clone(), Config { max_batch_tokens: Some(32), ..Config::default() });
     let long = "the quick brown fox jumps over the lazy dog ".repeat(6);
     // The count the error reports: the whole input, instruction included, with no max_length cut.
     let uncut =

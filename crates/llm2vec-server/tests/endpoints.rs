@@ -137,7 +137,7 @@ fn concurrent_clients_each_get_their_own_embeddings() {
 
 #[test]
 fn health_info_and_metrics_describe_the_server() {
-    let config = Config { max_batch_tokens: 2048, max_client_batch_size: 7, ..Config::default() };
+    let config = Config { max_batch_tokens: Some(2048), max_client_batch_size: 7, ..Config::default() };
     let server = TestServer::start(&tiny_model(), Options::default(), config);
     server.assert_healthy();
     let info = server.get("/info").json();
@@ -149,6 +149,8 @@ fn health_info_and_metrics_describe_the_server() {
     assert_eq!((&info["precision"], &info["device"]), (&json!("f32"), &json!("cpu")));
     assert_eq!(info["cpu_kernels"], llm2vec::cpu_kernels());
     assert_eq!(info["limits"]["max_batch_tokens"], 2048);
+    let defaults = TestServer::start(&tiny_model(), Options::default(), Config::default());
+    assert_eq!(defaults.get("/info").json()["limits"]["max_batch_tokens"], llm2vec::CPU_MAX_BATCH_TOKENS);
     assert_eq!(info["limits"]["max_client_batch_size"], 7);
     assert_eq!(server.post_json("/embed", &json!({"inputs": ["one", "two"]})).status, 200);
     let reply = server.get("/metrics");

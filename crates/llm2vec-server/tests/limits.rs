@@ -103,7 +103,7 @@ fn a_body_slower_than_the_body_timeout_is_408() {
 #[test]
 fn a_client_that_disconnects_has_its_queued_work_dropped() {
     // One full-length input per batch, so a 64-input request keeps the inference thread busy a while.
-    let config = Config { max_batch_tokens: 512, max_client_batch_size: 64, ..Config::default() };
+    let config = Config { max_batch_tokens: Some(512), max_client_batch_size: 64, ..Config::default() };
     let server = Arc::new(TestServer::start(&tiny_model(), Options::default(), config));
     let long = "the quick brown fox jumps over the lazy dog ".repeat(40);
     let busy = {
@@ -159,7 +159,7 @@ fn settings_that_cannot_work_are_refused_at_start() {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let result = runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let config = Config { max_batch_tokens: 100, ..Config::default() };
+        let config = Config { max_batch_tokens: Some(100), ..Config::default() };
         llm2vec_server::serve(listener, encoder, "m".into(), config, std::future::pending()).await
     });
     match result {
