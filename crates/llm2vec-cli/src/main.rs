@@ -309,14 +309,25 @@ fn encode(args: EncodeArgs) -> Result<()> {
     }
     io::write_embeddings(&args.output, &embeddings)?;
     eprintln!(
-        "encoded {} inputs ({} tokens, dim {}) in {:.2}s -> {}",
+        "encoded {} inputs ({} tokens, dim {}) in {:.2}s -> {} [{}]",
         embeddings.rows,
         embeddings.tokens,
         embeddings.dim,
         start.elapsed().as_secs_f64(),
-        args.output.display()
+        args.output.display(),
+        how_it_ran(&encoder)
     );
     Ok(())
+}
+
+/// The precision and device an encoder runs in, with the CPU kernels' path: `q8, cpu, avx512 kernels`.
+fn how_it_ran(encoder: &Encoder) -> String {
+    let device = llm2vec::device_name(encoder.device());
+    if encoder.device().is_cpu() {
+        format!("{}, {device}, {} kernels", encoder.precision(), llm2vec::cpu_kernels())
+    } else {
+        format!("{}, {device}", encoder.precision())
+    }
 }
 
 fn eval(args: EvalArgs) -> Result<()> {

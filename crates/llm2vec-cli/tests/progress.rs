@@ -24,6 +24,7 @@ fn no_progress_line_when_stderr_is_not_a_terminal() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     assert!(err.contains("encoded 2 inputs") && !err.contains('\r') && !err.contains("tokens/s"), "{err:?}");
+    assert!(err.contains(&format!("[f32, cpu, {} kernels]", llm2vec::cpu_kernels())), "{err:?}");
 }
 
 /// Runs the command under `script`, which gives it a terminal; skipped where `script` is missing.
