@@ -324,10 +324,9 @@ fn encode(args: EncodeArgs) -> Result<()> {
 /// The precision and device an encoder runs in, with the CPU kernels' path: `q8, cpu, avx512 kernels`.
 fn how_it_ran(encoder: &Encoder) -> String {
     let device = llm2vec::device_name(encoder.device());
-    if encoder.device().is_cpu() {
-        format!("{}, {device}, {} kernels", encoder.precision(), llm2vec::cpu_kernels())
-    } else {
-        format!("{}, {device}", encoder.precision())
+    match encoder.cpu_kernels() {
+        Some(kernels) => format!("{}, {device}, {kernels} kernels", encoder.precision()),
+        None => format!("{}, {device}", encoder.precision()),
     }
 }
 

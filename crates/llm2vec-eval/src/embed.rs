@@ -80,7 +80,7 @@ fn describe(model: &str, path: &Path, encoder: &Encoder, options: &Options, pool
             "normalize": s.normalize,
             "dtype": encoder.precision(),
             "device": format!("{:?}", options.device.location()),
-            "cpu_kernels": options.device.is_cpu().then(llm2vec::cpu_kernels),
+            "cpu_kernels": encoder.cpu_kernels(),
         },
     })
 }

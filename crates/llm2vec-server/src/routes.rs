@@ -119,7 +119,7 @@ async fn info(State(state): State<Arc<AppState>>) -> Json<Value> {
         "skip_instruction": settings.skip_instruction,
         "precision": state.encoder.precision(),
         "device": llm2vec::device_name(state.encoder.device()),
-        "cpu_kernels": state.encoder.device().is_cpu().then(llm2vec::cpu_kernels),
+        "cpu_kernels": state.encoder.cpu_kernels(),
         "limits": {
             "max_batch_tokens": config.max_batch_tokens,
             "max_concurrent_requests": config.max_concurrent_requests,

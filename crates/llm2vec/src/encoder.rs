@@ -241,6 +241,11 @@ impl Encoder {
         self.backbone.device()
     }
 
+    /// The CPU kernels' instruction-set path ([`crate::cpu_kernels`]) when the model runs on the CPU.
+    pub fn cpu_kernels(&self) -> Option<&'static str> {
+        self.device().is_cpu().then(crate::cpu_kernels)
+    }
+
     /// The embeddings' size.
     pub fn dim(&self) -> usize {
         self.backbone.hidden_size()
