@@ -265,8 +265,8 @@ mod tests {
         }
     }
 
-    /// On every path, at lengths with partial vectors: the f64 softmax of `row + bias` within 1e-6 of each
-    /// row's largest share, masked values (bias -1e9) exactly 0, and a NaN spreading to the whole row.
+    /// On every path, at lengths with partial vectors: each share within 1e-6 of the f64 softmax of
+    /// `row + bias`, masked values (bias -1e9) exactly 0, and a NaN spreading to the whole row.
     #[test]
     fn softmax_biased_matches_the_formula_at_every_length() {
         for len in [1, 7, 16, 33, 100] {
