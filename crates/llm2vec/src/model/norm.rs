@@ -8,7 +8,8 @@ use super::tuning::Pass;
 use crate::error::Result;
 use crate::weights::Weights;
 
-/// RMSNorm: `x / sqrt(mean(x^2) + eps) * scale`, accumulated in f32 or wider (one fused pass for f32 inputs).
+/// RMSNorm: `x / sqrt(mean(x^2) + eps) * scale`, accumulated in f32 or wider (one fused pass for f32 inputs,
+/// and for half-precision inputs on a GPU).
 #[derive(Debug, Clone)]
 pub struct RmsNorm {
     scale: Tensor,
@@ -33,9 +34,20 @@ impl RmsNorm {
 
 impl Module for RmsNorm {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        if x.dtype() == DType::F32 {
+        if fused_kernel(x) {
             return candle_nn::ops::rms_norm(&x.contiguous()?, &self.scale, self.eps as f32);
         }
         ops::rms_norm::composed(x, &self.scale, self.eps)
+    }
+}
+
+/// Whether candle's fused kernel normalizes `x` as precisely as the composed ops: in f32 on every
+/// device, and in bf16 or f16 off the CPU, where the kernel sums, scales and multiplies in f32 and
+/// rounds once (its CPU version rounds the root mean square to the half type before dividing).
+fn fused_kernel(x: &Tensor) -> bool {
+    match x.dtype() {
+        DType::F32 => true,
+        DType::BF16 | DType::F16 => !x.device().is_cpu(),
+        _ => false,
     }
 }
