@@ -213,7 +213,7 @@ fn model_dir(family: &str) -> PathBuf {
 
 fn tiny(family: &str, dtype: DType, device: &Device) -> Box<dyn Backbone> {
     let loaded = llm2vec::load::load(model_dir(family).to_str().unwrap(), device).unwrap();
-    loaded.config.build(&loaded.weights, dtype, device).unwrap()
+    loaded.config.build(&loaded.weights, dtype, device, false).unwrap()
 }
 
 /// LoRA on every projection of `backbone` with the values of `like` (or random, non-zero B without it).

@@ -208,7 +208,7 @@ fn fixture(family: &str) -> PathBuf {
 
 fn tiny(family: &str, dtype: DType) -> Box<dyn Backbone> {
     let loaded = llm2vec::load::load(fixture(family).to_str().unwrap(), &Device::Cpu).unwrap();
-    loaded.config.build(&loaded.weights, dtype, &Device::Cpu).unwrap()
+    loaded.config.build(&loaded.weights, dtype, &Device::Cpu, false).unwrap()
 }
 
 /// LoRA on every projection with random (non-zero) B, so every gradient path is live.
@@ -268,7 +268,7 @@ fn tiny_gemma3(dtype: DType) -> (tempfile::TempDir, Box<dyn Backbone>) {
     }
     candle_core::safetensors::save(&weights, dir.path().join("model.safetensors")).unwrap();
     let loaded = llm2vec::load::load(dir.path().to_str().unwrap(), &Device::Cpu).unwrap();
-    let backbone = loaded.config.build(&loaded.weights, dtype, &Device::Cpu).unwrap();
+    let backbone = loaded.config.build(&loaded.weights, dtype, &Device::Cpu, false).unwrap();
     (dir, backbone)
 }
 

@@ -208,10 +208,7 @@ impl Encoder {
             let msg = format!("8-bit products run on the CPU in f32, not {:?} on {:?}", options.dtype, options.device);
             return Err(Error::Option { option: "quantize", msg });
         }
-        let mut backbone = loaded.config.build(&loaded.weights, options.dtype, &options.device)?;
-        if options.quantize {
-            backbone.quantize()?;
-        }
+        let backbone = loaded.config.build(&loaded.weights, options.dtype, &options.device, options.quantize)?;
         let model_type = loaded.config.model_type().to_string();
         Ok(Self { backbone, tokenizer: loaded.tokenizer, settings, model_type, quantized: options.quantize })
     }

@@ -312,13 +312,25 @@ fn random_corruptions_never_panic_or_allocate_much() {
     }
 }
 
+/// A GGUF model with every tensor read (the tests compare them all).
+struct Model {
+    config: serde_json::Value,
+    tensors: HashMap<String, Tensor>,
+    tokenizer: tokenizers::Tokenizer,
+}
+
+fn read(path: &Path) -> Model {
+    let GgufModel { config, weights, tokenizer } = gguf::load(path, &Device::Cpu).unwrap();
+    Model { config, tensors: weights.into_tensors().unwrap(), tokenizer }
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // A tiny random llama written as llama.cpp's converter writes one (scripts/reference/make_gguf_fixtures.py).
 
 #[test]
 fn tiny_llama_loads_back_to_its_hf_tensors() {
     let dir = manifest_dir().join("tests/fixtures/gguf");
-    let model = gguf::load(&dir.join("tiny_llama.gguf"), &Device::Cpu).unwrap();
+    let model = read(&dir.join("tiny_llama.gguf"));
     let expected = read_safetensors(&dir.join("tiny_llama.expected.safetensors"));
     assert_eq!(expected.len(), 20, "20 tensors; rope_freqs.weight must not become one");
     assert_same_tensors(&model, &expected);
@@ -326,7 +338,7 @@ fn tiny_llama_loads_back_to_its_hf_tensors() {
 
 #[test]
 fn tiny_llama_config_has_llama3_rope_scaling() {
-    let model = gguf::load(&manifest_dir().join("tests/fixtures/gguf/tiny_llama.gguf"), &Device::Cpu).unwrap();
+    let model = read(&manifest_dir().join("tests/fixtures/gguf/tiny_llama.gguf"));
     let c = &model.config;
     let want = serde_json::json!({
         "rope_type": "llama3", "factor": 32.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
@@ -346,7 +358,7 @@ fn tiny_llama_config_has_llama3_rope_scaling() {
 
 #[test]
 fn tiny_llama_tokenizer_adds_bos_and_splits_digits() {
-    let model = gguf::load(&manifest_dir().join("tests/fixtures/gguf/tiny_llama.gguf"), &Device::Cpu).unwrap();
+    let model = read(&manifest_dir().join("tests/fixtures/gguf/tiny_llama.gguf"));
     let tok = &model.tokenizer;
     // ids: 0 <|bos|>, 1 <|eos|>, 2 + byte for the 256 byte tokens, 258 th, 259 the, 260 Ġthe, 261 Ġa, 262 12, 263 <|user|>
     let enc = tok.encode("the 12 the", true).unwrap();
@@ -363,20 +375,20 @@ fn smollm2_path() -> PathBuf {
     models_dir().join("SmolLM2-135M-Instruct.Q4_1.gguf")
 }
 
-fn smollm2() -> Option<&'static GgufModel> {
-    static MODEL: OnceLock<Option<GgufModel>> = OnceLock::new();
+fn smollm2() -> Option<&'static Model> {
+    static MODEL: OnceLock<Option<Model>> = OnceLock::new();
     load_once(&MODEL, &smollm2_path(), "run scripts/fetch-default-model.sh")
 }
 
 /// The model at `path`, loaded once per test binary; `None` (after `files::available`'s note, or its
 /// failure when the test files are required) when it is not there.
-fn load_once(cell: &'static OnceLock<Option<GgufModel>>, path: &Path, hint: &str) -> Option<&'static GgufModel> {
+fn load_once(cell: &'static OnceLock<Option<Model>>, path: &Path, hint: &str) -> Option<&'static Model> {
     cell.get_or_init(|| {
         if !files::available(path, hint) {
             return None;
         }
         let start = Instant::now();
-        let model = gguf::load(path, &Device::Cpu).unwrap();
+        let model = read(path);
         println!("loaded {} in {:.2?}", path.display(), start.elapsed());
         Some(model)
     })
@@ -521,7 +533,7 @@ fn read_safetensors(path: &Path) -> HashMap<String, (Vec<usize>, Vec<f32>)> {
 }
 
 /// Asserts that `model` has exactly the tensors of `reference`, with identical values.
-fn assert_same_tensors(model: &GgufModel, reference: &HashMap<String, (Vec<usize>, Vec<f32>)>) {
+fn assert_same_tensors(model: &Model, reference: &HashMap<String, (Vec<usize>, Vec<f32>)>) {
     assert_eq!(reference.len(), model.tensors.len());
     for (name, (shape, want)) in reference {
         let ours = model.tensors.get(name).unwrap_or_else(|| panic!("we lack {name}"));
@@ -600,8 +612,8 @@ fn gemma3_path() -> PathBuf {
     models_dir().join("gemma-3-270m-q4_k_m.gguf")
 }
 
-fn gemma3() -> Option<&'static GgufModel> {
-    static MODEL: OnceLock<Option<GgufModel>> = OnceLock::new();
+fn gemma3() -> Option<&'static Model> {
+    static MODEL: OnceLock<Option<Model>> = OnceLock::new();
     load_once(&MODEL, &gemma3_path(), "run scripts/fetch-gemma3.sh")
 }
 

@@ -179,12 +179,12 @@ impl Adapter {
         }
     }
 
-    /// Adds `scale * B A` to each target weight of `base` (kept in f32).
+    /// Adds `scale * B A` to each target weight of `base` (kept in f32), when the model takes it.
     pub fn merge_into(&self, base: &mut Weights) -> Result<()> {
         let weights_path = self.dir.join("adapter_model.safetensors");
         for (module, (a, b)) in &self.pairs {
             let name = format!("{module}.weight");
-            let w = base.get(&name).map_err(|_| {
+            let shape = base.shape(&name).map_err(|_| {
                 Error::weight(
                     &weights_path,
                     &name,
@@ -192,20 +192,26 @@ impl Adapter {
                 )
             })?;
             let update = (b.dim(0)?, a.dim(1)?);
-            let expected = if self.config.fan_in_fan_out { (w.dim(1)?, w.dim(0)?) } else { w.dims2()? };
-            if update != expected {
+            let expected = match *shape.dims() {
+                [rows, cols] if self.config.fan_in_fan_out => Some((cols, rows)),
+                [rows, cols] => Some((rows, cols)),
+                _ => None,
+            };
+            if expected != Some(update) {
                 return Err(Error::weight(
                     &weights_path,
                     &name,
-                    format!("adapter update has shape {update:?} but the base weight is {:?} (an adapter for another base model?)", w.dims()),
+                    format!("adapter update has shape {update:?} but the base weight is {:?} (an adapter for another base model?)", shape.dims()),
                 ));
             }
-            let (a, b) =
-                (a.to_dtype(DType::F32)?.to_device(w.device())?, b.to_dtype(DType::F32)?.to_device(w.device())?);
-            let delta = (b.matmul(&a)? * self.scale(module))?;
-            let delta = if self.config.fan_in_fan_out { delta.t()? } else { delta };
-            let merged = (w.to_dtype(DType::F32)? + delta)?;
-            base.insert(name, merged);
+            let (a, b, scale, transposed) = (a.clone(), b.clone(), self.scale(module), self.config.fan_in_fan_out);
+            base.change(&name, move |w| {
+                let (a, b) =
+                    (a.to_dtype(DType::F32)?.to_device(w.device())?, b.to_dtype(DType::F32)?.to_device(w.device())?);
+                let delta = (b.matmul(&a)? * scale)?;
+                let delta = if transposed { delta.t()? } else { delta };
+                Ok((w.to_dtype(DType::F32)? + delta)?)
+            })?;
         }
         Ok(())
     }

@@ -28,6 +28,6 @@ pub fn save_merged(model: &str, adapters: &[&Path], out: &Path) -> Result<()> {
     }
     let tokenizer = loaded.tokenizer.inner().to_string(true).map_err(|e| Error::Tokenizer(e.to_string()))?;
     write_atomic(&out.join("tokenizer.json"), tokenizer.as_bytes())?;
-    let tensors = loaded.weights.into_tensors();
+    let tensors = loaded.weights.into_tensors()?;
     write_atomic_with(&out.join("model.safetensors"), |tmp| Ok(candle_core::safetensors::save(&tensors, tmp)?))
 }

@@ -132,7 +132,7 @@ fn load_gguf(path: &Path, spec: &str, device: &Device) -> Result<Loaded> {
     Ok(Loaded {
         config,
         config_json: g.config,
-        weights: Weights::new(g.tensors, path),
+        weights: g.weights,
         tokenizer: TextTokenizer::new(g.tokenizer, bos, eos, &name)?,
         name_or_path: name,
         llm2vec_config: None,
@@ -184,9 +184,7 @@ fn read_dir_weights(dir: &Path, device: &Device) -> Result<Weights> {
     if !weights.contains("embed_tokens.weight") || weights.contains("model.embed_tokens.weight") {
         return Ok(weights);
     }
-    let source = weights.source().to_path_buf();
-    let tensors = weights.into_tensors().into_iter().map(|(name, t)| (format!("model.{name}"), t)).collect();
-    Ok(Weights::new(tensors, source))
+    Ok(weights.prefixed("model."))
 }
 
 fn id_field(json: &Value, key: &str) -> Option<u32> {

@@ -1,11 +1,9 @@
 //! The trait every model family implements: a transformer used as an encoder, its forward pass in
-//! pieces for a training loop, and what LoRA and quantization need of it.
+//! pieces for a training loop, and what LoRA needs of it.
 
 use candle_core::{DType, Device, Tensor};
-use rayon::prelude::*;
 
 use super::attention::{AttentionMode, Context};
-use super::linear::Linear;
 use super::tuning::{Pass, Site};
 use crate::error::Result;
 
@@ -42,13 +40,6 @@ pub trait Backbone: Send + Sync {
     fn logits(&self, hidden: &Tensor, pass: Pass) -> Result<Tensor>;
     /// Every projection LoRA can adapt, with its input and output sizes.
     fn sites(&self) -> Vec<(Site, usize, usize)>;
-    /// Every linear layer of the blocks.
-    fn linears_mut(&mut self) -> Vec<&mut Linear>;
-    /// Stores the blocks' linear layers in 8 bits for inference on the CPU ([`Linear::quantize`]), the
-    /// layers in parallel.
-    fn quantize(&mut self) -> Result<()> {
-        self.linears_mut().into_par_iter().try_for_each(Linear::quantize)
-    }
     /// The width of the hidden states (the embeddings' size).
     fn hidden_size(&self) -> usize;
     /// The dtype the model computes in.

@@ -6,7 +6,7 @@ use serde::Deserialize;
 
 use super::attention::{attention_bias, self_attention, Attend, AttentionMode, AttentionSpec, Context};
 use super::backbone::Backbone;
-use super::linear::Linear;
+use super::linear::{quantize_all, Linear};
 use super::tuning::{Pass, Projection, Site};
 use crate::error::{Error, Result};
 use crate::weights::Weights;
@@ -108,6 +108,16 @@ struct Block {
     output_norm: LayerNorm,
 }
 
+impl Block {
+    /// The block, its linear layers in 8 bits when `quantize` is set.
+    fn quantized(mut self, quantize: bool) -> Result<Self> {
+        if quantize {
+            quantize_all([&mut self.qkv, &mut self.attention_out, &mut self.intermediate, &mut self.output])?;
+        }
+        Ok(self)
+    }
+}
+
 /// A BERT encoder: hidden states of the last layer (BERT has no final norm after its post-norm blocks).
 pub struct Model {
     word_embeddings: Tensor,
@@ -122,7 +132,7 @@ pub struct Model {
 
 impl Model {
     /// Builds the model from its config and weights with Hugging Face names.
-    pub fn load(cfg: &Config, w: &Weights, dtype: DType, device: &Device) -> Result<Self> {
+    pub fn load(cfg: &Config, w: &Weights, dtype: DType, device: &Device, quantize: bool) -> Result<Self> {
         cfg.validate(w.source())?;
         // Checkpoints saved from a pre-training head prefix every name with `bert.`.
         let root = if w.contains("bert.embeddings.word_embeddings.weight") { "bert." } else { "" };
@@ -138,7 +148,7 @@ impl Model {
                     Linear::new(proj, weight, Some(w.take(&format!("{p}.{name}.bias"), out, dtype)?))
                 };
                 let inter = cfg.intermediate_size;
-                Ok(Block {
+                Block {
                     qkv: Linear::fused(&[
                         lin("attention.self.query", Projection::Q, h, h)?,
                         lin("attention.self.key", Projection::K, h, h)?,
@@ -149,7 +159,8 @@ impl Model {
                     intermediate: lin("intermediate.dense", Projection::Up, inter, h)?,
                     output: lin("output.dense", Projection::Down, h, inter)?,
                     output_norm: LayerNorm::load(w, &format!("{p}.output.LayerNorm"), h, eps, dtype)?,
-                })
+                }
+                .quantized(quantize)
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
@@ -225,13 +236,6 @@ impl Backbone for Model {
     /// None: LoRA training is for the decoder families.
     fn sites(&self) -> Vec<(Site, usize, usize)> {
         Vec::new()
-    }
-
-    fn linears_mut(&mut self) -> Vec<&mut Linear> {
-        self.blocks
-            .iter_mut()
-            .flat_map(|b| [&mut b.qkv, &mut b.attention_out, &mut b.intermediate, &mut b.output])
-            .collect()
     }
 
     fn hidden_size(&self) -> usize {

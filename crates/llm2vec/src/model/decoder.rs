@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use super::attention::{attention_bias, self_attention, Attend, AttentionMode, AttentionSpec, Context};
 use super::backbone::Backbone;
-use super::linear::Linear;
+use super::linear::{quantize_all, Linear};
 use super::mlp::{gated_mlp, Activation};
 use super::norm::RmsNorm;
 use super::ops::frozen_matmul;
@@ -213,6 +213,14 @@ impl Block {
         [&self.qkv, &self.o_proj, &self.gate_up, &self.down_proj]
     }
 
+    /// The block, its linear layers in 8 bits when `quantize` is set.
+    pub(crate) fn quantized(mut self, quantize: bool) -> Result<Self> {
+        if quantize {
+            quantize_all([&mut self.qkv, &mut self.o_proj, &mut self.gate_up, &mut self.down_proj])?;
+        }
+        Ok(self)
+    }
+
     /// The fused q/k/v with the per-head norms of q and k applied (Gemma 3).
     fn normed_qkv(&self, qkv: Tensor, spec: &AttentionSpec, pass: Pass) -> Result<Tensor> {
         let Some((q_norm, k_norm)) = &self.qk_norms else {
@@ -304,10 +312,6 @@ impl Backbone for Decoder {
         let sites =
             |(i, b): (usize, &Block)| b.linears().into_iter().flat_map(move |lin| lin.sites(i)).collect::<Vec<_>>();
         self.blocks.iter().enumerate().flat_map(sites).collect()
-    }
-
-    fn linears_mut(&mut self) -> Vec<&mut Linear> {
-        self.blocks.iter_mut().flat_map(|b| [&mut b.qkv, &mut b.o_proj, &mut b.gate_up, &mut b.down_proj]).collect()
     }
 
     fn hidden_size(&self) -> usize {

@@ -84,7 +84,7 @@ impl Config {
 }
 
 /// A Gemma-family decoder from its config and weights.
-pub fn load(cfg: &Config, w: &Weights, dtype: DType, device: &Device) -> Result<Decoder> {
+pub fn load(cfg: &Config, w: &Weights, dtype: DType, device: &Device, quantize: bool) -> Result<Decoder> {
     cfg.validate(w.source())?;
     let version = cfg.version();
     let (h, hd, eps) = (cfg.decoder.hidden_size, cfg.head_dim, cfg.decoder.rms_norm_eps);
@@ -104,7 +104,7 @@ pub fn load(cfg: &Config, w: &Weights, dtype: DType, device: &Device) -> Result<
                 bw.norm(if sandwich { "pre_feedforward_layernorm" } else { "post_attention_layernorm" }, h)?;
             let post_mlp_norm = sandwich.then(|| bw.norm("post_feedforward_layernorm", h)).transpose()?;
             let (gate_up, down_proj) = bw.mlp()?;
-            Ok(Block {
+            Block {
                 input_norm,
                 qkv,
                 qk_norms,
@@ -115,7 +115,8 @@ pub fn load(cfg: &Config, w: &Weights, dtype: DType, device: &Device) -> Result<
                 gate_up,
                 down_proj,
                 sliding: cfg.is_sliding(i),
-            })
+            }
+            .quantized(quantize)
         })
         .collect::<Result<Vec<_>>>()?;
     let scaling = RopeScaling::parse(cfg.decoder.rope_scaling.as_ref(), w.source())?;

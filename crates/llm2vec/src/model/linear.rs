@@ -2,6 +2,7 @@
 //! for inference on the CPU, with the tuning's LoRA updates in a training pass.
 
 use candle_core::{DType, Module, Tensor};
+use rayon::prelude::*;
 
 use super::cpu::q8;
 use super::ops::{self, fused_cpu, Part};
@@ -142,6 +143,11 @@ impl Linear {
             None => y,
         })
     }
+}
+
+/// Quantizes `linears` in parallel ([`Linear::quantize`]).
+pub fn quantize_all<const N: usize>(linears: [&mut Linear; N]) -> Result<()> {
+    linears.into_par_iter().try_for_each(Linear::quantize)
 }
 
 impl Module for Linear {

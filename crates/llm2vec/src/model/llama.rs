@@ -67,7 +67,7 @@ impl Config {
 }
 
 /// A Llama-family decoder from its config and weights.
-pub fn load(cfg: &Config, w: &Weights, dtype: DType, device: &Device) -> Result<Decoder> {
+pub fn load(cfg: &Config, w: &Weights, dtype: DType, device: &Device, quantize: bool) -> Result<Decoder> {
     cfg.validate(w.source())?;
     let (h, hd) = (cfg.decoder.hidden_size, cfg.head_dim());
     let sizes = cfg.decoder.sizes(hd, cfg.qkv_bias(), cfg.mlp_bias);
@@ -78,7 +78,7 @@ pub fn load(cfg: &Config, w: &Weights, dtype: DType, device: &Device) -> Result<
             let (input_norm, qkv, o_proj) = (bw.norm("input_layernorm", h)?, bw.qkv()?, bw.o_proj()?);
             let pre_mlp_norm = bw.norm("post_attention_layernorm", h)?;
             let (gate_up, down_proj) = bw.mlp()?;
-            Ok(Block {
+            Block {
                 input_norm,
                 qkv,
                 qk_norms: None,
@@ -89,7 +89,8 @@ pub fn load(cfg: &Config, w: &Weights, dtype: DType, device: &Device) -> Result<
                 gate_up,
                 down_proj,
                 sliding: false,
-            })
+            }
+            .quantized(quantize)
         })
         .collect::<Result<Vec<_>>>()?;
     let lm_head = if cfg.tie_word_embeddings || !w.contains("lm_head.weight") {

@@ -94,12 +94,14 @@ impl Config {
         }
     }
 
-    /// Builds the backbone from weights with Hugging Face names.
-    pub fn build(&self, weights: &Weights, dtype: DType, device: &Device) -> Result<Box<dyn Backbone>> {
+    /// Builds the backbone from weights with Hugging Face names; with `quantize`, each block's linear
+    /// layers take 8 bits as soon as the block is built ([`linear::Linear::quantize`]), so that no more than one
+    /// block is ever held in f32.
+    pub fn build(&self, weights: &Weights, dtype: DType, device: &Device, quantize: bool) -> Result<Box<dyn Backbone>> {
         Ok(match self {
-            Config::Llama(c) => Box::new(llama::load(c, weights, dtype, device)?),
-            Config::Gemma(c) => Box::new(gemma::load(c, weights, dtype, device)?),
-            Config::Bert(c) => Box::new(bert::Model::load(c, weights, dtype, device)?),
+            Config::Llama(c) => Box::new(llama::load(c, weights, dtype, device, quantize)?),
+            Config::Gemma(c) => Box::new(gemma::load(c, weights, dtype, device, quantize)?),
+            Config::Bert(c) => Box::new(bert::Model::load(c, weights, dtype, device, quantize)?),
         })
     }
 }

@@ -1,5 +1,6 @@
 //! GGUF models (llama.cpp's format): read the container, dequantize the tensors to f32 under Hugging Face
-//! names and layouts, turn the hyper-parameters into a Hugging Face config and rebuild the tokenizer.
+//! names and layouts (each when the model takes it), turn the hyper-parameters into a Hugging Face config and
+//! rebuild the tokenizer.
 
 mod arch;
 mod dequant;
@@ -7,10 +8,10 @@ mod reader;
 mod tokenizer;
 mod types;
 
-use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 
-use candle_core::{Device, Tensor};
+use candle_core::{Device, Shape, Tensor};
 
 pub use arch::{hf_name, unpermute_rows, Arch, SUPPORTED};
 pub use dequant::{dequantize, is_supported};
@@ -19,34 +20,34 @@ pub use tokenizer::SpecialIds;
 pub use types::GgmlType;
 
 use crate::error::{Error, Result};
-use crate::weights::{first_match, non_finite};
+use crate::weights::{first_match, non_finite, Read, Weights};
 
 /// A GGUF model turned into Hugging Face terms.
 pub struct GgufModel {
     /// A Hugging Face style config.json.
     pub config: serde_json::Value,
-    /// Tensors under Hugging Face names, dequantized to f32, in Hugging Face layout
+    /// Tensors under Hugging Face names, dequantized to f32 when taken, in Hugging Face layout
     /// (`[out_features, in_features]` for linear weights), on the requested device.
-    pub tensors: HashMap<String, Tensor>,
+    pub weights: Weights,
     /// The tokenizer rebuilt from the GGUF's own vocabulary.
     pub tokenizer: tokenizers::Tokenizer,
 }
 
 impl std::fmt::Debug for GgufModel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GgufModel").field("config", &self.config).field("tensors", &self.tensors.len()).finish()
+        f.debug_struct("GgufModel").field("config", &self.config).field("weights", &self.weights.source()).finish()
     }
 }
 
 /// Loads the GGUF model at `path` with its tensors on `device`.
 pub fn load(path: &Path, device: &Device) -> Result<GgufModel> {
-    let file = GgufFile::read(path)?;
+    let file = Arc::new(GgufFile::read(path)?);
     let arch = architecture(&file)?;
     let hp = arch::hparams(&file, arch)?;
     let (tokenizer, ids) = tokenizer::build(&file)?;
     let config = arch::config(&file, arch, &hp, &ids)?;
-    let tensors = load_tensors(&file, arch, &hp, device)?;
-    Ok(GgufModel { config, tensors, tokenizer })
+    let weights = weights(&file, arch, &hp, device)?;
+    Ok(GgufModel { config, weights, tokenizer })
 }
 
 /// The architecture named by `general.architecture`, if supported.
@@ -64,18 +65,25 @@ pub fn architecture(file: &GgufFile) -> Result<Arch> {
     })
 }
 
-fn load_tensors(file: &GgufFile, arch: Arch, hp: &arch::Hparams, device: &Device) -> Result<HashMap<String, Tensor>> {
-    let mut tensors = HashMap::with_capacity(file.tensors().len());
+/// The model's tensors under Hugging Face names, each dequantized and checked when taken.
+fn weights(file: &Arc<GgufFile>, arch: Arch, hp: &arch::Hparams, device: &Device) -> Result<Weights> {
+    let mut tensors = Vec::with_capacity(file.tensors().len());
     for info in file.tensors().iter().filter(|t| t.name != arch::ROPE_FREQS) {
         let name = arch::hf_name(arch, &info.name).ok_or_else(|| {
             Error::weight(file.path(), &info.name, format!("has no Hugging Face equivalent in a {} model", arch.name()))
         })?;
-        let data = file.dequantize(info)?;
-        let data = arch::restore(arch, hp, &name, data).map_err(|msg| Error::weight(file.path(), &info.name, msg))?;
-        if let Some(i) = first_match(&data, |v| !v.is_finite()) {
-            return Err(Error::weight(file.path(), &info.name, non_finite(i)));
-        }
-        tensors.insert(name, Tensor::from_vec(data, info.shape(), device)?);
+        let (file, info, hp, device, hf) = (Arc::clone(file), info.clone(), hp.clone(), device.clone(), name.clone());
+        let shape = Shape::from(info.shape());
+        let read: Read = Box::new(move || {
+            let data = file.dequantize(&info)?;
+            let data =
+                arch::restore(arch, &hp, &hf, data).map_err(|msg| Error::weight(file.path(), &info.name, msg))?;
+            if let Some(i) = first_match(&data, |v| !v.is_finite()) {
+                return Err(Error::weight(file.path(), &info.name, non_finite(i)));
+            }
+            Ok(Tensor::from_vec(data, info.shape(), &device)?)
+        });
+        tensors.push((name, shape, read));
     }
-    Ok(tensors)
+    Ok(Weights::deferred(tensors, file.path()))
 }

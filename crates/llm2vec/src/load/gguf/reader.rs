@@ -286,10 +286,18 @@ impl GgufFile {
             .ok_or_else(|| Error::weight(&self.path, &info.name, "data lies outside the file"))
     }
 
-    /// The tensor's values as f32, in row-major order of [`TensorInfo::shape`].
+    /// The tensor's values as f32, in row-major order of [`TensorInfo::shape`]. The file's pages that held
+    /// them are released afterwards (read again from the file if needed).
     pub fn dequantize(&self, info: &TensorInfo) -> Result<Vec<f32>> {
-        dequant::dequantize_raw(info.ggml_type, self.tensor_bytes(info)?, info.n_elements)
-            .map_err(|msg| Error::weight(&self.path, &info.name, msg))
+        let bytes = self.tensor_bytes(info)?;
+        let values = dequant::dequantize_raw(info.ggml_type, bytes, info.n_elements)
+            .map_err(|msg| Error::weight(&self.path, &info.name, msg))?;
+        if let Storage::Mapped(map) = &self.storage {
+            let start = bytes.as_ptr() as usize - map.as_ptr() as usize;
+            // SAFETY: DontNeed on a read-only file mapping only drops cached pages; later reads fault them back in.
+            let _ = unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, bytes.len()) };
+        }
+        Ok(values)
     }
 }
 
