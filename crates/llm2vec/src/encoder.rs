@@ -58,7 +58,7 @@ pub struct Options {
     pub max_batch_tokens: Option<usize>,
     /// The dtype the model computes in.
     pub dtype: DType,
-    /// 8-bit integer products in the blocks' linear layers ([`crate::model::linear::Linear::quantize`]):
+    /// 8-bit integer products in the blocks' linear layers ([`crate::model::linear::Linear::from_parts`]):
     /// CPU and f32 only; attention, norms and pooling stay f32.
     pub quantize: bool,
     /// The device the model runs on.

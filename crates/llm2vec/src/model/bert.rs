@@ -6,7 +6,7 @@ use serde::Deserialize;
 
 use super::attention::{attention_bias, self_attention, Attend, AttentionMode, AttentionSpec, Context};
 use super::backbone::Backbone;
-use super::linear::{quantize_all, Linear};
+use super::linear::Linear;
 use super::tuning::{Pass, Projection, Site};
 use crate::error::{Error, Result};
 use crate::weights::Weights;
@@ -108,16 +108,6 @@ struct Block {
     output_norm: LayerNorm,
 }
 
-impl Block {
-    /// The block, its linear layers in 8 bits when `quantize` is set.
-    fn quantized(mut self, quantize: bool) -> Result<Self> {
-        if quantize {
-            quantize_all([&mut self.qkv, &mut self.attention_out, &mut self.intermediate, &mut self.output])?;
-        }
-        Ok(self)
-    }
-}
-
 /// A BERT encoder: hidden states of the last layer (BERT has no final norm after its post-norm blocks).
 pub struct Model {
     word_embeddings: Tensor,
@@ -143,24 +133,28 @@ impl Model {
         let blocks = (0..cfg.num_hidden_layers)
             .map(|i| {
                 let p = format!("{root}encoder.layer.{i}");
-                let lin = |name: &str, proj, out, inp| -> Result<Linear> {
-                    let weight = w.take(&format!("{p}.{name}.weight"), (out, inp), dtype)?;
-                    Linear::new(proj, weight, Some(w.take(&format!("{p}.{name}.bias"), out, dtype)?))
+                // The projections `(name, projection, outputs)` of `inp` inputs as one layer.
+                let lin = |projs: &[(&str, Projection, usize)], inp: usize| -> Result<Linear> {
+                    let take =
+                        |name: &str, what: &str, shape: &[usize]| w.take(&format!("{p}.{name}.{what}"), shape, dtype);
+                    let part = |&(name, proj, out): &(&str, Projection, usize)| -> Result<_> {
+                        Ok((proj, take(name, "weight", &[out, inp])?, Some(take(name, "bias", &[out])?)))
+                    };
+                    Linear::from_parts(projs.iter().map(part).collect::<Result<_>>()?, quantize)
                 };
                 let inter = cfg.intermediate_size;
-                Block {
-                    qkv: Linear::fused(&[
-                        lin("attention.self.query", Projection::Q, h, h)?,
-                        lin("attention.self.key", Projection::K, h, h)?,
-                        lin("attention.self.value", Projection::V, h, h)?,
-                    ])?,
-                    attention_out: lin("attention.output.dense", Projection::O, h, h)?,
+                let (q, k, v) = (Projection::Q, Projection::K, Projection::V);
+                Ok(Block {
+                    qkv: lin(
+                        &[("attention.self.query", q, h), ("attention.self.key", k, h), ("attention.self.value", v, h)],
+                        h,
+                    )?,
+                    attention_out: lin(&[("attention.output.dense", Projection::O, h)], h)?,
                     attention_norm: LayerNorm::load(w, &format!("{p}.attention.output.LayerNorm"), h, eps, dtype)?,
-                    intermediate: lin("intermediate.dense", Projection::Up, inter, h)?,
-                    output: lin("output.dense", Projection::Down, h, inter)?,
+                    intermediate: lin(&[("intermediate.dense", Projection::Up, inter)], h)?,
+                    output: lin(&[("output.dense", Projection::Down, h)], inter)?,
                     output_norm: LayerNorm::load(w, &format!("{p}.output.LayerNorm"), h, eps, dtype)?,
-                }
-                .quantized(quantize)
+                })
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {

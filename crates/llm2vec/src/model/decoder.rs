@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use super::attention::{attention_bias, self_attention, Attend, AttentionMode, AttentionSpec, Context};
 use super::backbone::Backbone;
-use super::linear::{quantize_all, Linear};
+use super::linear::Linear;
 use super::mlp::{gated_mlp, Activation};
 use super::norm::RmsNorm;
 use super::ops::frozen_matmul;
@@ -168,11 +168,13 @@ pub(crate) struct BlockWeights<'a> {
     /// RMSNorm epsilon and the offset of the stored scales.
     norm: (f64, f64),
     dtype: DType,
+    /// Whether the linear layers take 8 bits ([`Linear::from_parts`]).
+    quantize: bool,
 }
 
 impl<'a> BlockWeights<'a> {
-    pub fn new(w: &'a Weights, layer: usize, sizes: &'a Sizes, norm: (f64, f64), dtype: DType) -> Self {
-        Self { w, prefix: format!("model.layers.{layer}"), sizes, norm, dtype }
+    pub fn new(w: &'a Weights, layer: usize, sizes: &'a Sizes, norm: (f64, f64), dtype: DType, quantize: bool) -> Self {
+        Self { w, prefix: format!("model.layers.{layer}"), sizes, norm, dtype, quantize }
     }
 
     /// The RMSNorm `name` (`input_layernorm`) of `size` values.
@@ -181,44 +183,39 @@ impl<'a> BlockWeights<'a> {
         RmsNorm::load(self.w, &format!("{}.{name}.weight", self.prefix), size, eps, offset, self.dtype)
     }
 
-    fn linear(&self, proj: Projection, out: usize, inp: usize, bias: bool) -> Result<Linear> {
-        Linear::load(self.w, &self.prefix, proj, out, inp, bias, self.dtype)
+    /// The projections `projs` (with their outputs) of `inp` inputs as one layer, their outputs side by
+    /// side; in 8 bits, from the stored rows, when the block is quantized.
+    fn linear(&self, projs: &[(Projection, usize)], inp: usize, bias: bool) -> Result<Linear> {
+        let part = |&(proj, out): &(Projection, usize)| -> Result<_> {
+            let name = format!("{}.{}", self.prefix, proj.module());
+            let take = |what: &str, shape: &[usize]| self.w.take(&format!("{name}.{what}"), shape, self.dtype);
+            Ok((proj, take("weight", &[out, inp])?, bias.then(|| take("bias", &[out])).transpose()?))
+        };
+        Linear::from_parts(projs.iter().map(part).collect::<Result<_>>()?, self.quantize)
     }
 
     /// q, k and v fused.
     pub fn qkv(&self) -> Result<Linear> {
         let Sizes { hidden: h, heads, kv_heads: kv, head_dim: hd, qkv_bias: b, .. } = *self.sizes;
-        Linear::fused(&[
-            self.linear(Projection::Q, heads * hd, h, b)?,
-            self.linear(Projection::K, kv * hd, h, b)?,
-            self.linear(Projection::V, kv * hd, h, b)?,
-        ])
+        self.linear(&[(Projection::Q, heads * hd), (Projection::K, kv * hd), (Projection::V, kv * hd)], h, b)
     }
 
     pub fn o_proj(&self) -> Result<Linear> {
         let s = self.sizes;
-        self.linear(Projection::O, s.hidden, s.heads * s.head_dim, s.o_bias)
+        self.linear(&[(Projection::O, s.hidden)], s.heads * s.head_dim, s.o_bias)
     }
 
     /// The fused gate/up projection and the down projection.
     pub fn mlp(&self) -> Result<(Linear, Linear)> {
         let Sizes { hidden: h, intermediate: n, mlp_bias: b, .. } = *self.sizes;
-        let gate_up = Linear::fused(&[self.linear(Projection::Gate, n, h, b)?, self.linear(Projection::Up, n, h, b)?])?;
-        Ok((gate_up, self.linear(Projection::Down, h, n, b)?))
+        let gate_up = self.linear(&[(Projection::Gate, n), (Projection::Up, n)], h, b)?;
+        Ok((gate_up, self.linear(&[(Projection::Down, h)], n, b)?))
     }
 }
 
 impl Block {
     fn linears(&self) -> [&Linear; 4] {
         [&self.qkv, &self.o_proj, &self.gate_up, &self.down_proj]
-    }
-
-    /// The block, its linear layers in 8 bits when `quantize` is set.
-    pub(crate) fn quantized(mut self, quantize: bool) -> Result<Self> {
-        if quantize {
-            quantize_all([&mut self.qkv, &mut self.o_proj, &mut self.gate_up, &mut self.down_proj])?;
-        }
-        Ok(self)
     }
 
     /// The fused q/k/v with the per-head norms of q and k applied (Gemma 3).

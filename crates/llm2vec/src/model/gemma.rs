@@ -92,7 +92,7 @@ pub fn load(cfg: &Config, w: &Weights, dtype: DType, device: &Device, quantize: 
     let embed = w.take("model.embed_tokens.weight", (cfg.decoder.vocab_size, h), dtype)?;
     let blocks = (0..cfg.decoder.num_hidden_layers)
         .map(|i| {
-            let bw = BlockWeights::new(w, i, &sizes, (eps, 1.0), dtype);
+            let bw = BlockWeights::new(w, i, &sizes, (eps, 1.0), dtype, quantize);
             let sandwich = version != Version::One;
             let (input_norm, qkv) = (bw.norm("input_layernorm", h)?, bw.qkv()?);
             let qk_norms = (version == Version::Three)
@@ -104,7 +104,7 @@ pub fn load(cfg: &Config, w: &Weights, dtype: DType, device: &Device, quantize: 
                 bw.norm(if sandwich { "pre_feedforward_layernorm" } else { "post_attention_layernorm" }, h)?;
             let post_mlp_norm = sandwich.then(|| bw.norm("post_feedforward_layernorm", h)).transpose()?;
             let (gate_up, down_proj) = bw.mlp()?;
-            Block {
+            Ok(Block {
                 input_norm,
                 qkv,
                 qk_norms,
@@ -115,8 +115,7 @@ pub fn load(cfg: &Config, w: &Weights, dtype: DType, device: &Device, quantize: 
                 gate_up,
                 down_proj,
                 sliding: cfg.is_sliding(i),
-            }
-            .quantized(quantize)
+            })
         })
         .collect::<Result<Vec<_>>>()?;
     let scaling = RopeScaling::parse(cfg.decoder.rope_scaling.as_ref(), w.source())?;

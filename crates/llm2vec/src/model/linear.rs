@@ -2,16 +2,14 @@
 //! for inference on the CPU, with the tuning's LoRA updates in a training pass.
 
 use candle_core::{DType, Module, Tensor};
-use rayon::prelude::*;
 
 use super::cpu::q8;
 use super::ops::{self, fused_cpu, Part};
 use super::tuning::{Pass, Projection, Site};
 use crate::error::{Error, Result};
-use crate::weights::Weights;
 
 /// `y = x W^T + b`, with `W^T` stored contiguous (`[in, out]`) so that matrix products read it in order,
-/// or quantized for inference on the CPU ([`Linear::quantize`]). It computes one projection or several
+/// or quantized for inference on the CPU ([`Linear::from_parts`]). It computes one projection or several
 /// fused ones (their outputs side by side, in `parts` order).
 #[derive(Debug, Clone)]
 pub struct Linear {
@@ -39,49 +37,52 @@ impl Linear {
     pub fn fused(parts: &[Linear]) -> Result<Self> {
         let weights = parts.iter().map(|p| p.dense()).collect::<Result<Vec<&Tensor>>>()?;
         let first = weights.first().ok_or_else(|| Error::internal("no layers to fuse"))?;
-        let (dtype, device) = (first.dtype(), first.device());
-        let bias = if parts.iter().all(|p| p.bias.is_some()) {
-            let biases: Vec<&Tensor> = parts.iter().filter_map(|p| p.bias.as_ref()).collect();
-            Some(Tensor::cat(&biases, 0)?)
-        } else if parts.iter().any(|p| p.bias.is_some()) {
-            let biases = parts
-                .iter()
-                .map(|p| match &p.bias {
-                    Some(b) => Ok(b.clone()),
-                    None => Tensor::zeros(p.outputs(), dtype, device),
-                })
-                .collect::<candle_core::Result<Vec<_>>>()?;
-            Some(Tensor::cat(&biases, 0)?)
-        } else {
-            None
-        };
+        let biases = parts.iter().map(|p| (p.outputs(), p.bias.as_ref())).collect::<Vec<_>>();
+        let bias = stacked_bias(&biases, first.dtype(), first.device())?;
         let parts = parts.iter().flat_map(|p| p.parts.iter().copied()).collect();
         Ok(Self { weight: Weight::Dense(Tensor::cat(&weights, 1)?), bias, parts })
     }
 
-    /// Quantizes the weights for inference on the CPU, whose products then run on integers
-    /// (`model/cpu/q8.rs`): 4-bit codes where every block of the weights already lies on a 4-bit grid
-    /// (as read from Q4_0 or Q4_1 GGUF), else 8 bits with a step per block of 32 inputs of each output.
+    /// One projection or several fused ones (outputs side by side, in order) from Hugging Face weights
+    /// `[out, in]` and biases: dense, or with `quantize` for inference on the CPU, whose products then
+    /// run on integers (`model/cpu/q8.rs`): 4-bit codes where every block of the weights already lies on
+    /// a 4-bit grid (as read from Q4_0 or Q4_1 GGUF), else 8 bits with a step per block of 32 inputs of
+    /// each output. The 8-bit products read the weights' rows as stored: no transposed copy is made.
     /// Training needs the dense weights.
-    pub fn quantize(&mut self) -> Result<()> {
-        let weight_t = self.dense()?;
-        let (inp, out) = weight_t.dims2()?;
-        if !fused_cpu(weight_t) {
+    pub fn from_parts(parts: Vec<(Projection, Tensor, Option<Tensor>)>, quantize: bool) -> Result<Self> {
+        if quantize {
+            return Self::quantized(parts);
+        }
+        let mut layers = parts.into_iter().map(|(proj, w, b)| Self::new(proj, w, b)).collect::<Result<Vec<_>>>()?;
+        if layers.len() == 1 {
+            return Ok(layers.remove(0));
+        }
+        Self::fused(&layers)
+    }
+
+    /// [`Linear::from_parts`] in 8 bits.
+    fn quantized(parts: Vec<(Projection, Tensor, Option<Tensor>)>) -> Result<Self> {
+        let first = parts.first().map(|(_, w, _)| w.clone()).ok_or_else(|| Error::internal("no layers to fuse"))?;
+        if !fused_cpu(&first) {
             let msg = format!(
                 "8-bit products run on the CPU from f32 weights, not {:?} on {:?}",
-                weight_t.dtype(),
-                weight_t.device()
+                first.dtype(),
+                first.device()
             );
             return Err(Error::Option { option: "quantize", msg });
         }
-        let bias = self.bias.as_ref().map(|b| b.to_dtype(DType::F32)?.to_vec1::<f32>()).transpose()?;
-        let matrix = q8::Matrix::from_transposed(&weight_t.flatten_all()?.to_vec1::<f32>()?, inp, out, bias.as_deref())
-            .ok_or_else(|| Error::Option {
-                option: "quantize",
-                msg: format!("a [{inp}, {out}] weight cannot be quantized"),
-            })?;
-        self.weight = Weight::Int8(matrix);
-        Ok(())
+        let outputs = parts.iter().map(|(_, w, _)| w.dim(0)).collect::<candle_core::Result<Vec<_>>>()?;
+        let biases = outputs.iter().zip(&parts).map(|(&out, (_, _, b))| (out, b.as_ref())).collect::<Vec<_>>();
+        let bias = stacked_bias(&biases, DType::F32, first.device())?.map(|b| b.to_vec1::<f32>()).transpose()?;
+        let weights = parts.iter().map(|(_, w, _)| w).collect::<Vec<_>>();
+        let rows = Tensor::cat(&weights, 0)?;
+        let (out, inp) = rows.dims2()?;
+        let matrix =
+            q8::Matrix::from_rows(&rows.flatten_all()?.to_vec1::<f32>()?, inp, out, bias.as_deref()).ok_or_else(
+                || Error::Option { option: "quantize", msg: format!("a [{out}, {inp}] weight cannot be quantized") },
+            )?;
+        let parts = parts.iter().zip(outputs).map(|((proj, _, _), out)| (*proj, out)).collect();
+        Ok(Self { weight: Weight::Int8(matrix), bias: None, parts })
     }
 
     fn dense(&self) -> Result<&Tensor> {
@@ -102,22 +103,6 @@ impl Linear {
 
     fn outputs(&self) -> usize {
         self.parts.iter().map(|&(_, out)| out).sum()
-    }
-
-    /// Projection `proj` of the block whose weights are under `block` (`model.layers.3`).
-    pub fn load(
-        w: &Weights,
-        block: &str,
-        proj: Projection,
-        out: usize,
-        inp: usize,
-        bias: bool,
-        dtype: DType,
-    ) -> Result<Self> {
-        let prefix = format!("{block}.{}", proj.module());
-        let weight = w.take(&format!("{prefix}.weight"), (out, inp), dtype)?;
-        let bias = if bias { Some(w.take(&format!("{prefix}.bias"), out, dtype)?) } else { None };
-        Self::new(proj, weight, bias)
     }
 
     /// The projections this layer computes, with their input and output sizes.
@@ -145,9 +130,24 @@ impl Linear {
     }
 }
 
-/// Quantizes `linears` in parallel ([`Linear::quantize`]).
-pub fn quantize_all<const N: usize>(linears: [&mut Linear; N]) -> Result<()> {
-    linears.into_par_iter().try_for_each(Linear::quantize)
+/// The biases of layers fused side by side, `(outputs, bias)` each: `None` when none has one, else
+/// all of them in one vector, zeros for the layers without.
+fn stacked_bias(
+    biases: &[(usize, Option<&Tensor>)],
+    dtype: DType,
+    device: &candle_core::Device,
+) -> Result<Option<Tensor>> {
+    if biases.iter().all(|(_, b)| b.is_none()) {
+        return Ok(None);
+    }
+    let parts = biases
+        .iter()
+        .map(|&(out, b)| match b {
+            Some(b) => b.to_dtype(dtype),
+            None => Tensor::zeros(out, dtype, device),
+        })
+        .collect::<candle_core::Result<Vec<_>>>()?;
+    Ok(Some(Tensor::cat(&parts, 0)?))
 }
 
 impl Module for Linear {

@@ -74,11 +74,11 @@ pub fn load(cfg: &Config, w: &Weights, dtype: DType, device: &Device, quantize: 
     let embed = w.take("model.embed_tokens.weight", (cfg.decoder.vocab_size, h), dtype)?;
     let blocks = (0..cfg.decoder.num_hidden_layers)
         .map(|i| {
-            let bw = BlockWeights::new(w, i, &sizes, (cfg.decoder.rms_norm_eps, 0.0), dtype);
+            let bw = BlockWeights::new(w, i, &sizes, (cfg.decoder.rms_norm_eps, 0.0), dtype, quantize);
             let (input_norm, qkv, o_proj) = (bw.norm("input_layernorm", h)?, bw.qkv()?, bw.o_proj()?);
             let pre_mlp_norm = bw.norm("post_attention_layernorm", h)?;
             let (gate_up, down_proj) = bw.mlp()?;
-            Block {
+            Ok(Block {
                 input_norm,
                 qkv,
                 qk_norms: None,
@@ -89,8 +89,7 @@ pub fn load(cfg: &Config, w: &Weights, dtype: DType, device: &Device, quantize: 
                 gate_up,
                 down_proj,
                 sliding: false,
-            }
-            .quantized(quantize)
+            })
         })
         .collect::<Result<Vec<_>>>()?;
     let lm_head = if cfg.tie_word_embeddings || !w.contains("lm_head.weight") {

@@ -95,7 +95,7 @@ impl Config {
     }
 
     /// Builds the backbone from weights with Hugging Face names; with `quantize`, each block's linear
-    /// layers take 8 bits as soon as the block is built ([`linear::Linear::quantize`]), so that no more than one
+    /// layers take 8 bits as soon as the block is built ([`linear::Linear::from_parts`]), so that no more than one
     /// block is ever held in f32.
     pub fn build(&self, weights: &Weights, dtype: DType, device: &Device, quantize: bool) -> Result<Box<dyn Backbone>> {
         Ok(match self {

@@ -124,24 +124,23 @@ pub struct Matrix {
 }
 
 impl Matrix {
-    /// Quantizes `weight_t: [inputs, outputs]` (row-major), the layout `Linear` keeps, with `bias: [outputs]`,
-    /// for the widest path that [`Isa::active`] allows.
-    pub fn from_transposed(weight_t: &[f32], inputs: usize, outputs: usize, bias: Option<&[f32]>) -> Option<Matrix> {
-        Matrix::pack(Path::for_isa(Isa::active()), weight_t, inputs, outputs, bias)
+    /// Quantizes the weights `rows: [outputs, inputs]` (row-major, as Hugging Face stores them) with
+    /// `bias: [outputs]`, for the widest path that [`Isa::active`] allows.
+    pub fn from_rows(rows: &[f32], inputs: usize, outputs: usize, bias: Option<&[f32]>) -> Option<Matrix> {
+        Matrix::pack(Path::for_isa(Isa::active()), rows, inputs, outputs, bias)
     }
 
-    fn pack(path: Path, weight_t: &[f32], inputs: usize, outputs: usize, bias: Option<&[f32]>) -> Option<Matrix> {
-        if inputs == 0 || weight_t.len() != inputs * outputs || bias.is_some_and(|b| b.len() != outputs) {
+    fn pack(path: Path, rows: &[f32], inputs: usize, outputs: usize, bias: Option<&[f32]>) -> Option<Matrix> {
+        if inputs == 0 || rows.len() != inputs * outputs || bias.is_some_and(|b| b.len() != outputs) {
             return None;
         }
         let stride = inputs.next_multiple_of(BLOCK);
-        let rows = transpose(weight_t, inputs, outputs);
-        let (weights, steps) = match on_grids(&rows, inputs, stride, path.panel()) {
+        let (weights, steps) = match on_grids(rows, inputs, stride, path.panel()) {
             Some((codes, steps, centers)) => {
                 let codes = interleave(&codes, stride, path.panel(), 4, |v| v as u8);
                 (Packed::FourBit(codes, centers), steps)
             }
-            None => eight_bit(path, &rows, inputs, stride),
+            None => eight_bit(path, rows, inputs, stride),
         };
         let mut padded_bias = vec![0f32; outputs.next_multiple_of(path.panel())];
         if let Some(bias) = bias {
@@ -281,33 +280,20 @@ impl Matrix {
     }
 }
 
-/// `weight_t: [inputs, outputs]` as rows `[outputs, inputs]`, a tile at a time.
-fn transpose(weight_t: &[f32], inputs: usize, outputs: usize) -> Vec<f32> {
-    const TILE: usize = 64;
-    let mut rows = vec![0f32; weight_t.len()];
-    for t0 in (0..inputs).step_by(TILE) {
-        for j0 in (0..outputs).step_by(TILE) {
-            for t in t0..(t0 + TILE).min(inputs) {
-                for j in j0..(j0 + TILE).min(outputs) {
-                    rows[j * inputs + t] = weight_t[t * outputs + j];
-                }
-            }
-        }
-    }
-    rows
-}
-
 /// The weights `rows: [outputs, inputs]` in 8 bits, one step per block of each output, packed for
-/// `path`, with the steps.
+/// `path`, with the steps (the panels in parallel).
 fn eight_bit(path: Path, rows: &[f32], inputs: usize, stride: usize) -> (Packed, Vec<f32>) {
     let (panel, blocks) = (path.panel(), stride / BLOCK);
     let padded = (rows.len() / inputs).next_multiple_of(panel);
     let (mut codes, mut steps) = (vec![0i8; padded * stride], vec![0f32; padded * blocks]);
-    for (j, (codes, row)) in codes.chunks_exact_mut(stride).zip(rows.chunks_exact(inputs)).enumerate() {
-        for (b, values) in row.chunks(BLOCK).enumerate() {
-            steps[block_at(j, b, blocks, panel)] = quantize(values, &mut codes[b * BLOCK..][..values.len()]);
+    let panels = codes.par_chunks_mut(panel * stride).zip(steps.par_chunks_mut(panel * blocks));
+    panels.zip(rows.par_chunks(panel * inputs)).for_each(|((codes, steps), rows)| {
+        for (o, (codes, row)) in codes.chunks_exact_mut(stride).zip(rows.chunks_exact(inputs)).enumerate() {
+            for (b, values) in row.chunks(BLOCK).enumerate() {
+                steps[b * panel + o] = quantize(values, &mut codes[b * BLOCK..][..values.len()]);
+            }
         }
-    }
+    });
     let weights = match path {
         Path::Avx512Vnni | Path::AvxVnni => {
             Packed::Bytes(interleave(&codes, stride, panel, 4, |v| v.wrapping_add_unsigned(OFFSET) as u8))
@@ -318,24 +304,24 @@ fn eight_bit(path: Path, rows: &[f32], inputs: usize, stride: usize) -> (Packed,
 }
 
 /// The 4-bit codes `[padded outputs, stride]` of the weights `rows: [outputs, inputs]`, with the steps
-/// and centres of their grids in panels of `panel` outputs, when every block of every row lies on a
-/// grid; else `None`.
+/// and centres of their grids in panels of `panel` outputs (laid out as [`Matrix::steps`]), when every
+/// block of every row lies on a grid; else `None`. The panels are read in parallel.
 fn on_grids(rows: &[f32], inputs: usize, stride: usize, panel: usize) -> Option<(Vec<i8>, Vec<f32>, Vec<f32>)> {
     let (padded, blocks) = ((rows.len() / inputs).next_multiple_of(panel), stride / BLOCK);
     let mut codes = vec![0i8; padded * stride];
     let (mut steps, mut centers) = (vec![0f32; padded * blocks], vec![0f32; padded * blocks]);
-    for (j, (codes, row)) in codes.chunks_exact_mut(stride).zip(rows.chunks_exact(inputs)).enumerate() {
-        for (b, values) in row.chunks(BLOCK).enumerate() {
-            let at = block_at(j, b, blocks, panel);
-            (steps[at], centers[at]) = grid(values, &mut codes[b * BLOCK..][..values.len()])?;
+    let grids = steps.par_chunks_mut(panel * blocks).zip(centers.par_chunks_mut(panel * blocks));
+    let panels = codes.par_chunks_mut(panel * stride).zip(grids).zip(rows.par_chunks(panel * inputs));
+    panels.try_for_each(|((codes, (steps, centers)), rows)| {
+        for (o, (codes, row)) in codes.chunks_exact_mut(stride).zip(rows.chunks_exact(inputs)).enumerate() {
+            for (b, values) in row.chunks(BLOCK).enumerate() {
+                let at = b * panel + o;
+                (steps[at], centers[at]) = grid(values, &mut codes[b * BLOCK..][..values.len()])?;
+            }
         }
-    }
+        Some(())
+    })?;
     Some((codes, steps, centers))
-}
-
-/// Where block `b` of output `j` is in per-block values laid out as [`Matrix::steps`].
-fn block_at(j: usize, b: usize, blocks: usize, panel: usize) -> usize {
-    (j / panel * blocks + b) * panel + j % panel
 }
 
 /// `(step, min + CENTER * step)` when every value is `min + step * code` for a `code` in `0..=15`, to
@@ -362,22 +348,24 @@ fn grid(values: &[f32], codes: &mut [i8]) -> Option<(f32, f32)> {
 }
 
 /// Rows of `codes: [padded outputs, stride]` packed in panels of `width` outputs, in groups of `group`
-/// inputs, each code turned into its stored form by `store`.
-fn interleave<T: Copy + Default>(
+/// inputs, each code turned into its stored form by `store` (the panels in parallel).
+fn interleave<T: Copy + Default + Send>(
     codes: &[i8],
     stride: usize,
     width: usize,
     group: usize,
-    store: impl Fn(i8) -> T,
+    store: impl Fn(i8) -> T + Sync,
 ) -> Vec<T> {
     let mut packed = vec![T::default(); codes.len()];
-    for (panel, codes) in packed.chunks_exact_mut(width * stride).zip(codes.chunks_exact(width * stride)) {
-        for (o, row) in codes.chunks_exact(stride).enumerate() {
-            for (t, &v) in row.iter().enumerate() {
-                panel[(t / group * width + o) * group + t % group] = store(v);
+    packed.par_chunks_exact_mut(width * stride).zip(codes.par_chunks_exact(width * stride)).for_each(
+        |(panel, codes)| {
+            for (o, row) in codes.chunks_exact(stride).enumerate() {
+                for (t, &v) in row.iter().enumerate() {
+                    panel[(t / group * width + o) * group + t % group] = store(v);
+                }
             }
-        }
-    }
+        },
+    );
     packed
 }
 
@@ -1103,6 +1091,17 @@ mod tests {
         wt
     }
 
+    /// Where block `b` of output `j` is in per-block values laid out as [`Matrix::steps`].
+    fn block_at(j: usize, b: usize, blocks: usize, panel: usize) -> usize {
+        (j / panel * blocks + b) * panel + j % panel
+    }
+
+    /// [`Matrix::pack`] of `weight_t: [k, n]` (the layout the tests write weights in), as rows.
+    fn packed(path: Path, weight_t: &[f32], k: usize, n: usize, bias: Option<&[f32]>) -> Option<Matrix> {
+        let rows: Vec<f32> = (0..n * k).map(|i| weight_t[i % k * n + i / k]).collect();
+        Matrix::pack(path, &rows, k, n, bias)
+    }
+
     fn paths() -> Vec<Path> {
         let mut paths: Vec<Path> = Isa::supported().map(Path::for_isa).collect();
         paths.dedup();
@@ -1127,7 +1126,7 @@ mod tests {
             let mut firsts: Vec<(Path, Vec<f32>)> = Vec::new();
             for path in paths() {
                 let mut got = vec![f32::NAN; m * n];
-                Matrix::pack(path, &wt, k, n, Some(&bias)).unwrap().product(&x, &mut got);
+                packed(path, &wt, k, n, Some(&bias)).unwrap().product(&x, &mut got);
                 match firsts.iter().find(|(first, _)| levels(*first) == levels(path)) {
                     Some((first, want)) => assert_eq!(got, *want, "{path:?} against {first:?} at m={m} k={k} n={n}"),
                     None => firsts.push((path, got)),
@@ -1141,7 +1140,7 @@ mod tests {
     fn weights_on_grids_stay_4_bit_and_every_path_agrees() {
         for (m, k, n) in [(1, 1, 1), (3, 31, 5), (5, 33, 17), (9, 64, 40), (13, 100, 3), (2, 200, 150), (40, 70, 97)] {
             let (x, wt, bias) = (values(m * k, 1), on_grid(k, n, 15, 2), values(n, 3));
-            let w = |path| Matrix::pack(path, &wt, k, n, Some(&bias)).unwrap();
+            let w = |path| packed(path, &wt, k, n, Some(&bias)).unwrap();
             let mut want = vec![0f32; m * n];
             w(Path::Scalar).product(&x, &mut want);
             for path in paths() {
@@ -1168,7 +1167,7 @@ mod tests {
         let (k, n) = (64, 8);
         let mut wt = on_grid(k, n, 6, 4);
         wt[k * n - 1] += 1e-3;
-        assert!(matches!(Matrix::pack(Path::Scalar, &wt, k, n, None).unwrap().weights, Packed::Words(_)));
+        assert!(matches!(packed(Path::Scalar, &wt, k, n, None).unwrap().weights, Packed::Words(_)));
     }
 
     /// On grids, only the activations are rounded: the product is within half an activation step per
@@ -1179,7 +1178,7 @@ mod tests {
         let (x, wt) = (values(m * k, 4), on_grid(k, n, 15, 5));
         for path in paths() {
             let mut got = vec![0f32; m * n];
-            Matrix::pack(path, &wt, k, n, None).unwrap().product(&x, &mut got);
+            packed(path, &wt, k, n, None).unwrap().product(&x, &mut got);
             for i in 0..m {
                 for j in 0..n {
                     let (mut exact, mut bound) = (0f64, 1e-4);
@@ -1215,7 +1214,7 @@ mod tests {
         let wt: Vec<f32> =
             (0..k * n).map(|i| (i / n, i % n)).map(|(t, j)| d(t / BLOCK, j) * code(t, j) as f32).collect();
         for path in paths() {
-            let w = Matrix::pack(path, &wt, k, n, None).unwrap();
+            let w = packed(path, &wt, k, n, None).unwrap();
             let (panel, stride) = (path.panel(), w.stride);
             let mut codes = vec![0i8; n.next_multiple_of(panel) * stride];
             for j in 0..n {
@@ -1242,7 +1241,7 @@ mod tests {
     fn the_product_is_within_the_rounding_bound_of_the_f32_product() {
         let (m, k, n) = (7, 96, 24);
         let (x, wt) = (values(m * k, 4), values(k * n, 5));
-        let w = |path| Matrix::pack(path, &wt, k, n, None).unwrap();
+        let w = |path| packed(path, &wt, k, n, None).unwrap();
         let max = |v: &mut dyn Iterator<Item = f32>| v.fold(0f64, |s, v| s.max(v.abs() as f64));
         for path in paths() {
             let step = |v: &mut dyn Iterator<Item = f32>, levels: f64| max(v) / levels;
@@ -1282,7 +1281,7 @@ mod tests {
         let wt: Vec<f32> = (0..k * n).map(|i| code(i / n, i % n) as f32 / 128.0).collect();
         for path in paths() {
             let mut got = vec![0f32; m * n];
-            Matrix::pack(path, &wt, k, n, None).unwrap().product(&x, &mut got);
+            packed(path, &wt, k, n, None).unwrap().product(&x, &mut got);
             for i in 0..m {
                 for j in 0..n {
                     let (mut exact, mut bound) = (0f64, 0f64);
@@ -1317,7 +1316,7 @@ mod tests {
             let exact: f32 = x.iter().zip(&wt).map(|(a, b)| a * b).sum();
             for path in paths() {
                 let mut y = [0f32];
-                Matrix::pack(path, &wt, k, 1, None).unwrap().product(&x, &mut y);
+                packed(path, &wt, k, 1, None).unwrap().product(&x, &mut y);
                 assert!((y[0] - exact).abs() <= 0.01 * exact.abs(), "{path:?}: {} vs {exact}", y[0]);
             }
         }
@@ -1335,7 +1334,7 @@ mod tests {
             let exact = -wt.iter().sum::<f32>();
             for path in paths() {
                 let mut y = [0f32; 1];
-                Matrix::pack(path, &wt, k, 1, None).unwrap().product(&vec![-1.0; k], &mut y);
+                packed(path, &wt, k, 1, None).unwrap().product(&vec![-1.0; k], &mut y);
                 assert!((y[0] - exact).abs() <= 1e-5 * k as f32, "{path:?}: {} vs {exact}", y[0]);
             }
         }
@@ -1344,7 +1343,7 @@ mod tests {
     #[test]
     fn rows_of_zeros_give_the_bias_and_non_finite_values_give_nan() {
         let k = BLOCK + 8;
-        let w = |path| Matrix::pack(path, &values(k * 3, 6), k, 3, Some(&[1.0, 2.0, 3.0])).unwrap();
+        let w = |path| packed(path, &values(k * 3, 6), k, 3, Some(&[1.0, 2.0, 3.0])).unwrap();
         for bad in [f32::INFINITY, f32::NAN] {
             let mut x = vec![0f32; 2 * k];
             x[k + 5] = bad;
@@ -1370,7 +1369,7 @@ mod tests {
 
     #[test]
     fn a_bias_of_the_wrong_length_is_refused() {
-        assert!(Matrix::from_transposed(&[1.0; 6], 2, 3, Some(&[1.0])).is_none());
-        assert!(Matrix::from_transposed(&[1.0; 5], 2, 3, None).is_none());
+        assert!(Matrix::from_rows(&[1.0; 6], 2, 3, Some(&[1.0])).is_none());
+        assert!(Matrix::from_rows(&[1.0; 5], 2, 3, None).is_none());
     }
 }
