@@ -6,6 +6,8 @@ mod common;
 
 use std::path::Path;
 
+use candle_core::{Device, Tensor};
+use llm2vec::model::Pass;
 use llm2vec::{DType, Encoder, Input, Options};
 
 fn sentences(n: usize) -> Vec<Input> {
@@ -71,4 +73,15 @@ fn eight_bit_products_need_f32_on_the_cpu() {
         .expect("bf16 with 8-bit products loaded")
         .to_string();
     assert!(err.contains("quantize") && err.contains("f32"), "{err}");
+}
+
+/// 8-bit models are for embeddings: their LM head is not loaded, and asking for logits says so.
+#[test]
+fn an_8_bit_model_has_no_lm_head() {
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/parity/llama/model");
+    let encoder = Encoder::from_pretrained(model.to_str().unwrap(), Options { quantize: true, ..Options::default() });
+    let backbone = encoder.as_ref().unwrap().backbone();
+    let hidden = Tensor::zeros((1, 1, backbone.hidden_size()), DType::F32, &Device::Cpu).unwrap();
+    let err = backbone.logits(&hidden, Pass::Infer).unwrap_err().to_string();
+    assert!(err.contains("quantize") && err.contains("no LM head"), "{err}");
 }

@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use super::attention::{attention_bias, self_attention, Attend, AttentionMode, AttentionSpec, Context};
 use super::backbone::Backbone;
+use super::embedding::Embedding;
 use super::linear::Linear;
 use super::mlp::{gated_mlp, Activation};
 use super::norm::RmsNorm;
@@ -105,13 +106,13 @@ impl DecoderConfig {
 
 /// A decoder: hidden states and logits.
 pub struct Decoder {
-    pub(crate) embed: Tensor,
+    pub(crate) embed: Embedding,
     /// The embeddings' scale (Gemma: `sqrt(hidden)`).
     pub(crate) embed_scale: Option<f64>,
     pub(crate) blocks: Vec<Block>,
     pub(crate) norm: RmsNorm,
-    /// `[vocab, hidden]`, often the embeddings themselves.
-    pub(crate) lm_head: Tensor,
+    /// `[vocab, hidden]`, often the embeddings themselves; not loaded for 8-bit inference.
+    pub(crate) lm_head: Option<Tensor>,
     /// The rotary tables of every layer, or of the global ones where some layers are local.
     pub(crate) rotary: Rotary,
     /// A sliding window on every layer (Mistral).
@@ -247,7 +248,7 @@ fn maybe_norm(norm: Option<&RmsNorm>, x: Tensor, pass: Pass) -> Result<Tensor> {
 
 impl Backbone for Decoder {
     fn embed(&self, ids: &Tensor) -> Result<Tensor> {
-        let x = self.embed.embedding(&ids.flatten_all()?)?.reshape((ids.dim(0)?, ids.dim(1)?, ()))?;
+        let x = self.embed.lookup(ids)?;
         let Some(scale) = self.embed_scale else {
             return Ok(x);
         };
@@ -295,9 +296,15 @@ impl Backbone for Decoder {
     }
 
     fn logits(&self, hidden: &Tensor, pass: Pass) -> Result<Tensor> {
+        let Some(lm_head) = &self.lm_head else {
+            return Err(Error::Option {
+                option: "quantize",
+                msg: "8-bit models are for embeddings only (no LM head)".into(),
+            });
+        };
         let logits = match pass {
-            Pass::Infer => hidden.broadcast_matmul(&self.lm_head.t()?)?,
-            Pass::Train(_) => frozen_matmul(hidden, &self.lm_head.t()?)?,
+            Pass::Infer => hidden.broadcast_matmul(&lm_head.t()?)?,
+            Pass::Train(_) => frozen_matmul(hidden, &lm_head.t()?)?,
         };
         Ok(match self.final_softcap {
             Some(cap) => ((logits / cap)?.tanh()? * cap)?,
@@ -312,7 +319,7 @@ impl Backbone for Decoder {
     }
 
     fn hidden_size(&self) -> usize {
-        self.embed.dim(1).unwrap_or(0)
+        self.embed.hidden()
     }
 
     fn dtype(&self) -> DType {

@@ -6,6 +6,7 @@ use serde::Deserialize;
 
 use super::attention::AttentionSpec;
 use super::decoder::{Block, BlockWeights, Decoder, DecoderConfig, Local};
+use super::embedding::Embedding;
 use super::mlp::Activation;
 use super::norm::RmsNorm;
 use super::rotary::{RopeScaling, Rotary};
@@ -90,6 +91,8 @@ pub fn load(cfg: &Config, w: &Weights, dtype: DType, device: &Device, quantize: 
     let (h, hd, eps) = (cfg.decoder.hidden_size, cfg.head_dim, cfg.decoder.rms_norm_eps);
     let sizes = cfg.decoder.sizes(hd, cfg.decoder.attention_bias, false);
     let embed = w.take("model.embed_tokens.weight", (cfg.decoder.vocab_size, h), dtype)?;
+    let lm_head = (!quantize).then(|| embed.clone());
+    let embed = Embedding::new(embed, quantize)?;
     let blocks = (0..cfg.decoder.num_hidden_layers)
         .map(|i| {
             let bw = BlockWeights::new(w, i, &sizes, (eps, 1.0), dtype, quantize);
@@ -125,7 +128,7 @@ pub fn load(cfg: &Config, w: &Weights, dtype: DType, device: &Device, quantize: 
     };
     let local_scaling = if version == Version::Three { RopeScaling::None } else { scaling.clone() };
     Ok(Decoder {
-        lm_head: embed.clone(),
+        lm_head,
         embed,
         embed_scale: Some((h as f64).sqrt()),
         blocks,

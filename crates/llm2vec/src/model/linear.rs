@@ -4,7 +4,7 @@
 use candle_core::{DType, Module, Tensor};
 
 use super::cpu::q8;
-use super::ops::{self, fused_cpu, Part};
+use super::ops::{self, fused_cpu, with_f32_values, Part};
 use super::tuning::{Pass, Projection, Site};
 use crate::error::{Error, Result};
 
@@ -77,10 +77,12 @@ impl Linear {
         let weights = parts.iter().map(|(_, w, _)| w).collect::<Vec<_>>();
         let rows = Tensor::cat(&weights, 0)?;
         let (out, inp) = rows.dims2()?;
-        let matrix =
-            q8::Matrix::from_rows(&rows.flatten_all()?.to_vec1::<f32>()?, inp, out, bias.as_deref()).ok_or_else(
-                || Error::Option { option: "quantize", msg: format!("a [{out}, {inp}] weight cannot be quantized") },
-            )?;
+        let matrix = with_f32_values(&rows, |rows| q8::Matrix::from_rows(rows, inp, out, bias.as_deref()))
+            .flatten()
+            .ok_or_else(|| Error::Option {
+                option: "quantize",
+                msg: format!("a [{out}, {inp}] weight cannot be quantized"),
+            })?;
         let parts = parts.iter().zip(outputs).map(|((proj, _, _), out)| (*proj, out)).collect();
         Ok(Self { weight: Weight::Int8(matrix), bias: None, parts })
     }

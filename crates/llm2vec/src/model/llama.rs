@@ -6,6 +6,7 @@ use serde::Deserialize;
 
 use super::attention::AttentionSpec;
 use super::decoder::{Block, BlockWeights, Decoder, DecoderConfig};
+use super::embedding::Embedding;
 use super::mlp::Activation;
 use super::norm::RmsNorm;
 use super::rotary::{RopeScaling, Rotary};
@@ -72,6 +73,14 @@ pub fn load(cfg: &Config, w: &Weights, dtype: DType, device: &Device, quantize: 
     let (h, hd) = (cfg.decoder.hidden_size, cfg.head_dim());
     let sizes = cfg.decoder.sizes(hd, cfg.qkv_bias(), cfg.mlp_bias);
     let embed = w.take("model.embed_tokens.weight", (cfg.decoder.vocab_size, h), dtype)?;
+    let lm_head = if quantize {
+        None
+    } else if cfg.tie_word_embeddings || !w.contains("lm_head.weight") {
+        Some(embed.clone())
+    } else {
+        Some(w.take("lm_head.weight", (cfg.decoder.vocab_size, h), dtype)?)
+    };
+    let embed = Embedding::new(embed, quantize)?;
     let blocks = (0..cfg.decoder.num_hidden_layers)
         .map(|i| {
             let bw = BlockWeights::new(w, i, &sizes, (cfg.decoder.rms_norm_eps, 0.0), dtype, quantize);
@@ -92,11 +101,6 @@ pub fn load(cfg: &Config, w: &Weights, dtype: DType, device: &Device, quantize: 
             })
         })
         .collect::<Result<Vec<_>>>()?;
-    let lm_head = if cfg.tie_word_embeddings || !w.contains("lm_head.weight") {
-        embed.clone()
-    } else {
-        w.take("lm_head.weight", (cfg.decoder.vocab_size, h), dtype)?
-    };
     let scaling = RopeScaling::parse(cfg.decoder.rope_scaling.as_ref(), w.source())?;
     Ok(Decoder {
         embed,

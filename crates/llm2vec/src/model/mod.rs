@@ -4,7 +4,7 @@
 //!
 //! The layout runs one way, from the families down: `llama`, `gemma` (both filling the shared `decoder`
 //! stack, and reading the config fields they share through it) and `bert`, each a `Backbone` (`backbone`);
-//! the layers they are built of (`linear`, `norm`, `rotary`, `attention`, `mlp`); the model's own candle ops
+//! the layers they are built of (`embedding`, `linear`, `norm`, `rotary`, `attention`, `mlp`); the model's own candle ops
 //! (`ops`); the CPU kernels those ops run (`cpu`). `tuning` holds what a trainer hands a training pass. The
 //! weights come in as the crate's `weights`, which loading fills: nothing here imports `load`.
 
@@ -13,6 +13,7 @@ pub mod backbone;
 pub mod bert;
 pub(crate) mod cpu;
 pub mod decoder;
+pub mod embedding;
 pub mod gemma;
 pub mod linear;
 pub mod llama;

@@ -108,6 +108,12 @@ fn contiguous<'a, T: WithDType>(storage: &'a CpuStorage, layout: &Layout) -> Opt
     T::cpu_storage_as_slice(storage).ok().map(|v| &v[start..end])
 }
 
+/// `f` of the values of `t`, read in place, when it is contiguous f32 data on the CPU; else `None`.
+pub(crate) fn with_f32_values<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Option<R> {
+    let (storage, layout) = t.storage_and_layout();
+    cpu_data::<f32>(&storage, layout).map(f)
+}
+
 /// The same for a tensor's storage (from `Tensor::storage_and_layout`); `None` off the CPU.
 fn cpu_data<'a, T: WithDType>(storage: &'a Storage, layout: &Layout) -> Option<&'a [T]> {
     match storage {
