@@ -3,7 +3,7 @@
 
 use candle_core::{DType, Module, Tensor};
 
-use super::cpu::q8;
+use super::cpu::{gemm, q8};
 use super::ops::{self, fused_cpu, with_f32_values, Part};
 use super::tuning::{Pass, Projection, Site};
 use crate::error::{Error, Result};
@@ -29,8 +29,13 @@ enum Weight {
 impl Linear {
     /// From a Hugging Face weight `[out, in]`.
     pub fn new(proj: Projection, weight: Tensor, bias: Option<Tensor>) -> Result<Self> {
-        let out = weight.dim(0)?;
-        Ok(Self { weight: Weight::Dense(weight.t()?.contiguous()?), bias, parts: vec![(proj, out)] })
+        let (out, inp) = weight.dims2()?;
+        let transposed = |w: &[f32]| Tensor::from_vec(gemm::transposed(w, out, inp), (inp, out), weight.device());
+        let weight_t = match with_f32_values(&weight, transposed) {
+            Some(t) => t?,
+            None => weight.t()?.contiguous()?,
+        };
+        Ok(Self { weight: Weight::Dense(weight_t), bias, parts: vec![(proj, out)] })
     }
 
     /// Several projections of the same input fused into one matrix (rows stacked in order).
