@@ -122,7 +122,7 @@ pub(crate) unsafe fn new_product<T: Real>(
     out
 }
 
-/// `src: [rows, cols]` (row-major) as `[cols, rows]`, a tile of [`TILE`] x [`TILE`] at a time (both tiles
+/// `src: [rows, cols]` (row-major) as `[cols, rows]`, a tile of 32 x 32 at a time (both tiles
 /// stay in the nearest cache, where a plain strided copy misses on every write), the output's row blocks
 /// in parallel.
 pub fn transposed<T: Copy + Default + Send + Sync>(src: &[T], rows: usize, cols: usize) -> Vec<T> {
