@@ -80,8 +80,8 @@ impl Embedding {
     }
 }
 
-/// The step of `values` when each is `step * code` exactly for a `code` in `-127..=127` and `step` their
-/// largest magnitude over 127 (as Q8_0 rounds them), with the codes written to `codes`; else `None`.
+/// The step of `values` when each is `step * code`, bit for bit, for a `code` in `-127..=127` and `step`
+/// their largest magnitude over 127 (as Q8_0 rounds them), with the codes written to `codes`; else `None`.
 fn on_grid(values: &[f32], codes: &mut [i8]) -> Option<f32> {
     let max = values.iter().fold(0f32, |m, v| m.max(v.abs()));
     if !max.is_finite() {
@@ -90,7 +90,7 @@ fn on_grid(values: &[f32], codes: &mut [i8]) -> Option<f32> {
     let step = max / 127.0;
     for (code, &v) in codes.iter_mut().zip(values) {
         let c = if step == 0.0 { 0.0 } else { (v / step).round() };
-        if c * step != v {
+        if (c * step).to_bits() != v.to_bits() {
             return None;
         }
         *code = c as i8;
@@ -137,6 +137,8 @@ mod tests {
     #[test]
     fn a_table_off_the_grid_stays_as_it_is() {
         let off = (q8_0_table(4) + 1e-4).unwrap();
+        let negative_zero = Tensor::from_vec([-0.0f32].repeat(64), (1, 64), &Device::Cpu).unwrap();
+        assert!(matches!(Embedding::new(negative_zero, true).unwrap().0, Table::Dense(_)));
         assert!(matches!(Embedding::new(off, true).unwrap().0, Table::Dense(_)));
         let bf16 = q8_0_table(4).to_dtype(DType::BF16).unwrap();
         assert!(matches!(Embedding::new(bf16, true).unwrap().0, Table::Dense(_)));
