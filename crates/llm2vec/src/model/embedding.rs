@@ -5,7 +5,7 @@
 use candle_core::{Device, Tensor};
 use rayon::prelude::*;
 
-use super::ops::{fused_cpu, with_f32_values};
+use super::ops::with_f32_values;
 use crate::error::{Error, Result};
 
 /// Values per step.
@@ -32,7 +32,7 @@ impl Embedding {
     /// a grid of 8-bit codes, block by block (else as it is).
     pub fn new(table: Tensor, quantize: bool) -> Result<Self> {
         let (_, hidden) = table.dims2()?;
-        if !quantize || !fused_cpu(&table) || hidden % BLOCK != 0 {
+        if !quantize || hidden % BLOCK != 0 {
             return Ok(Embedding(Table::Dense(table)));
         }
         let int8 = with_f32_values(&table, |values| {

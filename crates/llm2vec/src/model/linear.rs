@@ -67,8 +67,8 @@ impl Linear {
 
     /// [`Linear::from_parts`] in 8 bits.
     fn quantized(parts: Vec<(Projection, Tensor, Option<Tensor>)>) -> Result<Self> {
-        let first = parts.first().map(|(_, w, _)| w.clone()).ok_or_else(|| Error::internal("no layers to fuse"))?;
-        if !fused_cpu(&first) {
+        let (_, first, _) = parts.first().ok_or_else(|| Error::internal("no layers to fuse"))?;
+        if !fused_cpu(first) {
             let msg = format!(
                 "8-bit products run on the CPU from f32 weights, not {:?} on {:?}",
                 first.dtype(),

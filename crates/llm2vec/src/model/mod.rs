@@ -4,9 +4,10 @@
 //!
 //! The layout runs one way, from the families down: `llama`, `gemma` (both filling the shared `decoder`
 //! stack, and reading the config fields they share through it) and `bert`, each a `Backbone` (`backbone`);
-//! the layers they are built of (`embedding`, `linear`, `norm`, `rotary`, `attention`, `mlp`); the model's own candle ops
-//! (`ops`); the CPU kernels those ops run (`cpu`). `tuning` holds what a trainer hands a training pass. The
-//! weights come in as the crate's `weights`, which loading fills: nothing here imports `load`.
+//! the layers they are built of (`embedding`, `linear`, `norm`, `rotary`, `attention`, `mlp`); the model's
+//! own candle ops (`ops`); the CPU kernels those ops run (`cpu`). `tuning` holds what a trainer hands a
+//! training pass. The weights come in as the crate's `weights`, which loading fills: nothing here imports
+//! `load`.
 
 pub mod attention;
 pub mod backbone;
@@ -96,8 +97,8 @@ impl Config {
     }
 
     /// Builds the backbone from weights with Hugging Face names; with `quantize`, each block's linear
-    /// layers take 8 bits as soon as the block is built ([`linear::Linear::from_parts`]), so that no more than one
-    /// block is ever held in f32.
+    /// layers take 8 bits as soon as the block is built ([`linear::Linear::from_parts`]), so that no more
+    /// than one block is ever held in f32.
     pub fn build(&self, weights: &Weights, dtype: DType, device: &Device, quantize: bool) -> Result<Box<dyn Backbone>> {
         Ok(match self {
             Config::Llama(c) => Box::new(llama::load(c, weights, dtype, device, quantize)?),

@@ -1098,8 +1098,7 @@ mod tests {
 
     /// [`Matrix::pack`] of `weight_t: [k, n]` (the layout the tests write weights in), as rows.
     fn packed(path: Path, weight_t: &[f32], k: usize, n: usize, bias: Option<&[f32]>) -> Option<Matrix> {
-        let rows: Vec<f32> = (0..n * k).map(|i| weight_t[i % k * n + i / k]).collect();
-        Matrix::pack(path, &rows, k, n, bias)
+        Matrix::pack(path, &super::super::gemm::transposed(weight_t, k, n), k, n, bias)
     }
 
     fn paths() -> Vec<Path> {
